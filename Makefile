@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test` (both create .venv and install first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/gazefollow_synthetic
+
+.PHONY: install data demo test clean-demo
+
+$(STAMP): requirements.txt requirements-test.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt -c constraints.txt
+	# Test oracle (guided-diffusion's own code); --no-deps so it cannot pull another torch.
+	$(PY) -m pip install --quiet --no-deps guided-diffusion-sdk
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The built-in synthetic dataset in the GazeFollow-extended format (written once; seeded).
+$(DEMO_DATA)/test_annotations_release.txt: | $(STAMP)
+	$(PY) -m datasets.synthetic --root $(DEMO_DATA)
+
+data: $(DEMO_DATA)/test_annotations_release.txt
+
+demo: data
+	$(PY) main.py --yaml_diffusion configs/demo/diffusion.yaml --yaml_gaze configs/demo/gaze.yaml --tag demo
+
+clean-demo:
+	rm -rf output/demo
+
+test: install
+	$(PY) -m pytest -q tests

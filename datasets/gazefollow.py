@@ -1,0 +1,354 @@
+"""GazeFollow (extended, with in/out labels): annotation parsing, cleaning, test-set grouping and the torch Dataset.
+
+Annotation coordinates enter normalised to [0, 1] (body box, eye, gaze) except the head box, which is in PIXELS of
+the original image; every coordinate a sample returns is normalised to the image the sample shows.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datasets.heatmap import gaze_heatmap
+from datasets.transforms import (
+    Annotation, apply_augmentation, clamp_box, face_crop, head_mask, sample_augmentation, to_normalised_tensor,
+)
+
+TRAIN_COLUMNS = (
+    "path", "idx",
+    "body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h",  # normalised
+    "eye_x", "eye_y", "gaze_x", "gaze_y",  # normalised
+    "bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max",  # head box, pixels
+    "inout",  # 1 in frame, 0 out of frame, -1 invalid
+    "source",
+    "meta",  # the original file name in the release; a boolean in the re-annotated validation copy
+)
+TEST_COLUMNS = tuple(name for name in TRAIN_COLUMNS if name != "inout")
+ANNOTATION_FILES = {"train": "train_annotations_release.txt", "test": "test_annotations_release.txt"}
+MAX_GAZE_POINTS = 20  # test persons are padded to this many annotator points (with -1) so samples batch
+
+
+@dataclass(frozen=True)
+class PersonAnnotation:
+    """One sample as read from the annotation file, after the cleaning that needs no image.
+
+    `line` is the 1-based line of the sample's first row; a test person's other fields come from that row.
+    `head_box` is in pixels with inverted sides already swapped (clamping to the image happens on loading).
+    """
+
+    path: str
+    line: int
+    idx: int
+    body_box: np.ndarray  # normalised x, y, w, h
+    eye_point: np.ndarray  # normalised x, y
+    gaze_points: np.ndarray  # (N, 2) normalised; one point per annotator
+    head_box: np.ndarray  # pixels x_min, y_min, x_max, y_max
+    inout: int
+    source: str
+    meta: str
+
+
+def original_random_sigma(rng: np.random.Generator) -> int:
+    """The original DiffusionGaze random heatmap sigma: an integer drawn uniformly from 7..10 (output cells)."""
+    return int(rng.integers(7, 11))
+
+
+def read_annotations(annotation_file: Path, columns: tuple[str, ...]) -> list[PersonAnnotation]:
+    """Parse every row of a GazeFollow annotation file into one PersonAnnotation per row (nothing dropped).
+
+    Blank lines are skipped. A row with another number of fields than `columns`, or a number that does not
+    parse, is an error naming the file and the line.
+    """
+    rows = []
+    with open(annotation_file, newline="") as handle:
+        for line, fields in enumerate(csv.reader(handle), start=1):
+            if not fields:
+                continue
+            where = f"{annotation_file}:{line}"
+            if len(fields) != len(columns):
+                raise ValueError(
+                    f"{where}: expected {len(columns)} comma-separated fields ({', '.join(columns)}), found "
+                    f"{len(fields)}"
+                )
+            record = dict(zip(columns, fields))
+
+            def number(name: str) -> float:
+                try:
+                    return float(record[name])
+                except ValueError:
+                    raise ValueError(f"{where}: field '{name}' should be a number, found {record[name]!r}") from None
+
+            inout = 1
+            if "inout" in record:
+                inout_value = number("inout")
+                if inout_value not in (-1.0, 0.0, 1.0):
+                    raise ValueError(f"{where}: field 'inout' should be 1, 0 or -1, found {record['inout']!r}")
+                inout = int(inout_value)
+            head_box = np.array([number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")])
+            # Some boxes are stored with inverted sides; the references swap them.
+            head_box = np.concatenate([np.minimum(head_box[:2], head_box[2:]), np.maximum(head_box[:2], head_box[2:])])
+            rows.append(PersonAnnotation(
+                path=record["path"],
+                line=line,
+                idx=int(number("idx")),
+                body_box=np.array([number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")]),
+                eye_point=np.array([number("eye_x"), number("eye_y")]),
+                gaze_points=np.array([[number("gaze_x"), number("gaze_y")]]),
+                head_box=head_box,
+                inout=inout,
+                source=record["source"],
+                meta=record["meta"],
+            ))
+    return rows
+
+
+def group_test_rows(rows: list[PersonAnnotation], annotation_file: Path) -> list[PersonAnnotation]:
+    """Merge test rows of one person, keyed by (path, eye_x) as the references do, keeping every annotator point.
+
+    Persons keep the order of their first row. More than MAX_GAZE_POINTS rows for one person is an error.
+    """
+    groups: dict[tuple[str, float], list[PersonAnnotation]] = {}
+    for row in rows:
+        groups.setdefault((row.path, float(row.eye_point[0])), []).append(row)
+    persons = []
+    for group in groups.values():
+        if len(group) > MAX_GAZE_POINTS:
+            raise ValueError(
+                f"{annotation_file}:{group[0].line}: person {group[0].path} (eye_x {group[0].eye_point[0]}) has "
+                f"{len(group)} annotator rows (lines {', '.join(str(r.line) for r in group)}); at most "
+                f"{MAX_GAZE_POINTS} are supported"
+            )
+        first = group[0]
+        persons.append(PersonAnnotation(
+            path=first.path, line=first.line, idx=first.idx, body_box=first.body_box, eye_point=first.eye_point,
+            gaze_points=np.concatenate([row.gaze_points for row in group]), head_box=first.head_box,
+            inout=1, source=first.source, meta=first.meta,
+        ))
+    return persons
+
+
+def drop_far_gaze_points(persons: list[PersonAnnotation], fraction: float) -> list[PersonAnnotation]:
+    """Drop annotator points farther from their person's mean point than the `fraction` quantile of all such distances.
+
+    The distances of every point of every person are pooled (as in the original), sorted, and the threshold is the
+    one at position int(fraction * count). A person whose points all lie beyond it is dropped entirely.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"gaze_point_threshold must be a fraction in (0, 1) here, found {fraction}")
+    distances = [np.linalg.norm(p.gaze_points - p.gaze_points.mean(axis=0), axis=1) for p in persons]
+    pooled = np.sort(np.concatenate(distances))
+    threshold = pooled[int(fraction * len(pooled))]
+    kept = []
+    for person, distance in zip(persons, distances):
+        points = person.gaze_points[distance <= threshold]
+        if len(points):
+            kept.append(replace(person, gaze_points=points))
+    return kept
+
+
+class GazeFollow(Dataset):
+    """GazeFollow samples as dicts of tensors (see `__getitem__`).
+
+    split "train": one sample per row with inout 0 or 1 (rows with inout -1 are dropped); augmented by default.
+    split "test": one sample per person (rows grouped by path and eye_x), every sample in frame, never augmented;
+    coordinates are in the original image's normalised frame.
+
+    heatmap_sigma: Gaussian sigma of the target heatmap in output cells.
+    random_sigma (train only): a (low, high) range, drawn uniformly per sample, or a callable taking the
+        sample's numpy Generator (e.g. `original_random_sigma`); replaces heatmap_sigma for training targets.
+    gaze_point_threshold (test only): a FRACTION in [0, 1), 0 = off (the original declared it int but used it
+        as a fraction). Annotator points farther from their person's mean point than this quantile of all such
+        distances are dropped, e.g. 0.9 drops the farthest 10 % (see drop_far_gaze_points).
+    subsample_test (test only): None = the full test set; a fraction f in (0, 1] keeps round(f x persons)
+        whole persons (never single rows), chosen with numpy's default_rng(seed), in file order.
+    seed: with set_epoch(epoch), the augmentation and random sigma of sample i are drawn from
+        default_rng([seed, epoch, i]), so a sample is the same whatever the worker count or order.
+    annotation_file: overrides <root>/train_annotations_release.txt or test_annotations_release.txt.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        input_size: int = 224,
+        output_size: int = 64,
+        augment: bool | None = None,
+        heatmap_sigma: float = 3.0,
+        random_sigma: tuple[float, float] | Callable[[np.random.Generator], float] | None = None,
+        gaze_point_threshold: float = 0.0,
+        subsample_test: float | None = None,
+        seed: int = 0,
+        annotation_file: str | Path | None = None,
+    ):
+        if split not in ANNOTATION_FILES:
+            raise ValueError(f"split must be one of {sorted(ANNOTATION_FILES)}, found {split!r}")
+        is_test = split == "test"
+        augment = (not is_test) if augment is None else augment
+        if is_test and augment:
+            raise ValueError("test samples are never augmented: their coordinates are the original image's")
+        if is_test and random_sigma is not None:
+            raise ValueError("random_sigma applies to training targets only; test targets use heatmap_sigma")
+        if not is_test and (gaze_point_threshold or subsample_test is not None):
+            raise ValueError("gaze_point_threshold and subsample_test apply to the test split only")
+        if not 0.0 <= gaze_point_threshold < 1.0:
+            raise ValueError(f"gaze_point_threshold must be a fraction in [0, 1), found {gaze_point_threshold}")
+        if subsample_test is not None and not 0.0 < subsample_test <= 1.0:
+            raise ValueError(f"subsample_test must be None or a fraction in (0, 1], found {subsample_test}")
+        if heatmap_sigma <= 0:
+            raise ValueError(f"heatmap_sigma must be positive, found {heatmap_sigma}")
+        if random_sigma is not None and not callable(random_sigma):
+            low, high = random_sigma
+            if not 0 < low <= high:
+                raise ValueError(f"random_sigma must be a range (low, high) with 0 < low <= high, found {random_sigma}")
+            random_sigma = (float(low), float(high))
+
+        self.root = Path(root)
+        self.split = split
+        self.input_size = input_size
+        self.output_size = output_size
+        self.augment = augment
+        self.heatmap_sigma = heatmap_sigma
+        self.random_sigma = random_sigma
+        self.seed = seed
+        self.epoch = 0
+        self.annotation_file = Path(annotation_file) if annotation_file else self.root / ANNOTATION_FILES[split]
+
+        rows = read_annotations(self.annotation_file, TEST_COLUMNS if is_test else TRAIN_COLUMNS)
+        if is_test:
+            persons = group_test_rows(rows, self.annotation_file)
+            if gaze_point_threshold > 0:
+                persons = drop_far_gaze_points(persons, gaze_point_threshold)
+            if subsample_test is not None and subsample_test < 1.0:
+                count = max(1, round(subsample_test * len(persons)))
+                chosen = np.sort(np.random.default_rng(seed).choice(len(persons), size=count, replace=False))
+                persons = [persons[i] for i in chosen]
+        else:
+            persons = [row for row in rows if row.inout != -1]
+        if not persons:
+            raise ValueError(f"{self.annotation_file}: no {split} samples left after cleaning")
+        self._store(persons)
+
+    def _store(self, persons: list[PersonAnnotation]) -> None:
+        # Columns in numpy arrays rather than a list of objects: workers forked by a DataLoader then share them
+        # without Python reference counts copying every page.
+        self._paths = np.array([p.path for p in persons])
+        self._lines = np.array([p.line for p in persons])
+        self._idx = np.array([p.idx for p in persons])
+        self._body_boxes = np.stack([p.body_box for p in persons])
+        self._eye_points = np.stack([p.eye_point for p in persons])
+        self._head_boxes = np.stack([p.head_box for p in persons])
+        self._inout = np.array([p.inout for p in persons])
+        self._sources = np.array([p.source for p in persons])
+        self._metas = np.array([p.meta for p in persons])
+        self._gaze_points = np.concatenate([p.gaze_points for p in persons])
+        self._point_offsets = np.cumsum([0] + [len(p.gaze_points) for p in persons])
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations __getitem__ draws. Call it before iterating a DataLoader: workers
+        copy the dataset when an iterator starts (persistent workers would keep the old epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, found {epoch}")
+        self.epoch = int(epoch)
+
+    def annotation(self, index: int) -> PersonAnnotation:
+        """The cleaned annotation of sample `index`, every field of the file kept."""
+        start, end = self._point_offsets[index], self._point_offsets[index + 1]
+        return PersonAnnotation(
+            path=str(self._paths[index]), line=int(self._lines[index]), idx=int(self._idx[index]),
+            body_box=self._body_boxes[index].copy(), eye_point=self._eye_points[index].copy(),
+            gaze_points=self._gaze_points[start:end].copy(), head_box=self._head_boxes[index].copy(),
+            inout=int(self._inout[index]), source=str(self._sources[index]), meta=str(self._metas[index]),
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        """A sample:
+
+        image [3, S, S] and face [3, S, S] ImageNet-normalised; head_mask [1, S, S] (1 inside the head box);
+        heatmap [O, O] in [0, 1] (peak-1 Gaussian at the gaze point, the annotators' mean point for test samples,
+        all zeros out of frame); inout scalar (1 in, 0 out); gaze_points [20, 2], eye_point [2] and
+        head_box [4] (x_min, y_min, x_max, y_max) normalised to the returned image, gaze points padded with -1
+        (an out-of-frame person has none); image_size [2] (original width, height); index; path.
+        """
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        person = self.annotation(index)
+        where = f"{self.annotation_file}:{person.line}"
+        image_path = self.root / person.path
+        if not image_path.is_file():
+            raise FileNotFoundError(f"{image_path}: image of the annotation at {where} does not exist")
+        with Image.open(image_path) as opened:
+            image = opened.convert("RGB")
+        original_size = image.size
+        size_xy = np.array(original_size, dtype=np.float64)
+        inside = person.inout == 1
+        annotation = Annotation(
+            head_box=clamp_box(person.head_box, original_size),
+            eye_point=person.eye_point * size_xy,
+            gaze_points=person.gaze_points * size_xy if inside else np.zeros((0, 2)),
+        )
+
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            if self.augment:
+                params = sample_augmentation(rng, image.size, annotation)
+                image, annotation = apply_augmentation(image, annotation, params)
+            face = face_crop(image, annotation.head_box, self.input_size)
+        except ValueError as error:
+            raise ValueError(f"{where} ({image_path}): {error}") from error
+        size_xy = np.array(image.size, dtype=np.float64)
+        head_box = np.clip(annotation.head_box / np.tile(size_xy, 2), 0.0, 1.0)
+        gaze_points = annotation.gaze_points / size_xy
+
+        if inside:
+            heatmap = gaze_heatmap(tuple(gaze_points.mean(axis=0)), self.output_size, self._sigma(rng))
+        else:
+            heatmap = gaze_heatmap(None, self.output_size)
+        padded = np.full((MAX_GAZE_POINTS, 2), -1.0)
+        padded[: len(gaze_points)] = gaze_points
+        return {
+            "image": to_normalised_tensor(image, self.input_size),
+            "head_mask": head_mask(head_box, self.input_size),
+            "face": face,
+            "heatmap": torch.from_numpy(heatmap),
+            "inout": torch.tensor(float(inside)),
+            "gaze_points": torch.from_numpy(padded).float(),
+            "eye_point": torch.from_numpy(annotation.eye_point / size_xy).float(),
+            "head_box": torch.from_numpy(head_box).float(),
+            "image_size": torch.tensor(original_size, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "path": person.path,
+        }
+
+    def _sigma(self, rng: np.random.Generator) -> float:
+        if self.random_sigma is None:
+            return self.heatmap_sigma
+        if callable(self.random_sigma):
+            return float(self.random_sigma(rng))
+        return float(rng.uniform(*self.random_sigma))
+
+    @classmethod
+    def from_config(cls, config, split: str) -> "GazeFollow":
+        """Build from the project's options (engine.options): source_dataset_dir, input_size, output_size,
+        random_sigma (the target sigma), random_flag (training sigma drawn by `original_random_sigma` instead),
+        gaze_point_threshold, is_subsample_test_set (0 or 1 = full test set) and seed (default 0)."""
+        common = dict(
+            root=config.source_dataset_dir, split=split, input_size=config.input_size, output_size=config.output_size,
+            heatmap_sigma=config.random_sigma, seed=getattr(config, "seed", 0),
+        )
+        if split == "train":
+            return cls(**common, random_sigma=original_random_sigma if config.random_flag else None)
+        fraction = config.is_subsample_test_set
+        return cls(
+            **common,
+            gaze_point_threshold=config.gaze_point_threshold,
+            subsample_test=None if fraction in (0, 1) else fraction,
+        )

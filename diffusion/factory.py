@@ -1,0 +1,55 @@
+"""Build a diffusion from flat options, as guided-diffusion's `script_util.create_gaussian_diffusion` does."""
+from __future__ import annotations
+
+from diffusion.gaussian_diffusion import LossType, ModelMeanType, ModelVarType, get_named_beta_schedule
+from diffusion.respace import SpacedDiffusion, space_timesteps
+
+
+def create_gaussian_diffusion(
+    *,
+    steps: int = 1000,
+    learn_sigma: bool = False,
+    sigma_small: bool = False,
+    noise_schedule: str = "linear",
+    use_kl: bool = False,
+    predict_xstart: bool = False,
+    predict_v: bool = False,
+    rescale_timesteps: bool = False,
+    rescale_learned_sigmas: bool = False,
+    timestep_respacing="",
+    factor_multiplier: float = 1.0,
+    clip_range: float = 1.0,
+) -> SpacedDiffusion:
+    """A SpacedDiffusion over a `steps`-step schedule, kept at every step when `timestep_respacing` is empty.
+
+    Mean: eps, or x_0 with predict_xstart, or v with predict_v (our addition). Variance: learned range with
+    learn_sigma, else fixed small (sigma_small) or fixed large. Loss: RESCALED_KL with use_kl, else RESCALED_MSE
+    with rescale_learned_sigmas, else MSE. `timestep_respacing` takes space_timesteps' forms ("ddim50", "10,15,20").
+    """
+    if predict_xstart and predict_v:
+        raise ValueError("predict_xstart and predict_v: expected at most one of them true, found both")
+    if use_kl:
+        loss_type = LossType.RESCALED_KL
+    elif rescale_learned_sigmas:
+        loss_type = LossType.RESCALED_MSE
+    else:
+        loss_type = LossType.MSE
+    if predict_xstart:
+        mean_type = ModelMeanType.START_X
+    elif predict_v:
+        mean_type = ModelMeanType.VELOCITY
+    else:
+        mean_type = ModelMeanType.EPSILON
+    if learn_sigma:
+        var_type = ModelVarType.LEARNED_RANGE
+    else:
+        var_type = ModelVarType.FIXED_SMALL if sigma_small else ModelVarType.FIXED_LARGE
+    return SpacedDiffusion(
+        use_timesteps=space_timesteps(steps, timestep_respacing or [steps]),
+        betas=get_named_beta_schedule(noise_schedule, steps, factor_multiplier),
+        model_mean_type=mean_type,
+        model_var_type=var_type,
+        loss_type=loss_type,
+        rescale_timesteps=rescale_timesteps,
+        clip_range=clip_range,
+    )

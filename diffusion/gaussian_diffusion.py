@@ -1,0 +1,458 @@
+"""Gaussian diffusion after openai/guided-diffusion: schedules, posteriors, training losses, DDPM and DDIM samplers.
+
+The process calls `model(x_t, t, **model_kwargs)` and knows nothing of what it diffuses; heatmap scaling lives in
+diffusion/normalization.py.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
+
+MAX_BETA = 0.999
+BETA_SCHEDULES = ("linear", "cosine")
+
+
+def get_named_beta_schedule(
+    schedule_name: str, num_diffusion_timesteps: int, factor_multiplier: float = 1.0
+) -> np.ndarray:
+    """The betas of a named noise schedule, float64 of shape [T].
+
+    - "linear": Ho et al.'s betas from 1e-4 to 0.02 over 1000 steps with both ends scaled by 1000 / T, so that any
+      T gives about the same process (guided-diffusion's scaled linear schedule).
+    - "cosine": Nichol & Dhariwal's abar(s) = cos^2((s + 0.008) / 1.008 * pi / 2), each beta capped at 0.999.
+
+    `factor_multiplier` f multiplies every beta (f > 1 destroys the signal faster: a lower SNR at every t), and the
+    result is capped at 0.999 so that abar stays positive. f = 1 returns guided-diffusion's schedules unchanged
+    wherever their betas stay <= 0.999 (for "linear", every T >= 21).
+    """
+    if not isinstance(num_diffusion_timesteps, int) or num_diffusion_timesteps < 1:
+        raise ValueError(f"num_diffusion_timesteps: expected a positive int, found {num_diffusion_timesteps!r}")
+    if not (math.isfinite(factor_multiplier) and factor_multiplier > 0):
+        raise ValueError(f"factor_multiplier: expected a finite number > 0, found {factor_multiplier!r}")
+    if schedule_name == "linear":
+        scale = 1000 / num_diffusion_timesteps
+        betas = np.linspace(scale * 0.0001, scale * 0.02, num_diffusion_timesteps, dtype=np.float64)
+    elif schedule_name == "cosine":
+        betas = betas_for_alpha_bar(num_diffusion_timesteps, _cosine_alpha_bar)
+    else:
+        raise ValueError(f"noise schedule: expected one of {BETA_SCHEDULES}, found {schedule_name!r}")
+    return np.minimum(betas * factor_multiplier, MAX_BETA)
+
+
+def _cosine_alpha_bar(s: float) -> float:
+    return math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+
+
+def betas_for_alpha_bar(
+    num_diffusion_timesteps: int, alpha_bar: Callable[[float], float], max_beta: float = MAX_BETA
+) -> np.ndarray:
+    """Betas that discretise a continuous abar(s), s in [0, 1]: beta_i = 1 - abar((i + 1) / T) / abar(i / T).
+
+    Each beta is capped at `max_beta`: the cosine abar reaches 0 at s = 1, which would make the last beta 1.
+    """
+    steps = num_diffusion_timesteps
+    return np.array(
+        [min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), max_beta) for i in range(steps)],
+        dtype=np.float64,
+    )
+
+
+class ModelMeanType(enum.Enum):
+    """What the network predicts, from which the mean of p(x_{t-1} | x_t) follows."""
+
+    START_X = enum.auto()  # x_0
+    EPSILON = enum.auto()  # the noise eps of x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps
+    VELOCITY = enum.auto()  # v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022)
+
+
+class ModelVarType(enum.Enum):
+    """Where the variance of p(x_{t-1} | x_t) comes from."""
+
+    LEARNED = enum.auto()  # the network outputs the log-variance
+    FIXED_SMALL = enum.auto()  # the posterior variance beta~_t
+    FIXED_LARGE = enum.auto()  # beta_t
+    LEARNED_RANGE = enum.auto()  # the network interpolates the log-variance between beta~_t and beta_t
+
+
+class LossType(enum.Enum):
+    MSE = enum.auto()  # MSE on the mean parameterisation (+ the VB term when the variance is learned)
+    RESCALED_MSE = enum.auto()  # MSE + VB * T / 1000 when the variance is learned
+    KL = enum.auto()  # the variational bound term of one timestep
+    RESCALED_KL = enum.auto()  # the VB term times T: an estimate of the whole bound
+
+    def is_vb(self) -> bool:
+        return self in (LossType.KL, LossType.RESCALED_KL)
+
+
+def _require_member(key: str, value, enum_type: type[enum.Enum]) -> None:
+    if not isinstance(value, enum_type):
+        raise TypeError(f"{key}: expected a {enum_type.__name__} member, found {value!r}")
+
+
+def _check_timesteps(timesteps: torch.Tensor, broadcast_shape: Sequence[int]) -> None:
+    if timesteps.ndim != 1 or timesteps.shape[0] != broadcast_shape[0]:
+        raise ValueError(
+            f"timesteps: expected a 1-D tensor of {broadcast_shape[0]} indices (one per sample), "
+            f"found shape {tuple(timesteps.shape)}"
+        )
+
+
+def _extract_into_tensor(arr: np.ndarray, timesteps: torch.Tensor, broadcast_shape: Sequence[int]) -> torch.Tensor:
+    """arr[timesteps] as float32 on the timesteps' device, broadcast to `broadcast_shape` ([B, ...])."""
+    _check_timesteps(timesteps, broadcast_shape)
+    # Cast before moving: some devices (MPS) hold no float64. Casting before or after indexing gives the same values.
+    values = torch.from_numpy(arr).float().to(timesteps.device)[timesteps]
+    return values.reshape(-1, *([1] * (len(broadcast_shape) - 1))).expand(*broadcast_shape)
+
+
+def _sampling_device(model, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if isinstance(model, torch.nn.Module):
+        parameter = next(model.parameters(), None)
+        if parameter is not None:
+            return parameter.device
+    raise ValueError("device: the model has no parameters to take the sampling device from; pass device= or noise=")
+
+
+class GaussianDiffusion:
+    """A discrete-time Gaussian diffusion with T = len(betas) steps, indexed t = 0 (least noise) .. T - 1.
+
+    Names and semantics are guided-diffusion's; schedule arrays are float64 numpy, cast to float32 when extracted
+    for a batch of timesteps. With `rescale_timesteps` the network sees t * 1000 / T instead of the index t.
+    Where this differs from guided-diffusion:
+    - `clip_denoised` clamps the predicted x_0 to [-clip_range, clip_range] rather than [-1, 1], so data on another
+      range (heatmaps on [-v, v]) are clipped to their own range;
+    - v-prediction (VELOCITY) is added and x_{t-1}-prediction is left out;
+    - eps is re-derived from x_0 as (x_t - sqrt(abar) x_0) / sqrt(1 - abar), finite also where abar = 0
+      (zero terminal SNR), which only x_0 and v prediction accept.
+    """
+
+    def __init__(
+        self,
+        betas,
+        model_mean_type: ModelMeanType,
+        model_var_type: ModelVarType,
+        loss_type: LossType,
+        rescale_timesteps: bool = False,
+        clip_range: float = 1.0,
+    ):
+        _require_member("model_mean_type", model_mean_type, ModelMeanType)
+        _require_member("model_var_type", model_var_type, ModelVarType)
+        _require_member("loss_type", loss_type, LossType)
+        if not (math.isfinite(clip_range) and clip_range > 0):
+            raise ValueError(f"clip_range: expected a finite number > 0, found {clip_range!r}")
+        betas = np.asarray(betas, dtype=np.float64)
+        # Two steps at least: the clipped posterior log-variance at t = 0 borrows the value at t = 1.
+        if betas.ndim != 1 or betas.shape[0] < 2:
+            raise ValueError(f"betas: expected a 1-D array of at least 2 steps, found shape {betas.shape}")
+        if not ((betas > 0) & (betas <= 1)).all():
+            raise ValueError(f"betas: expected every beta in (0, 1], found min {betas.min()} and max {betas.max()}")
+
+        self.model_mean_type = model_mean_type
+        self.model_var_type = model_var_type
+        self.loss_type = loss_type
+        self.rescale_timesteps = rescale_timesteps
+        self.clip_range = float(clip_range)
+        self.betas = betas
+        self.num_timesteps = int(betas.shape[0])
+
+        alphas = 1.0 - betas
+        self.alphas_cumprod = np.cumprod(alphas)
+        if model_mean_type is ModelMeanType.EPSILON and self.alphas_cumprod[-1] == 0:
+            raise ValueError(
+                "model_mean_type: EPSILON cannot recover x_0 where abar = 0 (a zero-terminal-SNR schedule, "
+                "last beta 1); predict START_X or VELOCITY"
+            )
+        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+        self.log_one_minus_alphas_cumprod = np.log(1.0 - self.alphas_cumprod)
+        # Infinite at a zero-terminal-SNR step; only EPSILON prediction reads these, and it is rejected there.
+        with np.errstate(divide="ignore"):
+            self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
+            self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1)
+        self.log_betas = np.log(betas)
+
+        # q(x_{t-1} | x_t, x_0)
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        # The posterior variance is 0 at t = 0; its log borrows the value at t = 1 to stay finite.
+        self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
+
+        # FIXED_LARGE is beta_t, except at t = 0 where the posterior variance of t = 1 gives a better decoder NLL.
+        fixed_large = np.append(self.posterior_variance[1], betas[1:])
+        self._fixed_variances = {
+            ModelVarType.FIXED_SMALL: (self.posterior_variance, self.posterior_log_variance_clipped),
+            ModelVarType.FIXED_LARGE: (fixed_large, np.log(fixed_large)),
+        }
+
+    # --- the forward process q ---------------------------------------------------------------------------------
+
+    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor):
+        """Mean, variance and log-variance of q(x_t | x_0), each of x_start's shape."""
+        mean = _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+        variance = _extract_into_tensor(1.0 - self.alphas_cumprod, t, x_start.shape)
+        log_variance = _extract_into_tensor(self.log_one_minus_alphas_cumprod, t, x_start.shape)
+        return mean, variance, log_variance
+
+    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw x_t ~ q(x_t | x_0) = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise."""
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        if noise.shape != x_start.shape:
+            raise ValueError(f"noise: expected shape {tuple(x_start.shape)} of x_start, found {tuple(noise.shape)}")
+        return (
+            _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+            + _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise
+        )
+
+    def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+        """Mean, variance and clipped log-variance of the posterior q(x_{t-1} | x_t, x_0)."""
+        if x_start.shape != x_t.shape:
+            raise ValueError(f"x_start: expected the shape {tuple(x_t.shape)} of x_t, found {tuple(x_start.shape)}")
+        mean = (
+            _extract_into_tensor(self.posterior_mean_coef1, t, x_t.shape) * x_start
+            + _extract_into_tensor(self.posterior_mean_coef2, t, x_t.shape) * x_t
+        )
+        variance = _extract_into_tensor(self.posterior_variance, t, x_t.shape)
+        log_variance = _extract_into_tensor(self.posterior_log_variance_clipped, t, x_t.shape)
+        return mean, variance, log_variance
+
+    # --- conversions between x_0, eps and v --------------------------------------------------------------------
+
+    def _predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return (
+            _extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
+            - _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
+        )
+
+    def _predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, pred_xstart: torch.Tensor) -> torch.Tensor:
+        # Divides by sqrt(1 - abar) rather than guided-diffusion's sqrt(1 / abar - 1), which is 0 where abar = 0;
+        # this form stays finite at every t.
+        return (
+            x_t - _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_t.shape) * pred_xstart
+        ) / _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape)
+
+    def _predict_xstart_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (
+            _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_t.shape) * x_t
+            - _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * v
+        )
+
+    def _predict_v(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return (
+            _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * noise
+            - _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * x_start
+        )
+
+    def _predict_xstart(self, mean_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.model_mean_type is ModelMeanType.START_X:
+            return mean_output
+        if self.model_mean_type is ModelMeanType.EPSILON:
+            return self._predict_xstart_from_eps(x_t, t, mean_output)
+        return self._predict_xstart_from_v(x_t, t, mean_output)
+
+    # --- the reverse process p ---------------------------------------------------------------------------------
+
+    def _scale_timesteps(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep values the network sees for indices t of this process."""
+        if self.rescale_timesteps:
+            return t.float() * (1000.0 / self.num_timesteps)
+        return t
+
+    def _split_model_output(self, model_output: torch.Tensor, x: torch.Tensor):
+        """(mean parameterisation, variance channels or None) of a network output for input x."""
+        batch, channels = x.shape[:2]
+        learned = self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)
+        expected = (batch, 2 * channels if learned else channels, *x.shape[2:])
+        if tuple(model_output.shape) != expected:
+            raise ValueError(
+                f"model output: expected shape {expected} for {self.model_var_type.name} variance, "
+                f"found {tuple(model_output.shape)}"
+            )
+        if learned:
+            return torch.split(model_output, channels, dim=1)
+        return model_output, None
+
+    def p_mean_variance(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None) -> dict:
+        """Run the network on x_t and return p(x_{t-1} | x_t) and its x_0 prediction.
+
+        :param denoised_fn: applied to the predicted x_0 before clipping and before it sets the mean.
+        :param clip_denoised: clamp the predicted x_0 to [-clip_range, clip_range].
+        :return: dict of "mean", "variance", "log_variance" and "pred_xstart", each of x's shape.
+        """
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        _check_timesteps(t, x.shape)
+        mean_output, variance_output = self._split_model_output(model(x, self._scale_timesteps(t), **model_kwargs), x)
+
+        if self.model_var_type is ModelVarType.LEARNED:
+            model_log_variance = variance_output
+            model_variance = torch.exp(model_log_variance)
+        elif self.model_var_type is ModelVarType.LEARNED_RANGE:
+            min_log = _extract_into_tensor(self.posterior_log_variance_clipped, t, x.shape)
+            max_log = _extract_into_tensor(self.log_betas, t, x.shape)
+            # The network's [-1, 1] spans log beta~_t .. log beta_t.
+            fraction = (variance_output + 1) / 2
+            model_log_variance = fraction * max_log + (1 - fraction) * min_log
+            model_variance = torch.exp(model_log_variance)
+        else:
+            variance, log_variance = self._fixed_variances[self.model_var_type]
+            model_variance = _extract_into_tensor(variance, t, x.shape)
+            model_log_variance = _extract_into_tensor(log_variance, t, x.shape)
+
+        pred_xstart = self._predict_xstart(mean_output, x, t)
+        if denoised_fn is not None:
+            pred_xstart = denoised_fn(pred_xstart)
+        if clip_denoised:
+            pred_xstart = pred_xstart.clamp(-self.clip_range, self.clip_range)
+        model_mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x, t)
+        return {"mean": model_mean, "variance": model_variance, "log_variance": model_log_variance,
+                "pred_xstart": pred_xstart}
+
+    def p_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None) -> dict:
+        """Draw x_{t-1} ~ p(x_{t-1} | x_t) (no noise is added at t = 0). Returns "sample" and "pred_xstart"."""
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        noise = torch.randn_like(x)
+        nonzero_mask = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+        sample = out["mean"] + nonzero_mask * torch.exp(0.5 * out["log_variance"]) * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None, eta=0.0) -> dict:
+        """One DDIM step from x_t to the previous point of this process's grid (Song et al. 2021, eq. 12).
+
+        eta = 0 is deterministic; eta = 1 has the variance of ancestral sampling.
+        """
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta: expected a number in [0, 1], found {eta!r}")
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        # Whatever the network predicts, the step uses the eps implied by the (clipped) x_0 prediction.
+        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
+        alpha_bar_prev = _extract_into_tensor(self.alphas_cumprod_prev, t, x.shape)
+        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+        noise = torch.randn_like(x)
+        # Round-off can take 1 - abar_prev - sigma^2 a hair below 0 at eta = 1.
+        eps_scale = torch.sqrt((1 - alpha_bar_prev - sigma**2).clamp(min=0.0))
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + eps_scale * eps
+        nonzero_mask = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
+                      device=None, progress=False) -> torch.Tensor:
+        """Ancestral sampling through every step of this process, from `noise` (or fresh N(0, I)) at t = T - 1.
+
+        The device is noise's, else `device`, else that of the model's parameters.
+        """
+        final = None
+        for final in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, model_kwargs,
+                                                    device, progress):
+            pass
+        return final["sample"]
+
+    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                                  model_kwargs=None, device=None, progress=False) -> Iterator[dict]:
+        """Like p_sample_loop, yielding p_sample's dict at every step."""
+        return self._sample_loop_progressive(self.p_sample, model, shape, noise, device, progress,
+                                             clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                             model_kwargs=model_kwargs)
+
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
+                         device=None, progress=False, eta=0.0) -> torch.Tensor:
+        """DDIM sampling through every step of this process (respace it for fewer steps); arguments as p_sample_loop."""
+        final = None
+        for final in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, model_kwargs,
+                                                       device, progress, eta):
+            pass
+        return final["sample"]
+
+    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                                     model_kwargs=None, device=None, progress=False, eta=0.0) -> Iterator[dict]:
+        """Like ddim_sample_loop, yielding ddim_sample's dict at every step."""
+        return self._sample_loop_progressive(self.ddim_sample, model, shape, noise, device, progress,
+                                             clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                             model_kwargs=model_kwargs, eta=eta)
+
+    def _sample_loop_progressive(self, step, model, shape, noise, device, progress, **step_kwargs) -> Iterator[dict]:
+        shape = tuple(shape)
+        if noise is None:
+            sample = torch.randn(*shape, device=_sampling_device(model, device))
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise: expected shape {shape}, found {tuple(noise.shape)}")
+        else:
+            sample = noise
+        indices = range(self.num_timesteps - 1, -1, -1)
+        for i in tqdm(indices) if progress else indices:
+            t = torch.full((shape[0],), i, dtype=torch.long, device=sample.device)
+            with torch.no_grad():
+                out = step(model, sample, t, **step_kwargs)
+            yield out
+            sample = out["sample"]
+
+    # --- training ----------------------------------------------------------------------------------------------
+
+    def _vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None) -> dict:
+        """One term of the variational bound in bits per dimension, [B].
+
+        KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) for t > 0, the decoder NLL -log p(x_0 | x_1) at t = 0.
+        The decoder NLL is guided-diffusion's discretised Gaussian, which assumes 8-bit data on [-1, 1]; it is kept
+        for parity, but for heatmaps on [-v, v] it is only an approximate likelihood.
+        Returns "output" and the "pred_xstart" of p_mean_variance.
+        """
+        true_mean, _, true_log_variance = self.q_posterior_mean_variance(x_start, x_t, t)
+        out = self.p_mean_variance(model, x_t, t, clip_denoised=clip_denoised, model_kwargs=model_kwargs)
+        kl = mean_flat(normal_kl(true_mean, true_log_variance, out["mean"], out["log_variance"])) / math.log(2.0)
+        decoder_nll = -mean_flat(
+            discretized_gaussian_log_likelihood(x_start, means=out["mean"], log_scales=0.5 * out["log_variance"])
+        ) / math.log(2.0)
+        return {"output": torch.where(t == 0, decoder_nll, kl), "pred_xstart": out["pred_xstart"]}
+
+    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None) -> dict:
+        """Losses of one training step at timesteps t, each of shape [B].
+
+        :param noise: the eps of q_sample (drawn if None); pass offset noise here to train on it.
+        :return: dict with "loss"; with an MSE loss also "mse", and "vb" when the variance is learned (its gradient
+            reaches only the variance channels: the mean output enters the VB term detached); and "pred_xstart",
+            the unclipped x_0 implied by the network output, with its gradient, for extra losses on x_0.
+        """
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise=noise)
+
+        if self.loss_type.is_vb():
+            vb = self._vb_terms_bpd(model, x_start, x_t, t, clip_denoised=False, model_kwargs=model_kwargs)
+            scale = self.num_timesteps if self.loss_type is LossType.RESCALED_KL else 1.0
+            return {"loss": vb["output"] * scale, "pred_xstart": vb["pred_xstart"]}
+
+        _check_timesteps(t, x_start.shape)
+        model_output = model(x_t, self._scale_timesteps(t), **model_kwargs)
+        mean_output, variance_output = self._split_model_output(model_output, x_t)
+        terms = {}
+        if variance_output is not None:
+            frozen_output = torch.cat([mean_output.detach(), variance_output], dim=1)
+            terms["vb"] = self._vb_terms_bpd(
+                lambda *_args, **_kwargs: frozen_output, x_start, x_t, t, clip_denoised=False
+            )["output"]
+            if self.loss_type is LossType.RESCALED_MSE:
+                # guided-diffusion's hybrid loss: without 1/1000 the VB term swamps the MSE.
+                terms["vb"] = terms["vb"] * (self.num_timesteps / 1000.0)
+
+        if self.model_mean_type is ModelMeanType.START_X:
+            target = x_start
+        elif self.model_mean_type is ModelMeanType.EPSILON:
+            target = noise
+        else:
+            target = self._predict_v(x_start, t, noise)
+        terms["mse"] = mean_flat((target - mean_output) ** 2)
+        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        terms["pred_xstart"] = self._predict_xstart(mean_output, x_t, t)
+        return terms

@@ -1,0 +1,166 @@
+"""Every option of the gaze-following diffusion framework, declared once: name, type, default, group and help.
+
+The YAML loader, the command-line parser, `--help` and `--print_config` are all generated from `OPTIONS`.
+Defaults reproduce the original DiffusionGaze final configuration (see README, "Options"), except where the
+original had a defect (full test set by default; `gaze_point_threshold` is a fraction).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Value kinds understood by engine.config.convert_value.
+INT, FLOAT, BOOL, STR, INT_LIST, FRACTION, RULES = "int", "float", "bool", "str", "int_list", "fraction", "rules"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    kind: str
+    default: Any
+    group: str
+    help: str
+    choices: tuple | None = None
+    nullable: bool = False  # None (YAML `null`, or empty) is a valid value
+    aliases: tuple[str, ...] = field(default_factory=tuple)  # other accepted YAML spellings
+
+
+def _o(name, kind, default, group, help, **kw) -> Option:
+    return Option(name, kind, default, group, help, **kw)
+
+
+RUN, DATA, GAZE, UNET, DIFF, LOSS, TRAIN, EVAL, LOG = (
+    "Run", "Data", "Gaze backbone", "Diffusion UNet", "Diffusion process", "Losses", "Training", "Evaluation",
+    "Logging",
+)
+
+OPTIONS: tuple[Option, ...] = (
+    # --- run -----------------------------------------------------------------------------------------------------
+    _o("tag", STR, "default", RUN, "Name of the run: outputs go to <output_dir>/<tag>."),
+    _o("device", STR, "cuda", RUN, "Device to run on; an unavailable device is an error.", choices=("cpu", "cuda", "mps")),
+    _o("output_dir", STR, "output", RUN, "Folder that holds one sub-folder per run tag."),
+    _o("seed", INT, 0, RUN, "Seed of every random generator (torch, numpy, python, augmentations, sampling noise)."),
+    _o("no_resume", BOOL, False, RUN, "Start afresh even if <output_dir>/<tag> holds a checkpoint."),
+    _o("no_save", BOOL, False, RUN, "Keep only the latest checkpoint (enough to resume), not one every save_every."),
+    _o("init_weights", STR, None, RUN, "Weights to initialise from (renamed with init_weights_scheme).", nullable=True),
+    _o("init_weights_scheme", STR, "auto", RUN,
+       "Key naming of init_weights: auto-detected, or one of the built-in schemes.",
+       choices=("auto", "project", "chong", "tonini", "diffusiongaze")),
+    _o("init_weights_rules", RULES, None, RUN,
+       "Extra renaming rules for init_weights, YAML only: a list of [regex, replacement] pairs applied first.",
+       nullable=True),
+    _o("eval_weights", STR, None, RUN, "If set, only evaluate these weights (no training).", nullable=True),
+    # --- data ----------------------------------------------------------------------------------------------------
+    _o("source_dataset", STR, "gazefollow", DATA, "Dataset to train and evaluate on.",
+       choices=("gazefollow", "videoattentiontarget", "goo")),
+    _o("source_dataset_dir", STR, "data/gazefollow_synthetic", DATA,
+       "Root folder of the dataset (default: the built-in synthetic GazeFollow, see `make data`)."),
+    _o("input_size", INT, 224, DATA, "Side of the scene and face inputs in pixels."),
+    _o("output_size", INT, 64, DATA, "Side of the heatmap the diffusion model denoises."),
+    _o("batch_size", INT, 16, DATA, "Images per optimisation step (per process)."),
+    _o("num_workers", INT, 8, DATA, "DataLoader worker processes (0 = load in the main process)."),
+    _o("gaze_point_threshold", FLOAT, 0.0, DATA,
+       "Fraction in [0, 1): drop test annotator points farther from the group mean than this quantile of their "
+       "distances (0 = keep all). The original declared it int but used it as a fraction."),
+    _o("is_subsample_test_set", FRACTION, 0.0, DATA,
+       "Evaluate on a seeded per-person fraction of the test set (0 or 1 = the full set, the default). "
+       "`true` from an original YAML means 0.1."),
+    _o("random_flag", BOOL, False, DATA,
+       "Draw each training heatmap with a random integer sigma in [7, 10] (the original's choice) instead of random_sigma."),
+    _o("random_sigma", FLOAT, 3.0, DATA, "Sigma of the Gaussian target heatmap in output cells (3 = the benchmarks)."),
+    # --- gaze backbone -------------------------------------------------------------------------------------------
+    _o("list_resnet_scene_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the scene ResNet."),
+    _o("list_resnet_face_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the face ResNet."),
+    _o("resnet_scene_inplanes", INT, 64, GAZE, "Stem width of the scene ResNet."),
+    _o("resnet_face_inplanes", INT, 64, GAZE, "Stem width of the face ResNet."),
+    _o("adm_attention_module", BOOL, False, GAZE,
+       "Re-weight the scene map with Chong et al.'s head-conditioned attention before building the conditioning."),
+    _o("attention_layout", BOOL, False, GAZE,
+       "Use Chong et al.'s layout: attended scene + face pass through the 2048->1024->512 encoder, whose map is the "
+       "conditioning (unet_context_vector must be 512)."),
+    _o("head_flag", BOOL, True, GAZE, "Use the head (mask and face stream); false = scene-only backbone."),
+    _o("freeze_scene", BOOL, False, GAZE, "Freeze the scene ResNet (weights and BatchNorm statistics)."),
+    _o("freeze_face", BOOL, False, GAZE, "Freeze the face ResNet (weights and BatchNorm statistics)."),
+    _o("depth_flag", BOOL, False, GAZE, "Add a depth ResNet stream on precomputed depth maps."),
+    _o("list_resnet_depth_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the depth ResNet."),
+    _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet."),
+    # --- UNet ----------------------------------------------------------------------------------------------------
+    _o("unet_inout_channels", INT, 1, UNET, "UNet input and output channels (output doubled with adm_learn_sigma)."),
+    _o("unet_inplanes", INT, 8, UNET, "UNet model_channels (time-embedding width is 4x)."),
+    _o("unet_residual", INT, 1, UNET, "Residual blocks per UNet level."),
+    _o("list_unet_inplanes_multipliers", INT_LIST, [1, 2, 3, 4], UNET, "channel_mult of each UNet level."),
+    _o("list_unet_attention_levels", INT_LIST, [2, 4, 8], UNET,
+       "Downsample factors at which a SpatialTransformer follows each residual block (2 = 32x32 of a 64x64 map)."),
+    _o("unet_spatial_tf_heads", INT, 4, UNET, "Attention heads of each SpatialTransformer."),
+    _o("unet_spatial_tf_layers", INT, 1, UNET, "Transformer blocks per SpatialTransformer."),
+    _o("unet_context_vector", INT, 1024, UNET, "Width of the conditioning tokens the UNet cross-attends to."),
+    _o("unet_dropout", FLOAT, 0.0, UNET, "Dropout inside the UNet residual blocks."),
+    _o("use_scale_shift_norm", BOOL, True, UNET, "FiLM-style time conditioning in residual blocks (ADM)."),
+    _o("conv_resample", BOOL, True, UNET, "Learned convolutions when up/down-sampling (ADM)."),
+    _o("resblock_updown", BOOL, False, UNET, "Residual blocks for up/down-sampling (ADM)."),
+    # --- diffusion process ---------------------------------------------------------------------------------------
+    _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
+    _o("sample_time_steps", INT, 50, DIFF,
+       "Sampling steps S: S < T samples with DDIM (eta 0) on a respaced grid, S = T runs ancestral DDPM."),
+    _o("schedule_type", STR, "linear", DIFF, "Noise schedule.", choices=("linear", "cosine")),
+    _o("factor_multiplier", FLOAT, 1.0, DIFF, "Multiplies every beta of the schedule (clipped to 0.999); 1 = as published."),
+    _o("adm", BOOL, True, DIFF,
+       "Use the ADM formulation configured by the adm_* options; false = the simple formulation set by predict_sthg."),
+    _o("predict_sthg", STR, "pred_noise", DIFF, "Target of the simple formulation (fixed variance, MSE).",
+       choices=("pred_noise", "pred_x0")),
+    _o("adm_predict_xstart", BOOL, True, DIFF, "ADM: the network predicts x0 (else eps)."),
+    _o("adm_predict_v", BOOL, False, DIFF, "ADM: the network predicts v = sqrt(abar) eps - sqrt(1 - abar) x0."),
+    _o("adm_learn_sigma", BOOL, False, DIFF, "ADM: learned-range variance (UNet output channels x2), VB loss term."),
+    _o("adm_use_kl", BOOL, False, DIFF, "ADM: train on the variational bound (RESCALED_KL)."),
+    _o("adm_rescale_learned_sigmas", BOOL, False, DIFF, "ADM: hybrid loss MSE + VB * T/1000 (RESCALED_MSE)."),
+    _o("adm_rescale_timesteps", BOOL, False, DIFF, "ADM: the network sees t * 1000 / T."),
+    _o("diff_normalization", FLOAT, 3.0, DIFF,
+       "v: a heatmap h in [0, 1] is diffused as x0 = 2 v h - v (SNR grows by v^2); predictions map back by (x + v)/(2 v)."),
+    _o("norm_std_flag", BOOL, True, DIFF, "Divide x_t by its per-sample standard deviation before the UNet."),
+    _o("clip_denoised", BOOL, False, DIFF, "Clamp the predicted x0 to the data range [-v, v] while sampling."),
+    _o("offset_noise_strength", FLOAT, 0.1, DIFF, "Offset-noise strength s (only with noise_changer)."),
+    _o("noise_changer", BOOL, False, DIFF, "Train with offset noise eps + s * delta."),
+    _o("fix_snr", BOOL, False, DIFF, "Rescale the schedule to zero terminal SNR (needs x0 or v prediction)."),
+    _o("eval_from_picture", BOOL, False, DIFF, "Start sampling from a partially noised heatmap at t0 = time_noise (SDEdit)."),
+    _o("time_noise", INT, 500, DIFF, "t0 for eval_from_picture."),
+    # --- losses --------------------------------------------------------------------------------------------------
+    _o("diffusion_weight", FLOAT, 1e5, LOSS, "Weight of the diffusion loss (YAML also accepts the original `diffuion_weight`).",
+       aliases=("diffuion_weight",)),
+    _o("inout_weight", FLOAT, 100.0, LOSS, "Weight of the in/out BCE loss."),
+    _o("x_loss", BOOL, True, LOSS, "Add the in/out BCE loss."),
+    _o("mse_loss_weight_type", STR, "constant", LOSS,
+       "Per-timestep weight of the MSE: constant, min_snr_k, max_snr_k, trunc_snr, snr, inv_snr (k a number)."),
+    _o("kl_div_loss", BOOL, False, LOSS, "Extra KL(pred || gt) between softmaxed heatmaps (with other_loss)."),
+    _o("other_loss", BOOL, False, LOSS, "Enable the extra heatmap losses (kl_div_loss)."),
+    # --- training ------------------------------------------------------------------------------------------------
+    _o("lr", FLOAT, 2.5e-4, TRAIN, "Learning rate of both parameter groups (see lr_gaze)."),
+    _o("lr_gaze", FLOAT, None, TRAIN,
+       "Learning rate of the gaze backbone and in/out head group; unset = lr. Both groups follow one schedule.",
+       nullable=True),
+    _o("weight_decay", FLOAT, 0.0, TRAIN, "AdamW decoupled weight decay."),
+    _o("epochs", INT, 60, TRAIN, "Number of training epochs."),
+    _o("lr_schedular", BOOL, False, TRAIN, "Linear warm-up over 10 % of the steps, then cosine to 0 (per iteration)."),
+    _o("warmup_linear", BOOL, False, TRAIN, "Linear warm-up over 10 % of the steps, then constant."),
+    _o("lr_anneal_steps", INT, 0, TRAIN, "Linear decay of the learning rate to 0 over N steps, then stop (0 = off)."),
+    _o("grad_clip", FLOAT, 1.0, TRAIN, "Max global gradient norm (0 = no clipping)."),
+    _o("amp", STR, "off", TRAIN,
+       "Mixed precision (apex levels mapped onto torch.autocast): off/O0 = fp32; O1, O2, O3, fp16 = autocast "
+       "float16 with a GradScaler; bf16 = autocast bfloat16 without a scaler.",
+       choices=("off", "O0", "O1", "O2", "O3", "fp16", "bf16"), nullable=True),
+    _o("channels_last", BOOL, False, TRAIN, "Use the channels-last memory format for the model and inputs."),
+    _o("ema_on", BOOL, False, TRAIN, "Keep an exponential moving average of the weights and evaluate with it."),
+    _o("ema_rate", FLOAT, 0.9999, TRAIN, "EMA decay rate."),
+    _o("evaluate_every", INT, 5, TRAIN, "Evaluate every N epochs (and after the last)."),
+    _o("save_every", INT, 5, TRAIN, "Keep a numbered checkpoint every N epochs (the latest is always kept)."),
+    # --- evaluation ----------------------------------------------------------------------------------------------
+    _o("eval_batch_size", INT, None, EVAL, "Batch size for evaluation; unset = batch_size.", nullable=True),
+    _o("Debugging_maps", BOOL, False, EVAL, "Write figures of predicted heatmaps during evaluation."),
+    # --- logging -------------------------------------------------------------------------------------------------
+    _o("print_every", INT, 10, LOG, "Print and log training statistics every N batches."),
+    _o("no_wandb", BOOL, False, LOG, "Disable Weights & Biases (on by default; offline when no account is set up)."),
+    _o("watch_wandb", BOOL, False, LOG, "Log gradients and parameters to wandb (wandb.watch)."),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+ALIASES: dict[str, str] = {alias: o.name for o in OPTIONS for alias in o.aliases}
+GROUPS: tuple[str, ...] = (RUN, DATA, GAZE, UNET, DIFF, LOSS, TRAIN, EVAL, LOG)

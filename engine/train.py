@@ -1,0 +1,182 @@
+"""The main job: build everything from the configuration, then one training loop a reader can follow top to bottom.
+
+`run(config)` trains (resuming from `<output_dir>/<tag>/last.pt` unless `no_resume`), checkpoints atomically,
+evaluates every `evaluate_every` epochs and at the end; with `eval_weights` it only evaluates.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from datasets import build_dataset
+from engine.build import build_training_diffusion, denoiser, heatmap_scaling
+from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from engine.data import EpochShuffleSampler, make_loader
+from engine.logging import RunLogger
+from eval.evaluate import evaluate, format_table
+from models.build import get_model
+from optim import build_lr_scheduler, build_optimizer, learning_rates
+from pretrained.loading import load_init_weights
+
+AMP_DTYPES = {"off": None, "O0": None, "O1": torch.float16, "O2": torch.float16, "O3": torch.float16,
+              "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """The requested device, or an error saying why it cannot be used (never a silent fallback to CPU)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but CUDA is not available here; pass --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device 'mps' was requested but MPS is not available here; pass --device cpu")
+    return torch.device(name)
+
+
+def autocast_for(config, device: torch.device):
+    """The autocast context for the configured `amp` level, chosen once (a no-op context for fp32)."""
+    dtype = AMP_DTYPES[config.amp or "off"]
+    return nullcontext if dtype is None else partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def run(config) -> dict:
+    """Train and evaluate (or only evaluate with `eval_weights`); returns the last evaluation summary."""
+    run_dir = Path(config.output_dir) / config.tag
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    autocast = autocast_for(config, device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = get_model(config).to(device, memory_format=memory_format)
+    test_loader = make_loader(build_dataset(config, "test"), config, train=False)
+
+    if config.eval_weights:
+        report = load_init_weights(model, config.eval_weights, scheme="auto")
+        print(report.summary())
+        if report.missing:
+            raise RuntimeError(f"{config.eval_weights}: {len(report.missing)} model weights are missing, e.g. "
+                               f"{report.missing[:5]}; cannot evaluate a partly loaded model")
+        summary = evaluate(model, config, test_loader, device, run_dir, weights=str(config.eval_weights),
+                           autocast=autocast)
+        print(format_table(summary))
+        return summary
+
+    if config.init_weights:
+        report = load_init_weights(model, config.init_weights, scheme=config.init_weights_scheme,
+                                   extra_rules=config.init_weights_rules)
+        print(report.summary())
+    train_set = build_dataset(config, "train")
+    sampler = EpochShuffleSampler(len(train_set), seed=config.seed)
+    train_loader = make_loader(train_set, config, train=True, sampler=sampler)
+    unet_params, gaze_params = model.parameter_groups()
+    optimizer = build_optimizer(unet_params, gaze_params, config)
+    steps_per_epoch = len(train_loader)
+    total_steps = config.epochs * steps_per_epoch
+    if config.lr_anneal_steps:
+        total_steps = min(total_steps, config.lr_anneal_steps)
+    scheduler = build_lr_scheduler(optimizer, config, total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=AMP_DTYPES[config.amp or "off"] is torch.float16)
+    diffusion = build_training_diffusion(config)
+    scaling = heatmap_scaling(config)
+    denoise = denoiser(model, config)
+
+    epoch, step, wandb_run_id = 0, 0, None
+    checkpoint_path = run_dir / "last.pt"
+    if checkpoint_path.is_file() and not config.no_resume:
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        epoch, step, wandb_run_id = state["epoch"], state["step"], state.get("wandb_run_id")
+        print(f"resuming {run_dir} at epoch {epoch}, step {step}")
+    elif checkpoint_path.is_file():
+        print(f"--no_resume: starting afresh; checkpoints in {run_dir} will be overwritten")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id)
+
+    summary = None
+    finished = step >= total_steps
+    while not finished:
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        model.train()
+        started, seen = time.perf_counter(), 0
+        for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
+            losses = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
+                                   scaler, autocast, memory_format, step)
+            step += 1
+            seen += batch["image"].shape[0]
+            if step % config.print_every == 0 or step == total_steps:
+                elapsed = time.perf_counter() - started
+                logger.log("train", step, epoch=epoch + 1, **losses, **learning_rates(optimizer),
+                           images_per_second=seen / max(elapsed, 1e-9), **memory_stats(device))
+            if step >= total_steps:
+                break
+        epoch += 1
+        finished = step >= total_steps
+        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
+                 "rng": rng_state(), "config": config.to_dict(), "wandb_run_id": logger.wandb_run_id}
+        save_checkpoint(checkpoint_path, state)
+        if not config.no_save and (epoch % config.save_every == 0 or finished):
+            save_checkpoint(run_dir / f"ckpt_epoch_{epoch}.pt", state)
+        if epoch % config.evaluate_every == 0 or finished:
+            summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
+                               autocast=autocast)
+            logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            print(f"epoch {epoch}: auc {summary['auc']:.4f}  min_l2 {summary['min_l2']:.4f}  "
+                  f"avg_l2 {summary['avg_l2']:.4f}")
+    if summary is None:  # resumed a run that had already finished: evaluate its final weights
+        summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
+                           autocast=autocast)
+    logger.close()
+    print(format_table(summary))
+    return summary
+
+
+def training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler, scaler,
+                  autocast, memory_format, step: int) -> dict[str, float]:
+    """One optimisation step. Loss = diffusion_weight * (diffusion loss over in-frame samples only)
+    + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target heatmap to denoise."""
+    image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
+    heatmap, inout = batch["heatmap"].to(device), batch["inout"].to(device)
+    in_frame = inout > 0.5
+    with autocast():
+        features = model.encode(image, head_mask, face)
+        inout_logit = model.inout_logit(features["scene_face_feat"])
+        diffusion_loss = torch.zeros((), device=device)
+        if in_frame.any():
+            x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
+            t = torch.randint(0, diffusion.num_timesteps, (x_start.shape[0],), device=device)
+            terms = diffusion.training_losses(denoise, x_start, t,
+                                              model_kwargs={"context": features["conditioning"][in_frame]})
+            diffusion_loss = terms["loss"].float().mean()
+    inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
+    loss = config.diffusion_weight * diffusion_loss
+    if config.x_loss:
+        loss = loss + config.inout_weight * inout_loss
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the loss is {loss.item()} at step {step + 1}; the last good checkpoint is kept")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
+                                       config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return {"loss": loss.item(), "loss_diffusion": diffusion_loss.item(), "loss_inout": inout_loss.item(),
+            "in_frame": int(in_frame.sum())}
+
+
+def memory_stats(device: torch.device) -> dict[str, float]:
+    if device.type != "cuda":
+        return {}
+    return {"gpu_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30}

@@ -1,0 +1,237 @@
+"""Gaze backbones: networks that turn (scene image, head mask, face crop) into the UNet's conditioning tokens and
+the in/out head's scene+face map, plus the tiny registry (`BACKBONES`, `register_backbone`) that selects them.
+
+Every backbone's forward(image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S])
+returns {"conditioning": [B, N_tokens, context_dim], "scene_face_feat": [B, feature_channels, h, w]} and exposes
+`context_dim`, `feature_channels` and `feature_side` (h = w) for the parts built around it.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.resnet import Bottleneck, ResNet
+
+BACKBONES: dict[str, type[nn.Module]] = {}
+
+
+def register_backbone(name: str):
+    """Class decorator adding a backbone (an nn.Module with a `from_config(config)` classmethod) to BACKBONES."""
+
+    def register(cls):
+        if name in BACKBONES:
+            raise ValueError(f"gaze backbone {name!r} is registered twice ({BACKBONES[name].__name__}, {cls.__name__})")
+        BACKBONES[name] = cls
+        return cls
+
+    return register
+
+
+def build_backbone(name: str, config) -> nn.Module:
+    if name not in BACKBONES:
+        raise KeyError(f"unknown gaze backbone {name!r}; registered: {sorted(BACKBONES)}")
+    return BACKBONES[name].from_config(config)
+
+
+class SinusoidalPositionalEncoding2D(nn.Module):
+    """Adds the original's 2-D sinusoidal encoding to a feature map [B, C, h, w].
+
+    The first ceil(C/4)*2 channels encode the row index, the next as many the column index, each as interleaved
+    (sin, cos) pairs at frequencies 1 / 10000^(2i / (ceil(C/4)*2)); the result is cut to C channels. Same values
+    as the `positional_encodings` package's PositionalEncoding2D that the original used, for any h, w and C.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        per_axis = math.ceil(channels / 4) * 2
+        # Persistent so that the original checkpoints' `penc.inv_freq` entries map onto it one to one.
+        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, per_axis, 2).float() / per_axis))
+
+    def encoding(self, height: int, width: int) -> torch.Tensor:
+        """The encoding [C, height, width]."""
+
+        def axis(length):
+            angles = torch.arange(length, device=self.inv_freq.device).float()[:, None] * self.inv_freq[None]
+            return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # [length, per_axis]
+
+        rows = axis(height)[:, None, :].expand(height, width, -1)
+        cols = axis(width)[None, :, :].expand(height, width, -1)
+        return torch.cat([rows, cols], dim=-1)[:, :, : self.channels].permute(2, 0, 1)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return feature_map + self.encoding(*feature_map.shape[2:]).to(feature_map.dtype)
+
+
+def to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B, h*w, C], cells in row-major order (token index = row * w + column)."""
+    return feature_map.flatten(2).transpose(1, 2)
+
+
+def pooled_head_side(input_size: int) -> int:
+    """Side of the head mask after three 3x3/2 max-pools (224 -> 28), the head input of the attention layer."""
+    side = input_size
+    for _ in range(3):
+        side = (side - 1) // 2 + 1
+    return side
+
+
+def head_conditioned_attention(attn: nn.Linear, scene_map: torch.Tensor, head_mask: torch.Tensor,
+                               face_map: torch.Tensor) -> torch.Tensor:
+    """Chong et al.'s attention: re-weight the scene map's h*w cells by softmax(attn([pooled head mask ; mean face
+    feature])), i.e. where the head is and what the face shows decide which scene cells matter."""
+    head = head_mask
+    for _ in range(3):
+        head = F.max_pool2d(head, kernel_size=3, stride=2, padding=1)
+    logits = attn(torch.cat([head.flatten(1), face_map.mean(dim=(2, 3))], dim=1))
+    weights = logits.softmax(dim=1).view(-1, 1, *scene_map.shape[2:])
+    return scene_map * weights
+
+
+class SceneFaceStreams(nn.Module):
+    """Scene ResNet on cat(image, head mask) (4 channels) and, optionally, face ResNet on the face crop; both
+    Bottleneck ResNets in the original's layout. Base of the registered backbones: builds, checks and runs them."""
+
+    def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
+                 use_face: bool = True, head_attention: bool = False):
+        super().__init__()
+        if head_attention and not use_face:
+            raise ValueError("adm_attention_module: true needs the face stream (its weights come from the face "
+                             "features), but head_flag is false")
+        self.input_size = input_size
+        self.scene_backbone = ResNet(Bottleneck, scene_layers, inplanes=scene_inplanes, in_channels=4)
+        self.stream_channels = self.scene_backbone.out_channels
+        self.feature_side = self.scene_backbone.output_size(input_size)
+        self.face_backbone = None
+        if use_face:
+            self.face_backbone = ResNet(Bottleneck, face_layers, inplanes=face_inplanes, in_channels=3)
+            face_channels, face_side = self.face_backbone.out_channels, self.face_backbone.output_size(input_size)
+            if (face_channels, face_side) != (self.stream_channels, self.feature_side):
+                raise ValueError(
+                    f"scene and face ResNets must give maps of the same shape to be concatenated: scene "
+                    f"(list_resnet_scene_layers={list(scene_layers)}, resnet_scene_inplanes={scene_inplanes}) gives "
+                    f"{self.stream_channels} x {self.feature_side} x {self.feature_side}, face "
+                    f"(list_resnet_face_layers={list(face_layers)}, resnet_face_inplanes={face_inplanes}) gives "
+                    f"{face_channels} x {face_side} x {face_side} at input_size {input_size}"
+                )
+        self.attn = None
+        if head_attention:
+            in_features = pooled_head_side(input_size) ** 2 + self.stream_channels
+            self.attn = nn.Linear(in_features, self.feature_side ** 2)
+
+    def streams(self, image, head_mask, face) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(scene map, optionally attention-weighted; face map or None), each [B, C, h, w]."""
+        for name, tensor, channels in (("image", image, 3), ("head_mask", head_mask, 1), ("face", face, 3)):
+            expected = (channels, self.input_size, self.input_size)
+            if tuple(tensor.shape[1:]) != expected:
+                raise ValueError(f"gaze backbone input {name} must be [B, {', '.join(map(str, expected))}] "
+                                 f"(input_size {self.input_size}), got {list(tensor.shape)}")
+        scene_map = self.scene_backbone(torch.cat([image, head_mask], dim=1))
+        if self.face_backbone is None:
+            return scene_map, None
+        face_map = self.face_backbone(face)
+        if self.attn is not None:
+            scene_map = head_conditioned_attention(self.attn, scene_map, head_mask, face_map)
+        return scene_map, face_map
+
+
+@register_backbone("original")
+class OriginalGazeBackbone(SceneFaceStreams):
+    """DiffusionGaze's backbone: scene and face maps become h*w tokens each (98 x 1024 at 224 input), each stream
+    with its own 2-D positional encoding; `scene_face_feat` = cat(scene, face).
+
+    With head_attention (adm_attention_module) Chong et al.'s attention re-weights the scene map before it is
+    tokenised. Without the face stream (head_flag: false) the scene input still carries the head mask, as in the
+    original, and only scene tokens condition the UNet. Unlike the original, the positional encoding is added in
+    every variant (the original skipped it with the attention module and without the face stream).
+    """
+
+    def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
+                 context_dim: int, use_face: bool = True, head_attention: bool = False):
+        super().__init__(scene_layers, face_layers, scene_inplanes, face_inplanes, input_size, use_face,
+                         head_attention)
+        if self.stream_channels != context_dim:
+            raise ValueError(
+                f"the 'original' gaze backbone uses the ResNet maps as conditioning tokens, so their channels must "
+                f"equal unet_context_vector: the ResNets (list_resnet_scene_layers={list(scene_layers)}, "
+                f"resnet_scene_inplanes={scene_inplanes}) give {self.stream_channels}, unet_context_vector is "
+                f"{context_dim}"
+            )
+        self.context_dim = context_dim
+        self.feature_channels = self.stream_channels * (2 if use_face else 1)
+        self.scene_positional_encoding = SinusoidalPositionalEncoding2D(context_dim)
+        self.face_positional_encoding = SinusoidalPositionalEncoding2D(context_dim) if use_face else None
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
+                   config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
+                   use_face=config.head_flag, head_attention=config.adm_attention_module)
+
+    def forward(self, image, head_mask, face) -> dict[str, torch.Tensor]:
+        scene_map, face_map = self.streams(image, head_mask, face)
+        scene_tokens = to_tokens(self.scene_positional_encoding(scene_map))
+        if face_map is None:
+            return {"conditioning": scene_tokens, "scene_face_feat": scene_map}
+        face_tokens = to_tokens(self.face_positional_encoding(face_map))
+        return {"conditioning": torch.cat([scene_tokens, face_tokens], dim=1),
+                "scene_face_feat": torch.cat([scene_map, face_map], dim=1)}
+
+
+class SceneEncoder(nn.Module):
+    """Chong et al.'s saliency encoder: Conv1x1(2C -> C)-BN-ReLU-Conv1x1(C -> C/2)-BN-ReLU (2048 -> 1024 -> 512)."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, in_channels // 2, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(in_channels // 2)
+        self.conv2 = nn.Conv2d(in_channels // 2, in_channels // 4, kernel_size=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(in_channels // 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.out_channels = in_channels // 4
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+
+
+@register_backbone("chong")
+class ChongGazeBackbone(SceneFaceStreams):
+    """Chong et al. 2020's layout: head-conditioned attention on the scene map, cat(attended scene, face)
+    (`scene_face_feat`, 2048 x 7 x 7) through the encoder to 512 x 7 x 7, whose cells (plus a 2-D positional
+    encoding) are the conditioning tokens (49 x 512)."""
+
+    def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
+                 context_dim: int):
+        super().__init__(scene_layers, face_layers, scene_inplanes, face_inplanes, input_size, use_face=True,
+                         head_attention=True)
+        self.feature_channels = 2 * self.stream_channels
+        self.scene_encoder = SceneEncoder(self.feature_channels)
+        if self.scene_encoder.out_channels != context_dim:
+            raise ValueError(
+                f"attention_layout: true encodes the {self.feature_channels}-channel scene+face map to "
+                f"{self.scene_encoder.out_channels} channels (Chong et al.'s encoder), so unet_context_vector must be "
+                f"{self.scene_encoder.out_channels}, got {context_dim}"
+            )
+        self.context_dim = context_dim
+        self.positional_encoding = SinusoidalPositionalEncoding2D(context_dim)
+
+    @classmethod
+    def from_config(cls, config):
+        if not config.head_flag or not config.adm_attention_module:
+            raise ValueError(
+                "attention_layout: true is Chong et al.'s layout, which always uses the face stream and the "
+                "head-conditioned attention: set head_flag: true and adm_attention_module: true "
+                f"(got head_flag: {config.head_flag}, adm_attention_module: {config.adm_attention_module})"
+            )
+        return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
+                   config.resnet_face_inplanes, config.input_size, config.unet_context_vector)
+
+    def forward(self, image, head_mask, face) -> dict[str, torch.Tensor]:
+        scene_map, face_map = self.streams(image, head_mask, face)
+        scene_face_feat = torch.cat([scene_map, face_map], dim=1)
+        encoding = self.scene_encoder(scene_face_feat)
+        return {"conditioning": to_tokens(self.positional_encoding(encoding)), "scene_face_feat": scene_face_feat}

@@ -1,0 +1,65 @@
+"""get_model(config): builds the GazeDiffusionModel from the project's options (read by name with getattr)."""
+
+from models.backbones import build_backbone
+from models.gaze_diffusion import GazeDiffusionModel
+from models.inout import InOutHead
+from models.unet import UNetModel
+
+MODEL_OPTIONS = (
+    "list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
+    "input_size", "output_size", "unet_inout_channels", "unet_inplanes", "unet_residual",
+    "list_unet_inplanes_multipliers", "list_unet_attention_levels", "unet_spatial_tf_heads",
+    "unet_spatial_tf_layers", "unet_context_vector", "unet_dropout", "use_scale_shift_norm", "conv_resample",
+    "resblock_updown", "adm_learn_sigma", "adm_attention_module", "attention_layout", "head_flag", "depth_flag",
+    "list_resnet_depth_layers", "resnet_depth_inplanes", "freeze_scene", "freeze_face",
+)
+
+
+def get_model(config) -> GazeDiffusionModel:
+    """Build the model. `config` is any object with the attributes in MODEL_OPTIONS (e.g. a SimpleNamespace).
+
+    attention_layout selects the gaze backbone: False -> "original" (DiffusionGaze), True -> "chong".
+    """
+    missing = [name for name in MODEL_OPTIONS if not hasattr(config, name)]
+    if missing:
+        raise AttributeError(f"get_model: the configuration lacks the model options {missing}")
+    if config.depth_flag:
+        raise NotImplementedError(
+            "depth_flag: true (the depth stream of Tonini et al.) is not implemented yet; set depth_flag: false"
+        )
+    backbone = build_backbone("chong" if config.attention_layout else "original", config)
+    unet = UNetModel(
+        in_channels=config.unet_inout_channels,
+        model_channels=config.unet_inplanes,
+        # A learned variance (Nichol & Dhariwal 2021) adds one output channel per input channel.
+        out_channels=config.unet_inout_channels * (2 if config.adm_learn_sigma else 1),
+        num_res_blocks=config.unet_residual,
+        attention_resolutions=list(config.list_unet_attention_levels),
+        channel_mult=list(config.list_unet_inplanes_multipliers),
+        num_heads=config.unet_spatial_tf_heads,
+        transformer_depth=config.unet_spatial_tf_layers,
+        context_dim=config.unet_context_vector,
+        dropout=config.unet_dropout,
+        conv_resample=config.conv_resample,
+        use_scale_shift_norm=config.use_scale_shift_norm,
+        resblock_updown=config.resblock_updown,
+    )
+    if config.output_size % unet.downsample_factor:
+        raise ValueError(
+            f"output_size {config.output_size} (heatmap side) must be divisible by {unet.downsample_factor}, the "
+            f"downsampling of a {len(config.list_unet_inplanes_multipliers)}-level UNet "
+            f"(list_unet_inplanes_multipliers={list(config.list_unet_inplanes_multipliers)})"
+        )
+    inout_head = InOutHead(backbone.feature_channels, backbone.feature_side ** 2)
+    model = GazeDiffusionModel(backbone, unet, inout_head)
+    if config.freeze_scene:
+        model.freeze("scene_backbone")
+    if config.freeze_face:
+        if not config.head_flag:
+            raise ValueError("freeze_face: true but head_flag: false builds no face stream to freeze")
+        model.freeze("face_backbone")
+    return model
+
+
+def count_parameters(module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,149 @@
+"""Initial weights from checkpoints of this or other projects: unwrap the file, detect its naming scheme, rename the
+keys, compare them with the model, report what matches and what does not, and only then load."""
+
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from engine.checkpoint import load_checkpoint
+from pretrained.renaming import SCHEMES, rename_keys, rules_from_spec
+
+logger = logging.getLogger(__name__)
+
+# Where the known projects keep the state dict inside a checkpoint file (Chong: "model"; Tonini, DiffusionGaze:
+# "model_state_dict"; many others: "state_dict").
+STATE_DICT_CONTAINERS = ("model", "model_state_dict", "state_dict")
+
+# A key starting with one of these identifies the scheme; the prefixes of different schemes never overlap.
+SCHEME_SIGNATURES = {
+    "diffusiongaze": r"(gaze_model|sequential)\.",
+    "tonini": r"(scene_backbone|face_backbone|inout_decoder)\.",
+    "chong": r"(conv1|bn1|layer\d+)_(scene|face)\.",
+    "project": r"(gaze_backbone|unet|inout_head)\.",
+}
+
+
+@dataclass
+class LoadReport:
+    """What a checkpoint gave the model. Target names are the model's; source names are the checkpoint's."""
+
+    scheme: str
+    source: str  # the checkpoint file, or "state dict" when given one in memory
+    loaded: list[str] = field(default_factory=list)  # target keys filled from the checkpoint
+    missing: list[str] = field(default_factory=list)  # target keys the checkpoint does not provide (left as they are)
+    unexpected: list[str] = field(default_factory=list)  # renamed keys the model does not have
+    unmatched: list[str] = field(default_factory=list)  # source keys no renaming rule matches
+    dropped: list[str] = field(default_factory=list)  # source keys a rule marks as having no place in this project
+    shape_mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (target key, file, model shape)
+
+    @property
+    def unused(self) -> list[str]:
+        """Every checkpoint entry that was not loaded: unexpected keys (under their new names), unmatched, dropped."""
+        return self.unexpected + self.unmatched + self.dropped
+
+    def summary(self) -> str:
+        lines = [f"init weights from {self.source} (scheme {self.scheme!r}): loaded {len(self.loaded)} tensors"]
+        for title, keys in (("missing in the checkpoint", self.missing), ("unexpected (not in the model)",
+                            self.unexpected), ("matched by no renaming rule", self.unmatched),
+                            ("dropped (no place in this project)", self.dropped)):
+            if keys:
+                lines.append(f"  {title}: {len(keys)} keys: {_group(keys)}")
+        for key, file_shape, model_shape in self.shape_mismatched:
+            lines.append(f"  shape mismatch {key}: checkpoint {list(file_shape)}, model {list(model_shape)}")
+        return "\n".join(lines)
+
+
+def load_checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file: a raw state dict, or one under "model" / "model_state_dict" /
+    "state_dict". A "module." prefix on every key (DataParallel) is removed."""
+    return unwrap_state_dict(load_checkpoint(path), source=str(path))
+
+
+def unwrap_state_dict(checkpoint, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{source}: expected a mapping (a state dict or a checkpoint dict), got {type(checkpoint)}")
+    if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+        state = checkpoint
+    else:
+        containers = [name for name in STATE_DICT_CONTAINERS if isinstance(checkpoint.get(name), Mapping)]
+        if not containers:
+            raise ValueError(
+                f"{source}: no state dict found: expected a mapping of tensors or one under "
+                f"{' / '.join(STATE_DICT_CONTAINERS)}; top-level keys are {sorted(checkpoint)[:20]}"
+            )
+        state = checkpoint[containers[0]]
+        source = f"{source}[{containers[0]!r}]"
+    not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{source}: state dict entries that are not tensors: {not_tensors[:10]}")
+    if state and all(key.startswith("module.") for key in state):
+        logger.info("%s: removing the DataParallel prefix 'module.' from all %d keys", source, len(state))
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return dict(state)
+
+
+def detect_scheme(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Name of the naming scheme (a key of SCHEMES) whose signature prefixes the checkpoint's keys use."""
+    hits = {name: sum(bool(re.match(pattern, key)) for key in state_dict)
+            for name, pattern in SCHEME_SIGNATURES.items()}
+    found = [name for name, count in hits.items() if count]
+    if len(found) != 1:
+        reason = "no known" if not found else "several"
+        raise ValueError(
+            f"cannot detect the checkpoint's naming scheme: {reason} scheme signatures match (keys per scheme: "
+            f"{hits}); first keys: {list(state_dict)[:8]}. Pass scheme= one of {sorted(SCHEMES)} or extra_rules"
+        )
+    return found[0]
+
+
+def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "auto", extra_rules=None) -> LoadReport:
+    """Rename a checkpoint's keys into `model`'s names, report the result and load the matching tensors.
+
+    scheme: a name in SCHEMES, "auto" (detect_scheme) or None (extra_rules only). extra_rules (a list of
+    (pattern, replacement) pairs or a mapping, e.g. from YAML) are tried before the scheme's rules.
+    Raises ValueError, listing the keys, if any renamed tensor has a different shape from the model's.
+    """
+    if isinstance(path_or_state, Mapping):
+        source = "state dict"
+        state = unwrap_state_dict(path_or_state, source)
+    else:
+        source = str(path_or_state)
+        state = load_checkpoint_state(path_or_state)
+    if scheme == "auto":
+        scheme = detect_scheme(state)
+    if scheme is not None and scheme not in SCHEMES:
+        raise ValueError(f"unknown renaming scheme {scheme!r}; known: {sorted(SCHEMES)} (or 'auto', or None)")
+    rules = (rules_from_spec(extra_rules) if extra_rules is not None else []) + (SCHEMES[scheme] if scheme else [])
+    if not rules:
+        raise ValueError("load_init_weights: scheme=None needs extra_rules")
+
+    renamed, dropped, unmatched = rename_keys(state, rules)
+    converted = {new: state[old] for old, new in renamed.items()}
+    target = model.state_dict()
+    report = LoadReport(scheme=scheme if scheme else "custom", source=source, dropped=dropped, unmatched=unmatched)
+    for key, tensor in converted.items():
+        if key not in target:
+            report.unexpected.append(key)
+        elif tensor.shape != target[key].shape:
+            report.shape_mismatched.append((key, tuple(tensor.shape), tuple(target[key].shape)))
+        else:
+            report.loaded.append(key)
+    report.missing = [key for key in target if key not in converted]
+    logger.info(report.summary())
+    if report.shape_mismatched:
+        raise ValueError(f"{source}: tensors whose shapes differ from the model's (nothing loaded):\n" + "\n".join(
+            f"  {key}: checkpoint {list(a)}, model {list(b)}" for key, a, b in report.shape_mismatched))
+    model.load_state_dict({key: converted[key] for key in report.loaded}, strict=False)
+    return report
+
+
+def _group(keys: list[str], depth: int = 2) -> str:
+    """'prefix (count), ...' with keys grouped by their first `depth` name components, for readable summaries."""
+    counts = Counter(".".join(key.split(".")[:depth]) for key in keys)
+    return ", ".join(f"{prefix} ({count})" for prefix, count in counts.items())
