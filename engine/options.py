@@ -98,6 +98,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("use_scale_shift_norm", BOOL, True, UNET, "FiLM-style time conditioning in residual blocks (ADM)."),
     _o("conv_resample", BOOL, True, UNET, "Learned convolutions when up/down-sampling (ADM)."),
     _o("resblock_updown", BOOL, False, UNET, "Residual blocks for up/down-sampling (ADM)."),
+    _o("concat_scene", BOOL, False, UNET,
+       "Also feed the UNet the scene image and head mask resized to the heatmap grid, as 4 extra input channels "
+       "(concat conditioning of image-to-image diffusion), so it sees where objects and the head are. Not in the "
+       "original system, which conditions through cross-attention only."),
     # --- diffusion process ---------------------------------------------------------------------------------------
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
@@ -164,3 +168,17 @@ OPTIONS: tuple[Option, ...] = (
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 ALIASES: dict[str, str] = {alias: o.name for o in OPTIONS for alias in o.aliases}
 GROUPS: tuple[str, ...] = (RUN, DATA, GAZE, UNET, DIFF, LOSS, TRAIN, EVAL, LOG)
+
+
+def markdown_table() -> str:
+    """The options as Markdown tables, one per group: the README's option reference is this text (a test checks)."""
+    lines = []
+    for group in GROUPS:
+        lines += [f"**{group}**", "", "| option | type | default | meaning |", "|---|---|---|---|"]
+        for option in OPTIONS:
+            if option.group == group:
+                kind = option.kind if option.choices is None else " / ".join(map(str, option.choices))
+                default = "unset" if option.default is None else option.default
+                lines.append(f"| `{option.name}` | {kind} | `{default}` | {option.help.replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

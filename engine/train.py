@@ -154,8 +154,8 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
         if in_frame.any():
             x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
             t = torch.randint(0, diffusion.num_timesteps, (x_start.shape[0],), device=device)
-            terms = diffusion.training_losses(denoise, x_start, t,
-                                              model_kwargs={"context": features["conditioning"][in_frame]})
+            kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
+            terms = diffusion.training_losses(denoise, x_start, t, model_kwargs=kwargs)
             diffusion_loss = terms["loss"].float().mean()
     inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
     loss = config.diffusion_weight * diffusion_loss
@@ -169,9 +169,11 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
                                        config.grad_clip)
+    scale = scaler.get_scale() if scaler.is_enabled() else None
     scaler.step(optimizer)
     scaler.update()
-    scheduler.step()
+    if scale is None or scaler.get_scale() >= scale:  # a step skipped for inf/NaN fp16 gradients lowers the scale
+        scheduler.step()
     return {"loss": loss.item(), "loss_diffusion": diffusion_loss.item(), "loss_inout": inout_loss.item(),
             "in_frame": int(in_frame.sum())}
 

@@ -36,7 +36,7 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
         inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
     shape = (image.shape[0], config.unet_inout_channels, config.output_size, config.output_size)
     with autocast():
-        sample = sample_heatmaps(diffusion, denoiser(model, config), {"context": features["conditioning"]}, shape,
+        sample = sample_heatmaps(diffusion, denoiser(model, config), model.denoiser_kwargs(features), shape,
                                  clip_denoised=config.clip_denoised, device=device)
     heatmaps = heatmap_scaling(config).to_heatmap(sample.float())[:, 0]
     return heatmaps.cpu().numpy(), inout.cpu().numpy()

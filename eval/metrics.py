@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 
 from datasets.heatmap import gaze_heatmap
 
@@ -92,6 +92,23 @@ def _resize_bilinear(heatmap: np.ndarray, height: int, width: int) -> np.ndarray
     return resized[0, 0].numpy()
 
 
+def binary_auc(target: np.ndarray, prediction: np.ndarray) -> float:
+    """ROC AUC of `prediction` against a binary `target` (same shape), equal to sklearn's `roc_auc_score`.
+
+    Computed from ranks: the fraction of (positive, negative) pairs ordered correctly, a tie counting one half. Sorting
+    the negatives once and locating each positive makes it about 10x faster than sklearn on a full-resolution
+    GazeFollow map with a handful of positive pixels; the tests check it against sklearn.
+    """
+    target = np.asarray(target, dtype=bool).ravel()
+    prediction = np.asarray(prediction, dtype=np.float64).ravel()
+    positives, negatives = prediction[target], np.sort(prediction[~target])
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError("AUC is undefined when the target has only one class")
+    below = np.searchsorted(negatives, positives, side="left")
+    tied = np.searchsorted(negatives, positives, side="right") - below
+    return float((below + 0.5 * tied).sum() / (len(positives) * len(negatives)))
+
+
 def argmax_point(heatmap: ArrayLike) -> tuple[float, float]:
     """The normalised (x, y) = (col / W, row / H) of the heatmap's first maximum in row-major order."""
     heatmap = _as_heatmap(heatmap)
@@ -115,7 +132,7 @@ def gazefollow_auc(heatmap: ArrayLike, gaze_points: ArrayLike, image_size: Seque
     cols = np.minimum((points[:, 0] * width).astype(np.int64), width - 1)
     rows = np.minimum((points[:, 1] * height).astype(np.int64), height - 1)
     target[rows, cols] = 1.0
-    return float(roc_auc_score(target.ravel(), prediction.ravel()))
+    return binary_auc(target, prediction)
 
 
 def gazefollow_l2(heatmap: ArrayLike, gaze_points: ArrayLike) -> tuple[float, float]:
@@ -140,7 +157,7 @@ def vat_auc(heatmap: ArrayLike, gaze_point: ArrayLike) -> float:
     point = _as_point(gaze_point, "gaze_point")
     target = gaze_heatmap((point[0], point[1]), size=VAT_GRID_SIZE, sigma=VAT_SIGMA) > 0
     prediction = _resize_bilinear(_as_heatmap(heatmap), VAT_GRID_SIZE, VAT_GRID_SIZE)
-    return float(roc_auc_score(target.ravel(), prediction.ravel()))
+    return binary_auc(target, prediction)
 
 
 def vat_l2(heatmap: ArrayLike, gaze_point: ArrayLike) -> float:

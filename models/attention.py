@@ -95,9 +95,6 @@ class SpatialTransformer(nn.Module):
             [BasicTransformerBlock(inner_dim, heads, head_dim, context_dim, dropout) for _ in range(depth)]
         )
         self.proj_out = nn.Conv2d(inner_dim, channels, kernel_size=1)
-        # Start as the identity, as LDM does: the attention branch learns its contribution from zero.
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape

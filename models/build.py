@@ -1,7 +1,7 @@
 """get_model(config): builds the GazeDiffusionModel from the project's options (read by name with getattr)."""
 
 from models.backbones import build_backbone
-from models.gaze_diffusion import GazeDiffusionModel
+from models.gaze_diffusion import SCENE_CHANNELS, GazeDiffusionModel
 from models.inout import InOutHead
 from models.unet import UNetModel
 
@@ -11,7 +11,7 @@ MODEL_OPTIONS = (
     "list_unet_inplanes_multipliers", "list_unet_attention_levels", "unet_spatial_tf_heads",
     "unet_spatial_tf_layers", "unet_context_vector", "unet_dropout", "use_scale_shift_norm", "conv_resample",
     "resblock_updown", "adm_learn_sigma", "adm_attention_module", "attention_layout", "head_flag", "depth_flag",
-    "list_resnet_depth_layers", "resnet_depth_inplanes", "freeze_scene", "freeze_face",
+    "list_resnet_depth_layers", "resnet_depth_inplanes", "freeze_scene", "freeze_face", "concat_scene",
 )
 
 
@@ -43,6 +43,7 @@ def get_model(config) -> GazeDiffusionModel:
         conv_resample=config.conv_resample,
         use_scale_shift_norm=config.use_scale_shift_norm,
         resblock_updown=config.resblock_updown,
+        spatial_channels=SCENE_CHANNELS if config.concat_scene else 0,
     )
     if config.output_size % unet.downsample_factor:
         raise ValueError(
@@ -51,7 +52,8 @@ def get_model(config) -> GazeDiffusionModel:
             f"(list_unet_inplanes_multipliers={list(config.list_unet_inplanes_multipliers)})"
         )
     inout_head = InOutHead(backbone.feature_channels, backbone.feature_side ** 2)
-    model = GazeDiffusionModel(backbone, unet, inout_head)
+    model = GazeDiffusionModel(backbone, unet, inout_head,
+                               spatial_size=config.output_size if config.concat_scene else None)
     if config.freeze_scene:
         model.freeze("scene_backbone")
     if config.freeze_face:

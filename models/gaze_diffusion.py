@@ -5,14 +5,19 @@ reused at every sampling step.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+SCENE_CHANNELS = 4  # RGB + head mask, the spatial condition of `concat_scene`
 
 
 class GazeDiffusionModel(nn.Module):
     """Holds `gaze_backbone`, `unet` and `inout_head`; streams of the backbone can be frozen (see `freeze`)."""
 
-    def __init__(self, gaze_backbone: nn.Module, unet: nn.Module, inout_head: nn.Module):
+    def __init__(self, gaze_backbone: nn.Module, unet: nn.Module, inout_head: nn.Module,
+                 spatial_size: int | None = None):
         super().__init__()
+        self.spatial_size = spatial_size  # heatmap side when the UNet also takes the scene (concat_scene)
         self.gaze_backbone = gaze_backbone
         self.unet = unet
         self.inout_head = inout_head
@@ -20,16 +25,29 @@ class GazeDiffusionModel(nn.Module):
 
     def encode(self, image: torch.Tensor, head_mask: torch.Tensor, face: torch.Tensor) -> dict[str, torch.Tensor]:
         """image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S] ->
-        {"conditioning": [B, N, context_dim], "scene_face_feat": [B, C, h, w]}."""
-        return self.gaze_backbone(image, head_mask, face)
+        {"conditioning": [B, N, context_dim], "scene_face_feat": [B, C, h, w]}, plus "spatial" [B, 4, H, W] (image
+        and head mask area-resized to the heatmap grid) when the UNet takes the scene as extra channels."""
+        features = dict(self.gaze_backbone(image, head_mask, face))
+        if self.spatial_size is not None:
+            scene = torch.cat([image, head_mask.to(image.dtype)], dim=1)
+            features["spatial"] = F.interpolate(scene, size=(self.spatial_size,) * 2, mode="area")
+        return features
+
+    @staticmethod
+    def denoiser_kwargs(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the diffusion process passes to the UNet at every step (`model(x_t, t, **kwargs)`)."""
+        kwargs = {"context": features["conditioning"]}
+        if "spatial" in features:
+            kwargs["spatial"] = features["spatial"]
+        return kwargs
 
     def inout_logit(self, scene_face_feat: torch.Tensor) -> torch.Tensor:
         """Logit [B] that the gaze target is inside the frame."""
         return self.inout_head(scene_face_feat)
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-        """The UNet's prediction for noisy heatmaps x_t [B, C, H, W] at timesteps t [B]."""
-        return self.unet(x_t, t, context=conditioning)
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The UNet's prediction for noisy heatmaps x_t [B, C, H, W] at timesteps t [B], given `encode`'s output."""
+        return self.unet(x_t, t, **self.denoiser_kwargs(features))
 
     def freeze(self, stream_name: str) -> None:
         """Stop training a backbone stream ("scene_backbone" or "face_backbone"): its parameters get no gradient and

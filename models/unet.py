@@ -130,15 +130,17 @@ class UNetModel(nn.Module):
         context_dim: width of the conditioning tokens [unet_context_vector].
         dropout: dropout inside ResBlocks [unet_dropout].
         conv_resample, use_scale_shift_norm, resblock_updown: as in ADM.
+        spatial_channels: channels of an optional spatial condition concatenated to x_t (same H, W) [concat_scene].
     """
 
     def __init__(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
                  attention_resolutions: Sequence[int], channel_mult: Sequence[int], num_heads: int,
                  transformer_depth: int, context_dim: int, dropout: float = 0.0, conv_resample: bool = True,
-                 use_scale_shift_norm: bool = False, resblock_updown: bool = False):
+                 use_scale_shift_norm: bool = False, resblock_updown: bool = False, spatial_channels: int = 0):
         super().__init__()
         _check_arguments(model_channels, channel_mult, attention_resolutions, num_res_blocks, transformer_depth)
         self.model_channels = model_channels
+        self.spatial_channels = spatial_channels
         self.downsample_factor = 2 ** (len(channel_mult) - 1)
         emb_dim = model_channels * 4
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -150,7 +152,7 @@ class UNetModel(nn.Module):
             return SpatialTransformer(channels, num_heads, transformer_depth, context_dim)
 
         ch = model_channels * channel_mult[0]
-        self.input_blocks = nn.ModuleList([UNetStage(nn.Conv2d(in_channels, ch, 3, padding=1))])
+        self.input_blocks = nn.ModuleList([UNetStage(nn.Conv2d(in_channels + spatial_channels, ch, 3, padding=1))])
         skip_channels = [ch]
         factor = 1
         for level, mult in enumerate(channel_mult):
@@ -185,12 +187,17 @@ class UNetModel(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                spatial: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, C_in, H, W] (H, W divisible by downsample_factor), timesteps [B] (int or float),
-        context [B, N, context_dim] -> [B, C_out, H, W]."""
+        context [B, N, context_dim], spatial [B, spatial_channels, H, W] when built with spatial_channels
+        -> [B, C_out, H, W]."""
+        if (spatial is None) != (self.spatial_channels == 0):
+            raise ValueError(f"this UNet takes {self.spatial_channels} spatial condition channels; got "
+                             f"{'none' if spatial is None else spatial.shape[1]}")
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
         skips = []
-        h = x
+        h = x if spatial is None else torch.cat([x, spatial.to(x.dtype)], dim=1)
         for stage in self.input_blocks:
             h = stage(h, emb, context)
             skips.append(h)

@@ -267,3 +267,19 @@ def test_tensor_and_numpy_inputs_give_the_same_numbers():
     assert vat_l2(heatmap, points[0]) == vat_l2(heatmap_t, points_t[0])
     assert angular_error(heatmap, eye, points) == angular_error(heatmap_t, eye_t, points_t)
     assert argmax_point(heatmap) == argmax_point(heatmap_t)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_auc_equals_sklearn_with_ties_and_at_full_resolution(seed):
+    from eval.metrics import binary_auc
+
+    rng = np.random.default_rng(seed)
+    shape = (480, 640) if seed == 0 else (37, 53)
+    prediction = rng.random(shape)
+    if seed % 2:  # coarse values: many ties between positives and negatives
+        prediction = np.round(prediction * 4) / 4
+    target = np.zeros(shape, dtype=bool)
+    target.flat[rng.choice(target.size, size=rng.integers(1, 25), replace=False)] = True
+    assert binary_auc(target, prediction) == pytest.approx(roc_auc_score(target.ravel(), prediction.ravel()), abs=1e-12)
+    with pytest.raises(ValueError, match="only one class"):
+        binary_auc(np.zeros(shape, dtype=bool), prediction)

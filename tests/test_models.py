@@ -26,7 +26,7 @@ def final_config(**overrides) -> SimpleNamespace:
         unet_context_vector=1024, unet_dropout=0.0, use_scale_shift_norm=True, conv_resample=True,
         resblock_updown=False, adm_learn_sigma=False, adm_attention_module=False, attention_layout=False,
         head_flag=True, depth_flag=False, list_resnet_depth_layers=[3, 4, 6, 3, 2], resnet_depth_inplanes=64,
-        freeze_scene=False, freeze_face=False,
+        freeze_scene=False, freeze_face=False, concat_scene=False,
     )
     options.update(overrides)
     return SimpleNamespace(**options)
@@ -248,7 +248,7 @@ def test_final_model_shapes_at_224(final_model_run):
     with torch.no_grad():
         assert model.inout_logit(encoded["scene_face_feat"]).shape == (2,)
         x_t = torch.randn(2, 1, 64, 64)
-        assert model.denoise(x_t, torch.tensor([5, 700]), encoded["conditioning"]).shape == (2, 1, 64, 64)
+        assert model.denoise(x_t, torch.tensor([5, 700]), encoded).shape == (2, 1, 64, 64)
 
 
 def test_conditioning_tokens_are_map_cells_plus_positional_encoding(final_model_run):
@@ -278,7 +278,7 @@ def test_small_model_at_112_input_gives_4_by_4_maps():
         assert model.gaze_backbone.attn.out_features == 16
         assert model.inout_logit(encoded["scene_face_feat"]).shape == (2,)
         assert model.inout_head.fc.in_features == 16
-        out = model.denoise(torch.randn(2, 1, 16, 16), torch.tensor([1, 2]), encoded["conditioning"])
+        out = model.denoise(torch.randn(2, 1, 16, 16), torch.tensor([1, 2]), encoded)
         assert out.shape == (2, 2, 16, 16)  # learned sigma doubles the output channels
 
 
@@ -308,7 +308,7 @@ def test_chong_layout_shapes():
         encoded = model.encode(*gaze_inputs(2, 128))
         assert encoded["conditioning"].shape == (2, 16, 64)  # encoder: 256 -> 128 -> 64 channels
         assert encoded["scene_face_feat"].shape == (2, 256, 4, 4)
-        out = model.denoise(torch.randn(2, 1, 16, 16), torch.tensor([1, 2]), encoded["conditioning"])
+        out = model.denoise(torch.randn(2, 1, 16, 16), torch.tensor([1, 2]), encoded)
     assert out.shape == (2, 1, 16, 16)
 
 
