@@ -257,8 +257,6 @@ _NOT_IMPLEMENTED_YET = {
     "noise_changer": "issue 3 (offset noise)",
     "fix_snr": "issue 3 (zero terminal SNR)",
     "eval_from_picture": "issue 3 (SDEdit start)",
-    "kl_div_loss": "issue 3 (extra heatmap losses)",
-    "other_loss": "issue 3 (extra heatmap losses)",
     "ema_on": "issue 5 (EMA)",
 }
 _NOT_IMPLEMENTED_DATASETS = {"videoattentiontarget": "issue 4", "goo": "issue 4"}
@@ -287,6 +285,9 @@ def validate(config: Config) -> None:
             )
     if config.adm_predict_xstart and config.adm_predict_v:
         raise ConfigError(f"{at('adm_predict_xstart')} and {at('adm_predict_v')} are both true: choose one target")
+    if config.kl_div_loss and not config.other_loss:
+        raise ConfigError(f"{at('kl_div_loss')} selects the KL variant of the extra heatmap loss, which needs "
+                          f"{at('other_loss')}")
     if config.lr_schedular and config.warmup_linear:
         raise ConfigError(f"{at('lr_schedular')} and {at('warmup_linear')} are both true: choose one schedule")
     positive = ("input_size", "output_size", "batch_size", "train_time_steps", "sample_time_steps", "epochs",
@@ -295,7 +296,7 @@ def validate(config: Config) -> None:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
     for name in ("num_workers", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
-                 "diffusion_weight", "lr"):
+                 "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
     if config.sample_time_steps > config.train_time_steps:

@@ -5,6 +5,7 @@ evaluates every `evaluate_every` epochs and at the end; with `eval_weights` it o
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -19,6 +20,7 @@ from engine.build import build_training_diffusion, denoiser, heatmap_scaling
 from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine.data import EpochShuffleSampler, make_loader
 from engine.logging import RunLogger
+from engine.losses import heatmap_kl, location_loss
 from eval.evaluate import evaluate, format_table
 from models.build import get_model
 from optim import build_lr_scheduler, build_optimizer, learning_rates
@@ -45,6 +47,9 @@ def autocast_for(config, device: torch.device):
 
 def run(config) -> dict:
     """Train and evaluate (or only evaluate with `eval_weights`); returns the last evaluation summary."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("launched with WORLD_SIZE > 1 (torchrun): multi-process training arrives with issue 5; "
+                           "each process would otherwise train alone and overwrite the same run folder")
     run_dir = Path(config.output_dir) / config.tag
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -150,17 +155,22 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     with autocast():
         features = model.encode(image, head_mask, face)
         inout_logit = model.inout_logit(features["scene_face_feat"])
-        diffusion_loss = torch.zeros((), device=device)
+        diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():
             x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
             t = torch.randint(0, diffusion.num_timesteps, (x_start.shape[0],), device=device)
             kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
             terms = diffusion.training_losses(denoise, x_start, t, model_kwargs=kwargs)
             diffusion_loss = terms["loss"].float().mean()
+            if config.other_loss:
+                extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],
+                                                batch["gaze_points"][:, 0].to(device)[in_frame], config)
     inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
     loss = config.diffusion_weight * diffusion_loss
     if config.x_loss:
         loss = loss + config.inout_weight * inout_loss
+    if config.other_loss:
+        loss = loss + extra_loss
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the loss is {loss.item()} at step {step + 1}; the last good checkpoint is kept")
     optimizer.zero_grad(set_to_none=True)
@@ -174,8 +184,19 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     scaler.update()
     if scale is None or scaler.get_scale() >= scale:  # a step skipped for inf/NaN fp16 gradients lowers the scale
         scheduler.step()
-    return {"loss": loss.item(), "loss_diffusion": diffusion_loss.item(), "loss_inout": inout_loss.item(),
-            "in_frame": int(in_frame.sum())}
+    losses = {"loss": loss.item(), "loss_diffusion": diffusion_loss.item(), "loss_inout": inout_loss.item(),
+              "in_frame": int(in_frame.sum())}
+    if config.other_loss:
+        losses["loss_extra"] = extra_loss.item()
+    return losses
+
+
+def extra_heatmap_loss(pred_x0: torch.Tensor, x_start: torch.Tensor, gaze_point: torch.Tensor, config) -> torch.Tensor:
+    """`other_loss`: location_weight * soft-argmax distance to the gaze point, or with `kl_div_loss`
+    kl_weight * KL(pred || gt); both on the predicted x0 in diffusion space [-v, v], mean over in-frame samples."""
+    if config.kl_div_loss:
+        return config.kl_weight * heatmap_kl(pred_x0, x_start).mean()
+    return config.location_weight * location_loss(pred_x0, gaze_point, config.softargmax_beta).mean()
 
 
 def memory_stats(device: torch.device) -> dict[str, float]:

@@ -38,7 +38,8 @@ def batch(size=4, side=64, out=16, in_frame=(1, 1, 0, 1)):
     heatmap[:, 5:8, 9:12] = 1.0
     inout = torch.tensor(in_frame, dtype=torch.float32)
     return {"image": torch.randn(size, 3, side, side), "head_mask": head_mask, "face": torch.randn(size, 3, side, side),
-            "heatmap": heatmap * inout[:, None, None], "inout": inout}
+            "heatmap": heatmap * inout[:, None, None], "inout": inout,
+            "gaze_points": torch.tensor([[10.5 / out, 6.5 / out]]).repeat(size, 1)[:, None, :]}
 
 
 def one_step(config, data=None):
@@ -78,6 +79,15 @@ def test_loss_is_the_weighted_sum_and_x_loss_switches_the_inout_term():
     _, losses, changed = one_step(config)
     assert losses["loss"] == pytest.approx(config.diffusion_weight * losses["loss_diffusion"], rel=1e-5)
     assert not any(n.startswith("inout_head.") for n in changed)
+
+
+@pytest.mark.parametrize("kl", [False, True])
+def test_other_loss_adds_the_weighted_extra_heatmap_loss(kl):
+    config = load_config([], {**TINY, "other_loss": True, "kl_div_loss": kl, "location_weight": 2.0, "kl_weight": 5.0})
+    _, losses, changed = one_step(config)
+    assert losses["loss_extra"] > 0 and any(n.startswith("unet.") for n in changed)
+    expected = config.diffusion_weight * losses["loss_diffusion"] + config.inout_weight * losses["loss_inout"]
+    assert losses["loss"] == pytest.approx(expected + losses["loss_extra"], rel=1e-5)
 
 
 def test_diffusion_loss_ignores_out_of_frame_samples():
@@ -154,3 +164,11 @@ def test_concat_scene_gives_the_unet_the_resized_scene_and_head_mask():
     with pytest.raises(ValueError, match="takes 4 spatial condition channels; got none"):
         model.unet(torch.randn(4, 1, 16, 16), torch.zeros(4), context=features["conditioning"])
     assert model.unet.input_blocks[0][0].in_channels == 1 + 4
+
+
+def test_multi_process_launch_is_refused_until_distributed_training_exists(monkeypatch):
+    from engine.train import run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="WORLD_SIZE > 1"):
+        run(load_config([], TINY))

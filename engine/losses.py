@@ -1,0 +1,36 @@
+"""The original's extra heatmap losses on the predicted x0 (`other_loss`, `kl_div_loss`), outside the diffusion core.
+
+Both act on the denoised heatmap the network implies at the sampled step (`training_losses(...)["pred_xstart"]`),
+so they apply to every prediction target (eps, x0, v). Positions are in output-grid cells, as in the original.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_argmax(heatmap: torch.Tensor, beta: float) -> torch.Tensor:
+    """Differentiable argmax of heatmaps [B, H, W]: the softmax(beta * heatmap)-weighted mean cell, as (x, y) = (col,
+    row) in grid cells [B, 2]. Large beta approaches the hard argmax."""
+    batch, height, width = heatmap.shape
+    weights = torch.softmax(beta * heatmap.float().reshape(batch, -1), dim=1).reshape(batch, height, width)
+    cols = torch.arange(width, device=heatmap.device, dtype=weights.dtype)
+    rows = torch.arange(height, device=heatmap.device, dtype=weights.dtype)
+    return torch.stack([(weights.sum(1) * cols).sum(1), (weights.sum(2) * rows).sum(1)], dim=1)
+
+
+def location_loss(pred_heatmap: torch.Tensor, gaze_point: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-sample squared distance [B], in grid cells, between the soft argmax of [B, H, W] and the gaze point
+    (normalised (x, y) [B, 2], mapped to the cell `int(x * W)` convention's continuous position x * W)."""
+    height, width = pred_heatmap.shape[1:]
+    target = gaze_point.float() * torch.tensor([width, height], device=gaze_point.device, dtype=torch.float32)
+    return ((soft_argmax(pred_heatmap, beta) - target) ** 2).sum(dim=1)
+
+
+def heatmap_kl(pred_heatmap: torch.Tensor, target_heatmap: torch.Tensor) -> torch.Tensor:
+    """Per-sample KL(pred || target) [B] between the heatmaps [B, H, W] softmaxed over their cells (the original's
+    `KLDivLoss(log_softmax(target), softmax(pred))`, summed over cells)."""
+    batch = pred_heatmap.shape[0]
+    log_pred = F.log_softmax(pred_heatmap.float().reshape(batch, -1), dim=1)
+    log_target = F.log_softmax(target_heatmap.float().reshape(batch, -1), dim=1)
+    return (log_pred.exp() * (log_pred - log_target)).sum(dim=1)
