@@ -92,6 +92,10 @@ def run(config) -> dict:
     checkpoint_path = run_dir / "last.pt"
     if checkpoint_path.is_file() and not config.no_resume:
         state = load_checkpoint(checkpoint_path)
+        changed = {k: (v, getattr(config, k)) for k, v in state["config"].items()
+                   if k not in ("no_resume", "epochs") and getattr(config, k, v) != v}
+        if changed:
+            print(f"resuming with options that differ from the checkpoint's (was, now): {changed}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
