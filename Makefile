@@ -11,8 +11,8 @@ $(STAMP): requirements.txt requirements-test.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt -c constraints.txt
-	# Test oracle (guided-diffusion's own code); --no-deps so it cannot pull another torch.
-	$(PY) -m pip install --quiet --no-deps guided-diffusion-sdk
+	# Test oracles (guided-diffusion's own code; diffusers' schedulers); --no-deps so they cannot pull another torch.
+	$(PY) -m pip install --quiet --no-deps guided-diffusion-sdk diffusers
 	touch $(STAMP)
 
 install: $(STAMP)
