@@ -334,7 +334,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
             continue
         help_text = f"{option.help} [default: {option.default}]".replace("%", "%%")
         group = groups[option.group]
-        if option.kind == BOOL:
+        if option.kind == BOOL and option.name.startswith("no_"):  # already a negation: no `--no-no_save`
+            group.add_argument(f"--{option.name}", action="store_const", const=True, help=help_text)
+        elif option.kind == BOOL:
             group.add_argument(f"--{option.name}", action=argparse.BooleanOptionalAction, help=help_text)
         elif option.kind == INT_LIST:
             group.add_argument(f"--{option.name}", nargs="+", metavar="N", help=help_text)

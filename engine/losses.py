@@ -34,3 +34,11 @@ def heatmap_kl(pred_heatmap: torch.Tensor, target_heatmap: torch.Tensor) -> torc
     log_pred = F.log_softmax(pred_heatmap.float().reshape(batch, -1), dim=1)
     log_target = F.log_softmax(target_heatmap.float().reshape(batch, -1), dim=1)
     return (log_pred.exp() * (log_pred - log_target)).sum(dim=1)
+
+
+def extra_heatmap_loss(pred_x0: torch.Tensor, x_start: torch.Tensor, gaze_point: torch.Tensor, config) -> torch.Tensor:
+    """The `other_loss` term for in-frame samples: location_weight * soft-argmax distance to the gaze point, or with
+    `kl_div_loss` kl_weight * KL(pred || gt); both on x0 in diffusion space [-v, v] ([B, H, W]), mean over samples."""
+    if config.kl_div_loss:
+        return config.kl_weight * heatmap_kl(pred_x0, x_start).mean()
+    return config.location_weight * location_loss(pred_x0, gaze_point, config.softargmax_beta).mean()

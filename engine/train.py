@@ -20,7 +20,7 @@ from engine.build import build_training_diffusion, denoiser, heatmap_scaling
 from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine.data import EpochShuffleSampler, make_loader
 from engine.logging import RunLogger
-from engine.losses import heatmap_kl, location_loss
+from engine.losses import extra_heatmap_loss
 from eval.evaluate import evaluate, format_table
 from models.build import get_model
 from optim import build_lr_scheduler, build_optimizer, learning_rates
@@ -193,14 +193,6 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     if config.other_loss:
         losses["loss_extra"] = extra_loss.item()
     return losses
-
-
-def extra_heatmap_loss(pred_x0: torch.Tensor, x_start: torch.Tensor, gaze_point: torch.Tensor, config) -> torch.Tensor:
-    """`other_loss`: location_weight * soft-argmax distance to the gaze point, or with `kl_div_loss`
-    kl_weight * KL(pred || gt); both on the predicted x0 in diffusion space [-v, v], mean over in-frame samples."""
-    if config.kl_div_loss:
-        return config.kl_weight * heatmap_kl(pred_x0, x_start).mean()
-    return config.location_weight * location_loss(pred_x0, gaze_point, config.softargmax_beta).mean()
 
 
 def memory_stats(device: torch.device) -> dict[str, float]:

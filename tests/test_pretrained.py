@@ -3,7 +3,6 @@ round-trip, checkpoint unwrapping, scheme detection, custom rules and the shape-
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
