@@ -288,6 +288,9 @@ def validate(config: Config) -> None:
     if config.kl_div_loss and not config.other_loss:
         raise ConfigError(f"{at('kl_div_loss')} selects the KL variant of the extra heatmap loss, which needs "
                           f"{at('other_loss')}")
+    if config.location_loss != OPTIONS_BY_NAME["location_loss"].default and (config.kl_div_loss or not config.other_loss):
+        raise ConfigError(f"{at('location_loss')} selects the location term of the extra heatmap loss, which needs "
+                          f"{at('other_loss')} on and {at('kl_div_loss')} off")
     if config.lr_schedular and config.warmup_linear:
         raise ConfigError(f"{at('lr_schedular')} and {at('warmup_linear')} are both true: choose one schedule")
     positive = ("input_size", "output_size", "batch_size", "train_time_steps", "sample_time_steps", "epochs",

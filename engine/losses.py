@@ -1,4 +1,5 @@
-"""The original's extra heatmap losses on the predicted x0 (`other_loss`, `kl_div_loss`), outside the diffusion core.
+"""Extra heatmap losses on the predicted x0 (`other_loss`), outside the diffusion core: the original's soft-argmax
+location loss and KL term (`kl_div_loss`), and a cross-entropy location loss (`location_loss: cross_entropy`).
 
 Both act on the denoised heatmap the network implies at the sampled step (`training_losses(...)["pred_xstart"]`),
 so they apply to every prediction target (eps, x0, v). Positions are in output-grid cells, as in the original.
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from diffusion.normalization import HeatmapScaling
 
 
 def soft_argmax(heatmap: torch.Tensor, beta: float) -> torch.Tensor:
@@ -36,9 +39,23 @@ def heatmap_kl(pred_heatmap: torch.Tensor, target_heatmap: torch.Tensor) -> torc
     return (log_pred.exp() * (log_pred - log_target)).sum(dim=1)
 
 
+def heatmap_cross_entropy(pred_heatmap: torch.Tensor, target_heatmap: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-sample cross-entropy [B] between the target heatmaps [B, H, W] (non-negative, normalised here to a
+    distribution over cells) and softmax(beta * pred_heatmap) over cells. Unlike the soft-argmax distance, whose
+    optimum under doubt is the centroid between candidate targets, it rewards mass on the right target."""
+    batch = pred_heatmap.shape[0]
+    target = target_heatmap.float().reshape(batch, -1)
+    target = target / target.sum(dim=1, keepdim=True).clamp_min(torch.finfo(target.dtype).tiny)
+    return -(target * F.log_softmax(beta * pred_heatmap.float().reshape(batch, -1), dim=1)).sum(dim=1)
+
+
 def extra_heatmap_loss(pred_x0: torch.Tensor, x_start: torch.Tensor, gaze_point: torch.Tensor, config) -> torch.Tensor:
-    """The `other_loss` term for in-frame samples: location_weight * soft-argmax distance to the gaze point, or with
-    `kl_div_loss` kl_weight * KL(pred || gt); both on x0 in diffusion space [-v, v] ([B, H, W]), mean over samples."""
+    """The `other_loss` term for in-frame samples, mean over samples, on x0 in diffusion space [-v, v] ([B, H, W]):
+    with `kl_div_loss` kl_weight * KL(pred || gt); else location_weight * the `location_loss`: the soft-argmax
+    distance to the gaze point, or the cross-entropy against the target heatmap (mapped back to [0, 1])."""
     if config.kl_div_loss:
         return config.kl_weight * heatmap_kl(pred_x0, x_start).mean()
+    if config.location_loss == "cross_entropy":
+        target = HeatmapScaling(config.diff_normalization).to_heatmap(x_start)
+        return config.location_weight * heatmap_cross_entropy(pred_x0, target, config.softargmax_beta).mean()
     return config.location_weight * location_loss(pred_x0, gaze_point, config.softargmax_beta).mean()

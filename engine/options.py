@@ -140,9 +140,13 @@ OPTIONS: tuple[Option, ...] = (
        "instead."),
     _o("kl_div_loss", BOOL, False, LOSS,
        "With other_loss: KL(pred || gt) between the softmaxed predicted and target heatmaps, times kl_weight."),
-    _o("location_weight", FLOAT, 1e4, LOSS, "Weight of the soft-argmax location loss (other_loss)."),
+    _o("location_loss", STR, "softargmax", LOSS,
+       "Location term of other_loss (without kl_div_loss): the original's squared distance (grid cells) between the "
+       "soft argmax of the predicted x0 and the gaze point, or the cross-entropy between the target heatmap (as a "
+       "distribution) and softmax(softargmax_beta * predicted x0).", choices=("softargmax", "cross_entropy")),
+    _o("location_weight", FLOAT, 1e4, LOSS, "Weight of the location loss (other_loss)."),
     _o("kl_weight", FLOAT, 10.0, LOSS, "Weight of the heatmap KL loss (other_loss + kl_div_loss)."),
-    _o("softargmax_beta", FLOAT, 100.0, LOSS, "Sharpness beta of the soft argmax softmax(beta * heatmap)."),
+    _o("softargmax_beta", FLOAT, 100.0, LOSS, "Sharpness beta of softmax(beta * predicted x0) in the location loss."),
     # --- training ------------------------------------------------------------------------------------------------
     _o("lr", FLOAT, 2.5e-4, TRAIN, "Learning rate of both parameter groups (see lr_gaze)."),
     _o("lr_gaze", FLOAT, None, TRAIN,

@@ -81,9 +81,10 @@ def test_loss_is_the_weighted_sum_and_x_loss_switches_the_inout_term():
     assert not any(n.startswith("inout_head.") for n in changed)
 
 
-@pytest.mark.parametrize("kl", [False, True])
-def test_other_loss_adds_the_weighted_extra_heatmap_loss(kl):
-    config = load_config([], {**TINY, "other_loss": True, "kl_div_loss": kl, "location_weight": 2.0, "kl_weight": 5.0})
+@pytest.mark.parametrize("kl, location", [(False, "softargmax"), (False, "cross_entropy"), (True, "softargmax")])
+def test_other_loss_adds_the_weighted_extra_heatmap_loss(kl, location):
+    config = load_config([], {**TINY, "other_loss": True, "kl_div_loss": kl, "location_loss": location,
+                              "location_weight": 2.0, "kl_weight": 5.0})
     _, losses, changed = one_step(config)
     assert losses["loss_extra"] > 0 and any(n.startswith("unet.") for n in changed)
     expected = config.diffusion_weight * losses["loss_diffusion"] + config.inout_weight * losses["loss_inout"]
