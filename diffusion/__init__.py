@@ -7,14 +7,19 @@ from diffusion.gaussian_diffusion import (
     ModelVarType,
     betas_for_alpha_bar,
     get_named_beta_schedule,
+    mse_loss_weights,
+    offset_noise_like,
+    rescale_zero_terminal_snr,
 )
 from diffusion.normalization import HeatmapScaling, StdNormalizedInput
 from diffusion.respace import SpacedDiffusion, space_timesteps
-from diffusion.sampling import default_sampler, sample_heatmaps
+from diffusion.sampling import SAMPLER_REGISTRY, SAMPLERS, default_sampler, register_sampler, resolve_sampler, sample_heatmaps
 
 __all__ = [
     "GaussianDiffusion",
     "HeatmapScaling",
+    "SAMPLERS",
+    "SAMPLER_REGISTRY",
     "LossType",
     "ModelMeanType",
     "ModelVarType",
@@ -24,6 +29,11 @@ __all__ = [
     "create_gaussian_diffusion",
     "default_sampler",
     "get_named_beta_schedule",
+    "mse_loss_weights",
+    "offset_noise_like",
+    "register_sampler",
+    "rescale_zero_terminal_snr",
+    "resolve_sampler",
     "sample_heatmaps",
     "space_timesteps",
 ]

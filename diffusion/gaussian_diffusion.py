@@ -17,6 +17,8 @@ from diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, nor
 
 MAX_BETA = 0.999
 BETA_SCHEDULES = ("linear", "cosine")
+# Per-timestep weights of the MSE term (Min-SNR-gamma, Hang et al. 2023); "min_snr_K" / "max_snr_K" carry a number K.
+MSE_LOSS_WEIGHT_TYPES = ("constant", "min_snr_K", "max_snr_K", "trunc_snr", "snr", "inv_snr")
 
 
 def get_named_beta_schedule(
@@ -44,6 +46,71 @@ def get_named_beta_schedule(
     else:
         raise ValueError(f"noise schedule: expected one of {BETA_SCHEDULES}, found {schedule_name!r}")
     return np.minimum(betas * factor_multiplier, MAX_BETA)
+
+
+def rescale_zero_terminal_snr(betas) -> np.ndarray:
+    """Betas whose last abar is exactly 0 (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+    flawed", algorithm 1): sqrt(abar) is shifted so that its last value is 0 and scaled so that its first value is
+    unchanged. The last beta becomes 1: x_{T-1} is pure noise, as the sampler's starting point assumes.
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = sqrt_alpha_bar[0], sqrt_alpha_bar[-1]
+    if not first > last:
+        raise ValueError("betas: zero terminal SNR needs abar to decrease from the first to the last step")
+    alpha_bar = ((sqrt_alpha_bar - last) * (first / (first - last))) ** 2
+    return 1.0 - alpha_bar / np.append(1.0, alpha_bar[:-1])
+
+
+def parse_mse_loss_weight_type(name: str) -> tuple[str, float | None]:
+    """("min_snr", 5.0) for "min_snr_5"; (name, None) for the types without a number. ValueError for anything else."""
+    for prefix in ("min_snr_", "max_snr_"):
+        if isinstance(name, str) and name.startswith(prefix):
+            try:
+                k = float(name[len(prefix):])
+            except ValueError:
+                k = float("nan")
+            if not (math.isfinite(k) and k > 0):
+                raise ValueError(f"mse_loss_weight_type {name!r}: expected {prefix}K with a number K > 0, e.g. "
+                                 f"{prefix}5")
+            return prefix[:-1], k
+    if name not in ("constant", "trunc_snr", "snr", "inv_snr"):
+        raise ValueError(f"mse_loss_weight_type: expected one of {MSE_LOSS_WEIGHT_TYPES} (K a number > 0), "
+                         f"found {name!r}")
+    return name, None
+
+
+def mse_loss_weights(alphas_cumprod: np.ndarray, weight_type: str, mean_type: "ModelMeanType") -> np.ndarray:
+    """The per-timestep weight [T] of the MSE on the network's target, float64.
+
+    Every type is defined as a weight w(SNR) of the x_0 error, SNR = abar / (1 - abar): min_snr_K min(SNR, K),
+    max_snr_K max(SNR, K), trunc_snr max(SNR, 1), snr SNR, inv_snr 1 / SNR. The eps error is SNR times the x_0
+    error and the v error (SNR + 1) times, so on those targets the weight is w / SNR and w / (SNR + 1): the same
+    objective whatever the network predicts. "constant" is 1 on every target. Where SNR = 0 (a zero-terminal-SNR
+    step) the weight is 1.
+    """
+    kind, k = parse_mse_loss_weight_type(weight_type)
+    if kind == "constant":
+        return np.ones_like(alphas_cumprod)
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x0_weight = {"min_snr": lambda: np.minimum(snr, k), "max_snr": lambda: np.maximum(snr, k),
+                     "trunc_snr": lambda: np.maximum(snr, 1.0), "snr": lambda: snr, "inv_snr": lambda: 1.0 / snr}[kind]()
+        if mean_type is ModelMeanType.EPSILON:
+            weight = x0_weight / snr
+        elif mean_type is ModelMeanType.VELOCITY:
+            weight = x0_weight / (snr + 1.0)
+        else:
+            weight = x0_weight
+    return np.where(snr == 0, 1.0, weight)
+
+
+def offset_noise_like(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """eps + strength * delta with eps ~ N(0, I) of x's shape and one delta ~ N(0, 1) per sample and channel
+    (offset noise, Crosslabs 2023): the noise then also shifts the mean of each channel, which plain N(0, I) noise
+    almost never does."""
+    delta = torch.randn(*x.shape[:2], *([1] * (x.ndim - 2)), device=x.device, dtype=x.dtype)
+    return torch.randn_like(x) + strength * delta
 
 
 def _cosine_alpha_bar(s: float) -> float:
@@ -112,6 +179,11 @@ def _extract_into_tensor(arr: np.ndarray, timesteps: torch.Tensor, broadcast_sha
     return values.reshape(-1, *([1] * (len(broadcast_shape) - 1))).expand(*broadcast_shape)
 
 
+def _half_log_snr(alpha_bar: float) -> float:
+    """lambda = log(sqrt(abar) / sqrt(1 - abar)), -inf where abar = 0 (zero terminal SNR)."""
+    return -math.inf if alpha_bar == 0 else 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
+
+
 def _sampling_device(model, device) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -132,7 +204,10 @@ class GaussianDiffusion:
       range (heatmaps on [-v, v]) are clipped to their own range;
     - v-prediction (VELOCITY) is added and x_{t-1}-prediction is left out;
     - eps is re-derived from x_0 as (x_t - sqrt(abar) x_0) / sqrt(1 - abar), finite also where abar = 0
-      (zero terminal SNR), which only x_0 and v prediction accept.
+      (zero terminal SNR), which only x_0 and v prediction accept;
+    - `mse_loss_weight_type` weights the MSE per timestep (see `mse_loss_weights`; "constant" = guided-diffusion);
+    - `offset_noise_strength` s > 0 trains on offset noise (`offset_noise_like`) when no noise is passed in;
+    - samplers can start at an intermediate step (`start_step`, for SDEdit) and DPM-Solver++(2M) is added.
     """
 
     def __init__(
@@ -143,6 +218,8 @@ class GaussianDiffusion:
         loss_type: LossType,
         rescale_timesteps: bool = False,
         clip_range: float = 1.0,
+        mse_loss_weight_type: str = "constant",
+        offset_noise_strength: float = 0.0,
     ):
         _require_member("model_mean_type", model_mean_type, ModelMeanType)
         _require_member("model_var_type", model_var_type, ModelVarType)
@@ -180,6 +257,13 @@ class GaussianDiffusion:
             self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
             self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1)
         self.log_betas = np.log(betas)
+        self.mse_loss_weight_type = mse_loss_weight_type
+        self.mse_loss_weights = mse_loss_weights(self.alphas_cumprod, mse_loss_weight_type, model_mean_type)
+        if not (math.isfinite(offset_noise_strength) and offset_noise_strength >= 0):
+            raise ValueError(f"offset_noise_strength: expected a finite number >= 0, found {offset_noise_strength!r}")
+        self.offset_noise_strength = float(offset_noise_strength)
+        # abar of the point a DDIM step lands on: the previous point of this process's grid (see SpacedDiffusion).
+        self.ddim_alphas_cumprod_prev = self.alphas_cumprod_prev
 
         # q(x_{t-1} | x_t, x_0)
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
@@ -337,7 +421,7 @@ class GaussianDiffusion:
         # Whatever the network predicts, the step uses the eps implied by the (clipped) x_0 prediction.
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
         alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
-        alpha_bar_prev = _extract_into_tensor(self.alphas_cumprod_prev, t, x.shape)
+        alpha_bar_prev = _extract_into_tensor(self.ddim_alphas_cumprod_prev, t, x.shape)
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         noise = torch.randn_like(x)
         # Round-off can take 1 - abar_prev - sigma^2 a hair below 0 at eta = 1.
@@ -347,51 +431,109 @@ class GaussianDiffusion:
         return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
 
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
-                      device=None, progress=False) -> torch.Tensor:
+                      device=None, progress=False, start_step=None, state_fn=None) -> torch.Tensor:
         """Ancestral sampling through every step of this process, from `noise` (or fresh N(0, I)) at t = T - 1.
 
-        The device is noise's, else `device`, else that of the model's parameters.
+        The device is noise's, else `device`, else that of the model's parameters. `start_step` s starts the
+        reverse process at index s instead of T - 1 (then `noise` is the state x_s, e.g. a partially noised image
+        for SDEdit). `state_fn`, if given, replaces the state x_t by state_fn(x_t) before each step.
         """
         final = None
         for final in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, model_kwargs,
-                                                    device, progress):
+                                                    device, progress, start_step, state_fn):
             pass
         return final["sample"]
 
     def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                                  model_kwargs=None, device=None, progress=False) -> Iterator[dict]:
+                                  model_kwargs=None, device=None, progress=False, start_step=None,
+                                  state_fn=None) -> Iterator[dict]:
         """Like p_sample_loop, yielding p_sample's dict at every step."""
-        return self._sample_loop_progressive(self.p_sample, model, shape, noise, device, progress,
-                                             clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+        return self._sample_loop_progressive(self.p_sample, model, shape, noise, device, progress, start_step,
+                                             state_fn, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                                              model_kwargs=model_kwargs)
 
     def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
-                         device=None, progress=False, eta=0.0) -> torch.Tensor:
+                         device=None, progress=False, eta=0.0, start_step=None, state_fn=None) -> torch.Tensor:
         """DDIM sampling through every step of this process (respace it for fewer steps); arguments as p_sample_loop."""
         final = None
         for final in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn, model_kwargs,
-                                                       device, progress, eta):
+                                                       device, progress, eta, start_step, state_fn):
             pass
         return final["sample"]
 
     def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                                     model_kwargs=None, device=None, progress=False, eta=0.0) -> Iterator[dict]:
+                                     model_kwargs=None, device=None, progress=False, eta=0.0, start_step=None,
+                                     state_fn=None) -> Iterator[dict]:
         """Like ddim_sample_loop, yielding ddim_sample's dict at every step."""
-        return self._sample_loop_progressive(self.ddim_sample, model, shape, noise, device, progress,
-                                             clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+        return self._sample_loop_progressive(self.ddim_sample, model, shape, noise, device, progress, start_step,
+                                             state_fn, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                                              model_kwargs=model_kwargs, eta=eta)
 
-    def _sample_loop_progressive(self, step, model, shape, noise, device, progress, **step_kwargs) -> Iterator[dict]:
+    def dpm_solver_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                               model_kwargs=None, device=None, progress=False, start_step=None,
+                               state_fn=None) -> torch.Tensor:
+        """DPM-Solver++(2M) (Lu et al. 2022, multistep second order in the data prediction) through every step of
+        this process (respace it for fewer steps); arguments as p_sample_loop."""
+        final = None
+        for final in self.dpm_solver_sample_loop_progressive(model, shape, noise, clip_denoised, denoised_fn,
+                                                             model_kwargs, device, progress, start_step, state_fn):
+            pass
+        return final["sample"]
+
+    def dpm_solver_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                                           model_kwargs=None, device=None, progress=False, start_step=None,
+                                           state_fn=None) -> Iterator[dict]:
+        """Like dpm_solver_sample_loop, yielding {"sample", "pred_xstart"} at every step.
+
+        With alpha_i = sqrt(abar_i), sigma_i = sqrt(1 - abar_i), lambda_i = log(alpha_i / sigma_i), the step from
+        grid point s to t (h = lambda_t - lambda_s) is x_t = (sigma_t / sigma_s) x_s - alpha_t (e^-h - 1) D with
+        D = x0_s (first order) or x0_s + (x0_s - x0_prev) h / (2 h_prev) (second order, "midpoint"). As diffusers'
+        DPMSolverMultistepScheduler (solver_order 2, final sigma 0): the first step is first order (no history yet)
+        and the last step goes to sigma = 0, i.e. returns the x_0 prediction at t = 0. One network call per step.
+        """
+        history: list[tuple[float, torch.Tensor]] = []  # (lambda, x0 prediction) of the previous grid point
+
+        def step(model, x, t, clip_denoised, denoised_fn, model_kwargs):
+            out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+            index = int(t[0])
+            x0 = out["pred_xstart"]
+            lambda_s = _half_log_snr(self.alphas_cumprod[index])
+            if index == 0:
+                return {"sample": x0, "pred_xstart": x0}
+            abar_s, abar_t = self.alphas_cumprod[index], self.alphas_cumprod[index - 1]
+            alpha_t, sigma_s, sigma_t = math.sqrt(abar_t), math.sqrt(1 - abar_s), math.sqrt(1 - abar_t)
+            h = _half_log_snr(abar_t) - lambda_s
+            phi = alpha_t * math.expm1(-h)  # alpha_t (e^-h - 1), exact also for small h
+            data = x0
+            second_order = bool(history) and math.isfinite(history[-1][0])
+            if second_order:
+                lambda_prev, x0_prev = history[-1]
+                data = x0 + (x0 - x0_prev) * (0.5 * h / (lambda_s - lambda_prev))
+            history[:] = [(lambda_s, x0)]
+            return {"sample": (sigma_t / sigma_s) * x - phi * data, "pred_xstart": x0}
+
+        return self._sample_loop_progressive(step, model, shape, noise, device, progress, start_step, state_fn,
+                                             clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                             model_kwargs=model_kwargs)
+
+    def _sample_loop_progressive(self, step, model, shape, noise, device, progress, start_step=None, state_fn=None,
+                                 **step_kwargs) -> Iterator[dict]:
         shape = tuple(shape)
+        if start_step is None:
+            start_step = self.num_timesteps - 1
+        if not (isinstance(start_step, int) and 0 <= start_step < self.num_timesteps):
+            raise ValueError(f"start_step: expected an index in [0, {self.num_timesteps}), found {start_step!r}")
         if noise is None:
             sample = torch.randn(*shape, device=_sampling_device(model, device))
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise: expected shape {shape}, found {tuple(noise.shape)}")
         else:
             sample = noise
-        indices = range(self.num_timesteps - 1, -1, -1)
+        indices = range(start_step, -1, -1)
         for i in tqdm(indices) if progress else indices:
             t = torch.full((shape[0],), i, dtype=torch.long, device=sample.device)
+            if state_fn is not None:
+                sample = state_fn(sample)
             with torch.no_grad():
                 out = step(model, sample, t, **step_kwargs)
             yield out
@@ -418,14 +560,16 @@ class GaussianDiffusion:
     def training_losses(self, model, x_start, t, model_kwargs=None, noise=None) -> dict:
         """Losses of one training step at timesteps t, each of shape [B].
 
-        :param noise: the eps of q_sample (drawn if None); pass offset noise here to train on it.
+        :param noise: the eps of q_sample; if None, drawn as N(0, I), or as offset noise when
+            offset_noise_strength > 0.
         :return: dict with "loss"; with an MSE loss also "mse", and "vb" when the variance is learned (its gradient
             reaches only the variance channels: the mean output enters the VB term detached); and "pred_xstart",
             the unclipped x_0 implied by the network output, with its gradient, for extra losses on x_0.
         """
         model_kwargs = {} if model_kwargs is None else model_kwargs
         if noise is None:
-            noise = torch.randn_like(x_start)
+            noise = (offset_noise_like(x_start, self.offset_noise_strength) if self.offset_noise_strength > 0
+                     else torch.randn_like(x_start))
         x_t = self.q_sample(x_start, t, noise=noise)
 
         if self.loss_type.is_vb():
@@ -453,6 +597,8 @@ class GaussianDiffusion:
         else:
             target = self._predict_v(x_start, t, noise)
         terms["mse"] = mean_flat((target - mean_output) ** 2)
+        if self.mse_loss_weight_type != "constant":
+            terms["mse"] = _extract_into_tensor(self.mse_loss_weights, t, t.shape) * terms["mse"]
         terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         terms["pred_xstart"] = self._predict_xstart(mean_output, x_t, t)
         return terms

@@ -25,6 +25,13 @@ class HeatmapScaling:
         return (x + self.v) / (2 * self.v)
 
 
+def std_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x divided by its per-sample standard deviation over all non-batch dimensions (torch's unbiased std, as in the
+    original); `eps` only guards a sample that is constant."""
+    std = x.std(dim=tuple(range(1, x.ndim)), keepdim=True)
+    return x / std.clamp(min=eps)
+
+
 class StdNormalizedInput:
     """Calls `model(x_t / std(x_t), t, **kwargs)`, std taken per sample over all non-batch dimensions.
 
@@ -41,5 +48,4 @@ class StdNormalizedInput:
         self.eps = eps
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, **model_kwargs):
-        std = x_t.std(dim=tuple(range(1, x_t.ndim)), keepdim=True)
-        return self.model(x_t / std.clamp(min=self.eps), t, **model_kwargs)
+        return self.model(std_normalize(x_t, self.eps), t, **model_kwargs)

@@ -63,9 +63,14 @@ class SpacedDiffusion(GaussianDiffusion):
     beta_i = 1 - abar(s_i) / abar(s_{i-1}). Each step therefore jumps to the previous kept step, so DDIM and the
     posteriors use abar of the next grid point, not of t - 1. The network still sees the base process's
     timestep s_i (t * 1000 / T_base with rescale_timesteps), not the index i into the kept grid.
+
+    `compat_original_ddim_step` reproduces a defect of the original DiffusionGaze code, for comparing with its
+    numbers only: its DDIM step from base timestep s_i landed on abar(s_i - 1) of the base process instead of
+    abar(s_{i-1}) of the next grid point, so on a coarse grid each step removes almost no noise. The grid itself
+    stays this class's.
     """
 
-    def __init__(self, use_timesteps, **kwargs):
+    def __init__(self, use_timesteps, compat_original_ddim_step: bool = False, **kwargs):
         base = GaussianDiffusion(**kwargs)
         self.use_timesteps = set(use_timesteps)
         outside = sorted(step for step in self.use_timesteps if not 0 <= step < base.num_timesteps)
@@ -78,6 +83,10 @@ class SpacedDiffusion(GaussianDiffusion):
         kept_alphas_cumprod = base.alphas_cumprod[self.timestep_map]
         betas = 1.0 - kept_alphas_cumprod / np.append(1.0, kept_alphas_cumprod[:-1])
         super().__init__(**{**kwargs, "betas": betas})
+        self.compat_original_ddim_step = compat_original_ddim_step
+        if compat_original_ddim_step:
+            base_prev = np.array(self.timestep_map) - 1
+            self.ddim_alphas_cumprod_prev = np.where(base_prev >= 0, base.alphas_cumprod[np.maximum(base_prev, 0)], 1.0)
 
     def _scale_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         base_t = torch.tensor(self.timestep_map, dtype=t.dtype, device=t.device)[t]

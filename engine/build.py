@@ -5,21 +5,24 @@ from __future__ import annotations
 import torch
 
 from diffusion import create_gaussian_diffusion
-from diffusion.normalization import HeatmapScaling, StdNormalizedInput
+from diffusion.normalization import HeatmapScaling, StdNormalizedInput, std_normalize
 
 
 def diffusion_kwargs(config) -> dict:
     """`create_gaussian_diffusion` arguments for the configured formulation.
 
-    ADM (`adm: true`): the adm_* options. Simple (`adm: false`): `predict_sthg` picks eps or x0, fixed variance, MSE.
+    ADM (`adm: true`): the adm_* options. Simple (`adm: false`): `predict_sthg` picks eps or x0, fixed (large)
+    variance, MSE. Both: the schedule (fix_snr), the MSE weighting and offset noise (noise_changer).
     """
     common = dict(steps=config.train_time_steps, noise_schedule=config.schedule_type,
-                  factor_multiplier=config.factor_multiplier, clip_range=config.diff_normalization)
+                  factor_multiplier=config.factor_multiplier, clip_range=config.diff_normalization,
+                  zero_terminal_snr=config.fix_snr, mse_loss_weight_type=config.mse_loss_weight_type,
+                  offset_noise_strength=config.offset_noise_strength if config.noise_changer else 0.0)
     if config.adm:
         return dict(common, learn_sigma=config.adm_learn_sigma, use_kl=config.adm_use_kl,
                     predict_xstart=config.adm_predict_xstart, predict_v=config.adm_predict_v,
                     rescale_timesteps=config.adm_rescale_timesteps,
-                    rescale_learned_sigmas=config.adm_rescale_learned_sigmas)
+                    rescale_learned_sigmas=config.adm_rescale_learned_sigmas, sigma_small=config.adm_sigma_small)
     return dict(common, predict_xstart=config.predict_sthg == "pred_x0")
 
 
@@ -29,11 +32,27 @@ def build_training_diffusion(config):
 
 
 def build_sampling_diffusion(config):
-    """The process used for sampling: S = T runs ancestral DDPM on the full grid; S < T runs DDIM (eta 0) on
-    guided-diffusion's evenly spaced grid of S steps (respacing string "S", which includes t = 0 and t = T-1)."""
+    """The process used for sampling: guided-diffusion's evenly spaced grid of S = sample_time_steps steps (respacing
+    string "S", which includes t = 0 and t = T-1; all T steps when S = T). Which sampler runs over it is
+    `config.sampler` (see diffusion.sampling.resolve_sampler)."""
     steps = config.sample_time_steps
     respacing = "" if steps == config.train_time_steps else str(steps)
-    return create_gaussian_diffusion(**diffusion_kwargs(config), timestep_respacing=respacing)
+    return create_gaussian_diffusion(**diffusion_kwargs(config), timestep_respacing=respacing,
+                                     compat_original_ddim_step=config.compat_original_ddim_step)
+
+
+def sdedit_start_step(diffusion, time_noise: int) -> int:
+    """The grid index at which eval_from_picture starts: the last grid point whose training timestep is <= t0."""
+    timestep_map = getattr(diffusion, "timestep_map", range(diffusion.num_timesteps))
+    below = [index for index, timestep in enumerate(timestep_map) if timestep <= time_noise]
+    if not below:
+        raise ValueError(f"time_noise {time_noise}: no sampling grid point lies at or below it")
+    return below[-1]
+
+
+def sampling_state_fn(config):
+    """compat_original_std_state: the original divided the sampling state itself by its std at every step."""
+    return std_normalize if config.compat_original_std_state else None
 
 
 def heatmap_scaling(config) -> HeatmapScaling:

@@ -253,15 +253,11 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
 _NOT_IMPLEMENTED_YET = {
     "depth_flag": "issue 4 (depth modality)",
     "Debugging_maps": "issue 4 (evaluation figures)",
-    "mse_loss_weight_type": "issue 3 (SNR loss weighting)",
-    "noise_changer": "issue 3 (offset noise)",
-    "fix_snr": "issue 3 (zero terminal SNR)",
-    "eval_from_picture": "issue 3 (SDEdit start)",
     "ema_on": "issue 5 (EMA)",
 }
 _NOT_IMPLEMENTED_DATASETS = {"videoattentiontarget": "issue 4", "goo": "issue 4"}
 _ADM_OPTIONS = ("adm_predict_xstart", "adm_predict_v", "adm_learn_sigma", "adm_use_kl", "adm_rescale_learned_sigmas",
-                "adm_rescale_timesteps")
+                "adm_rescale_timesteps", "adm_sigma_small")
 
 
 def validate(config: Config) -> None:
@@ -285,6 +281,7 @@ def validate(config: Config) -> None:
             )
     if config.adm_predict_xstart and config.adm_predict_v:
         raise ConfigError(f"{at('adm_predict_xstart')} and {at('adm_predict_v')} are both true: choose one target")
+    _validate_diffusion(config, at)
     if config.kl_div_loss and not config.other_loss:
         raise ConfigError(f"{at('kl_div_loss')} selects the KL variant of the extra heatmap loss, which needs "
                           f"{at('other_loss')}")
@@ -313,6 +310,57 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{at('ema_rate')} must be in [0, 1), found {config.ema_rate}")
     if config.random_sigma <= 0:
         raise ConfigError(f"{at('random_sigma')} must be positive, found {config.random_sigma}")
+
+
+def _validate_diffusion(config: Config, at) -> None:
+    """Checks of the diffusion options (issue 3): each combination that cannot do what it says is an error."""
+    from diffusion.gaussian_diffusion import parse_mse_loss_weight_type  # numpy/torch only when validating
+
+    try:
+        parse_mse_loss_weight_type(config.mse_loss_weight_type)
+    except ValueError as error:
+        raise ConfigError(f"{at('mse_loss_weight_type')}: {error}") from None
+    vb_only = config.adm and config.adm_use_kl
+    if vb_only and config.mse_loss_weight_type != "constant":
+        raise ConfigError(f"{at('mse_loss_weight_type')} = {config.mse_loss_weight_type!r} weights the MSE, but "
+                          f"{at('adm_use_kl')} trains on the variational bound only (no MSE term)")
+    if config.adm_sigma_small and config.adm_learn_sigma:
+        raise ConfigError(f"{at('adm_sigma_small')} picks a fixed variance, but {at('adm_learn_sigma')} learns it")
+    if config.adm_rescale_learned_sigmas and (not config.adm_learn_sigma or config.adm_use_kl):
+        raise ConfigError(f"{at('adm_rescale_learned_sigmas')} scales the VB term of a learned variance in the hybrid "
+                          f"loss: it needs {at('adm_learn_sigma')} and not {at('adm_use_kl')}")
+    predicts_eps = (not config.adm_predict_xstart and not config.adm_predict_v) if config.adm \
+        else config.predict_sthg == "pred_noise"
+    if config.fix_snr and predicts_eps:
+        raise ConfigError(f"{at('fix_snr')}: zero terminal SNR makes abar = 0 at t = T-1, where an eps prediction "
+                          f"cannot give x0; predict x0 or v ('adm_predict_xstart' / 'adm_predict_v', or "
+                          f"'predict_sthg' = 'pred_x0')")
+    if config.offset_noise_strength < 0:
+        raise ConfigError(f"{at('offset_noise_strength')} must be >= 0, found {config.offset_noise_strength}")
+    if not 0.0 <= config.ddim_eta <= 1.0:
+        raise ConfigError(f"{at('ddim_eta')} must be in [0, 1], found {config.ddim_eta}")
+    ddim = config.sampler == "ddim" or (config.sampler == "auto" and config.sample_time_steps < config.train_time_steps)
+    if config.ddim_eta != 0 and not ddim:
+        raise ConfigError(f"{at('ddim_eta')} = {config.ddim_eta} is DDIM's noise scale, but {at('sampler')} = "
+                          f"{config.sampler!r} with {at('sample_time_steps')} = {config.sample_time_steps} does not "
+                          f"sample with DDIM")
+    if config.adm_sigma_small and not (config.adm_use_kl or config.sampler == "ddpm" or
+                                       (config.sampler == "auto" and not ddim)):
+        raise ConfigError(f"{at('adm_sigma_small')}: the fixed variance is read only by ancestral (DDPM) sampling and "
+                          f"the VB loss, but {at('sampler')} = {config.sampler!r} with {at('sample_time_steps')} = "
+                          f"{config.sample_time_steps} and {at('adm_use_kl')} is false")
+    if config.compat_original_ddim_step and not ddim:
+        raise ConfigError(f"{at('compat_original_ddim_step')} changes the DDIM step, but {at('sampler')} = "
+                          f"{config.sampler!r} with {at('sample_time_steps')} = {config.sample_time_steps} does not "
+                          f"sample with DDIM")
+    if config.compat_original_std_state and not config.norm_std_flag:
+        raise ConfigError(f"{at('compat_original_std_state')} reproduces a behaviour of {at('norm_std_flag')}, "
+                          f"which is off")
+    if config.sample_k < 1:
+        raise ConfigError(f"{at('sample_k')} must be >= 1, found {config.sample_k}")
+    if config.eval_from_picture and not 0 <= config.time_noise < config.train_time_steps:
+        raise ConfigError(f"{at('time_noise')} must be a training timestep in [0, {config.train_time_steps}) "
+                          f"({at('train_time_steps')}), found {config.time_noise}")
 
 
 # --- command line ---------------------------------------------------------------------------------------------------

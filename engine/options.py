@@ -105,7 +105,14 @@ OPTIONS: tuple[Option, ...] = (
     # --- diffusion process ---------------------------------------------------------------------------------------
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
-       "Sampling steps S: S < T samples with DDIM (eta 0) on a respaced grid, S = T runs ancestral DDPM."),
+       "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included)."),
+    _o("sampler", STR, "auto", DIFF,
+       "Sampler over the S-step grid: auto = the original's rule (DDIM when S < T, ancestral DDPM when S = T); ddim; "
+       "ddpm; dpm++2m = DPM-Solver++(2M), deterministic, one network call per step.",
+       choices=("auto", "ddim", "ddpm", "dpm++2m")),
+    _o("ddim_eta", FLOAT, 0.0, DIFF, "DDIM noise scale eta in [0, 1]: 0 = deterministic, 1 = ancestral variance (DDIM only)."),
+    _o("sample_k", INT, 1, DIFF,
+       "Heatmaps sampled per input and averaged (one batched UNet call per step; the conditioning is computed once)."),
     _o("schedule_type", STR, "linear", DIFF, "Noise schedule.", choices=("linear", "cosine")),
     _o("factor_multiplier", FLOAT, 1.0, DIFF, "Multiplies every beta of the schedule (clipped to 0.999); 1 = as published."),
     _o("adm", BOOL, True, DIFF,
@@ -116,24 +123,46 @@ OPTIONS: tuple[Option, ...] = (
     _o("adm_predict_v", BOOL, False, DIFF, "ADM: the network predicts v = sqrt(abar) eps - sqrt(1 - abar) x0."),
     _o("adm_learn_sigma", BOOL, False, DIFF, "ADM: learned-range variance (UNet output channels x2), VB loss term."),
     _o("adm_use_kl", BOOL, False, DIFF, "ADM: train on the variational bound (RESCALED_KL)."),
-    _o("adm_rescale_learned_sigmas", BOOL, False, DIFF, "ADM: hybrid loss MSE + VB * T/1000 (RESCALED_MSE)."),
+    _o("adm_rescale_learned_sigmas", BOOL, False, DIFF,
+       "ADM: hybrid loss MSE + VB * T/1000 (RESCALED_MSE); needs adm_learn_sigma (without it there is no VB term)."),
     _o("adm_rescale_timesteps", BOOL, False, DIFF, "ADM: the network sees t * 1000 / T."),
+    _o("adm_sigma_small", BOOL, False, DIFF,
+       "ADM with fixed variance: the posterior variance beta~_t (fixed small) instead of beta_t (fixed large, "
+       "guided-diffusion's default). Read by ancestral (DDPM) sampling and the VB loss (adm_use_kl) only; not with "
+       "adm_learn_sigma."),
     _o("diff_normalization", FLOAT, 3.0, DIFF,
        "v: a heatmap h in [0, 1] is diffused as x0 = 2 v h - v (SNR grows by v^2); predictions map back by (x + v)/(2 v)."),
     _o("norm_std_flag", BOOL, True, DIFF, "Divide x_t by its per-sample standard deviation before the UNet."),
     _o("clip_denoised", BOOL, False, DIFF, "Clamp the predicted x0 to the data range [-v, v] while sampling."),
     _o("offset_noise_strength", FLOAT, 0.1, DIFF, "Offset-noise strength s (only with noise_changer)."),
-    _o("noise_changer", BOOL, False, DIFF, "Train with offset noise eps + s * delta."),
-    _o("fix_snr", BOOL, False, DIFF, "Rescale the schedule to zero terminal SNR (needs x0 or v prediction)."),
-    _o("eval_from_picture", BOOL, False, DIFF, "Start sampling from a partially noised heatmap at t0 = time_noise (SDEdit)."),
-    _o("time_noise", INT, 500, DIFF, "t0 for eval_from_picture."),
+    _o("noise_changer", BOOL, False, DIFF,
+       "Train with offset noise eps + s * delta, one delta ~ N(0, 1) per sample and channel (s = offset_noise_strength)."),
+    _o("fix_snr", BOOL, False, DIFF,
+       "Rescale the schedule to zero terminal SNR (Lin et al. 2024; diffusers' rescale_betas_zero_snr); needs x0 or v "
+       "prediction, and sampling starts from pure noise at t = T-1 (which the S-step grid includes)."),
+    _o("eval_from_picture", BOOL, False, DIFF,
+       "SDEdit evaluation: start the reverse process at the last grid step <= time_noise from the picture_source "
+       "heatmap noised to that step, instead of pure noise at T-1."),
+    _o("time_noise", INT, 500, DIFF, "t0 (a training timestep in [0, T)) for eval_from_picture."),
+    _o("picture_source", STR, "centre_prior", DIFF,
+       "Starting heatmap of eval_from_picture: centre_prior (the dataset-free centre Gaussian of the baseline) or "
+       "ground_truth (the test target: a diagnostic only, metrics.json says so).",
+       choices=("centre_prior", "ground_truth")),
+    _o("compat_original_ddim_step", BOOL, False, DIFF,
+       "Compatibility with the original code, for comparing with its numbers: each DDIM step lands on abar(t-1) of "
+       "the full schedule instead of abar of the next grid point (original_system.md section 3, item 1). DDIM only."),
+    _o("compat_original_std_state", BOOL, False, DIFF,
+       "Compatibility with the original code: with norm_std_flag, sampling divides the state x_t itself by its std at "
+       "every step, not only the UNet input (original_system.md section 3, item 2)."),
     # --- losses --------------------------------------------------------------------------------------------------
     _o("diffusion_weight", FLOAT, 1e5, LOSS, "Weight of the diffusion loss (YAML also accepts the original `diffuion_weight`).",
        aliases=("diffuion_weight",)),
     _o("inout_weight", FLOAT, 100.0, LOSS, "Weight of the in/out BCE loss."),
     _o("x_loss", BOOL, True, LOSS, "Add the in/out BCE loss."),
     _o("mse_loss_weight_type", STR, "constant", LOSS,
-       "Per-timestep weight of the MSE: constant, min_snr_k, max_snr_k, trunc_snr, snr, inv_snr (k a number)."),
+       "Per-timestep weight of the MSE: constant, min_snr_K (Min-SNR-gamma, e.g. min_snr_5), max_snr_K, trunc_snr, snr, "
+       "inv_snr; defined as min(SNR, K), max(SNR, K), max(SNR, 1), SNR, 1/SNR on the x0 error, divided by SNR for eps "
+       "and by SNR + 1 for v targets; 1 where SNR = 0."),
     _o("other_loss", BOOL, False, LOSS,
        "Add the original's extra heatmap loss on the predicted x0 of in-frame samples: the squared distance (grid "
        "cells) between its soft argmax and the gaze point, times location_weight; with kl_div_loss, the KL term "

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from diffusion import default_sampler, sample_heatmaps
-from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling
+from diffusion import resolve_sampler, sample_heatmaps
+from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sampling_state_fn, sdedit_start_step
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
 
@@ -27,19 +27,52 @@ METRIC_KEYS = ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang")
 @torch.no_grad()
 def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device,
                      autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one heatmap per input with `diffusion` (see `build_sampling_diffusion`): returns (heatmaps [B, H, W] in
-    heatmap units, in/out probabilities [B])."""
+    """Sample heatmaps with `diffusion` (see `build_sampling_diffusion`) and the configured sampler, ddim_eta and
+    sample_k (K samples per input, averaged); with eval_from_picture start from the picture_source heatmap (SDEdit).
+    Returns (heatmaps [B, H, W] in heatmap units, in/out probabilities [B])."""
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
     with autocast():
         features = model.encode(image, head_mask, face)
         inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
     shape = (image.shape[0], config.unet_inout_channels, config.output_size, config.output_size)
+    scaling = heatmap_scaling(config)
+    start = {}
+    if config.eval_from_picture:
+        start = {"start_picture": scaling.to_diffusion(start_heatmaps(config, batch, shape).to(device)),
+                 "start_step": sdedit_start_step(diffusion, config.time_noise)}
     with autocast():
         sample = sample_heatmaps(diffusion, denoiser(model, config), model.denoiser_kwargs(features), shape,
-                                 clip_denoised=config.clip_denoised, device=device)
-    heatmaps = heatmap_scaling(config).to_heatmap(sample.float())[:, 0]
+                                 sampler=config.sampler, eta=config.ddim_eta, samples_per_input=config.sample_k,
+                                 clip_denoised=config.clip_denoised, device=device,
+                                 state_fn=sampling_state_fn(config), **start)
+    heatmaps = scaling.to_heatmap(sample.float())[:, 0]
     return heatmaps.cpu().numpy(), inout.cpu().numpy()
+
+
+def start_heatmaps(config, batch: dict, shape) -> torch.Tensor:
+    """The eval_from_picture starting heatmaps [B, C, H, W] in [0, 1] from the named `picture_source`: the centre
+    prior (the same for every input), or the test target heatmap (a diagnostic: it hands the model the answer)."""
+    if config.picture_source == "ground_truth":
+        return batch["heatmap"].float()[:, None].expand(shape)
+    prior = torch.from_numpy(np.asarray(centre_prior_heatmap(config.output_size), dtype=np.float32))
+    return prior.expand(shape)
+
+
+def sampling_summary(config, diffusion) -> dict:
+    """How the heatmaps were sampled, for metrics.json (and whether the start picture was the ground truth)."""
+    summary = {"sampler": resolve_sampler(diffusion, config.sampler), "sample_steps": config.sample_time_steps,
+               "ddim_eta": config.ddim_eta, "sample_k": config.sample_k}
+    for name in ("compat_original_ddim_step", "compat_original_std_state"):
+        if getattr(config, name):
+            summary[name] = True
+    if config.eval_from_picture:
+        step = sdedit_start_step(diffusion, config.time_noise)
+        summary["start_picture"] = {
+            "source": config.picture_source, "time_noise": config.time_noise,
+            "start_timestep": int(getattr(diffusion, "timestep_map", range(diffusion.num_timesteps))[step]),
+            "diagnostic_only": config.picture_source == "ground_truth"}
+    return summary
 
 
 def sample_metrics(heatmap: np.ndarray, batch: dict, i: int) -> dict:
@@ -88,13 +121,19 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     # The GazeFollow test split labels every person in frame: AP over a single class is always 1 and says nothing.
     summary["inout_ap"] = metrics.inout_ap(labels, scores) if len(set(labels)) > 1 else None
     summary.update(
-        protocol=PROTOCOL, dataset=config.source_dataset, n_samples=len(rows), sample_steps=config.sample_time_steps,
-        sampler=default_sampler(diffusion), weights=weights, seconds=round(seconds, 2),
+        protocol=PROTOCOL, dataset=config.source_dataset, n_samples=len(rows), **sampling_summary(config, diffusion),
+        weights=weights, seconds=round(seconds, 2),
         images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: float(np.mean([row[key] for row in prior_rows])) for key in METRIC_KEYS},
     )
+    notes = []
     if summary["inout_ap"] is None:
-        summary["notes"] = "inout_ap is null: every sample of this split is labelled in frame (AP is undefined)."
+        notes.append("inout_ap is null: every sample of this split is labelled in frame (AP is undefined).")
+    if summary.get("start_picture", {}).get("diagnostic_only"):
+        notes.append("DIAGNOSTIC ONLY: sampling started from the noised ground-truth heatmap (eval_from_picture with "
+                     "picture_source ground_truth); these metrics are not a result of the model.")
+    if notes:
+        summary["notes"] = " ".join(notes)
     if run_dir is not None:
         write_results(Path(run_dir), summary, rows)
     return summary
