@@ -167,6 +167,9 @@ class HeadCropDataset(Dataset):
             else:
                 raise FileNotFoundError(f"missing frame: {missing} (window of sample {names[index]}); set "
                                         f"missing_frames: skip to drop such samples (they are counted)")
+        if not keep:
+            raise ValueError(f"no samples: {len(frame_files)} listed, {self.skipped} skipped for missing frames "
+                             f"(e.g. {self.skipped_examples[:1]})")
         self.frame_files = [frame_files[i] for i in keep]
         self.gaze = np.asarray(gaze, dtype=np.float64)[keep]
         self.names = [names[i] for i in keep]

@@ -42,7 +42,8 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
         order = np.argsort(values, kind="mergesort")
         result = np.empty(len(values))
         result[order] = np.arange(len(values), dtype=np.float64)
-        for value in np.unique(values[np.diff(np.sort(values), prepend=np.nan) == 0]):  # tied values
+        unique, counts = np.unique(values, return_counts=True)
+        for value in unique[counts > 1]:  # tied values share their average rank
             result[values == value] = result[values == value].mean()
         return result
     return pearson(ranks(x), ranks(y))

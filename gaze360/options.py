@@ -21,6 +21,8 @@ OPTIONS: tuple[Option, ...] = (
     # --- run -----------------------------------------------------------------------------------------------------
     _o("tag", STR, "gaze360", RUN, "Name of the run: outputs go to <output_dir>/<tag> (RT-GENE: one fold_<k> each)."),
     _o("device", STR, "cuda", RUN, "Device to run on; an unavailable device is an error.", choices=("cpu", "cuda", "mps")),
+    _o("cpu_threads", INT, 0, RUN,
+       "torch intra-op threads on CPU (0 = torch's default); 1 is fastest for small models on a busy machine."),
     _o("output_dir", STR, "output", RUN, "Folder that holds one sub-folder per run tag."),
     _o("seed", INT, 0, RUN, "Seed of every random generator (torch, numpy, python, augmentations)."),
     _o("no_resume", BOOL, False, RUN, "Start afresh even if <output_dir>/<tag> holds a checkpoint."),
@@ -123,7 +125,7 @@ def validate(config) -> None:
                  "lstm_layers", "backbone_inplanes"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
-    for name in ("num_workers", "backbone_fc", "lr", "weight_decay", "grad_clip", "front_facing_degrees"):
+    for name in ("cpu_threads", "num_workers", "backbone_fc", "lr", "weight_decay", "grad_clip", "front_facing_degrees"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
     if config.num_frames % 2 == 0:

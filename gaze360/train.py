@@ -44,6 +44,8 @@ def run(config) -> dict:
         raise RuntimeError("launched with WORLD_SIZE > 1 (torchrun): multi-process training is not supported by "
                            "gaze360_main.py; each process would train alone and overwrite the same run folder")
     run_dir = Path(config.output_dir) / config.tag
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
     if config.dataset != "rtgene":
         return run_one(config, run_dir)
     folds = {}
