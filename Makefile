@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/gazefollow_synthetic
+GAZE360_DATA := data/gaze360_synthetic
 
-.PHONY: install data demo test clean-demo
+.PHONY: install data demo test clean-demo gaze360-demo clean-gaze360-demo
 
 $(STAMP): requirements.txt requirements-test.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,16 @@ demo: data
 
 clean-demo:
 	rm -rf output/demo
+
+# The Gaze360 demo: synthetic Gaze360-format data (seeded), then the multi-crop LSTM and the static model on CPU.
+$(GAZE360_DATA)/test.txt: | $(STAMP)
+	$(PY) -m gaze360.synthetic --root $(GAZE360_DATA)
+
+gaze360-demo: $(GAZE360_DATA)/test.txt
+	$(PY) -m gaze360.demo
+
+clean-gaze360-demo:
+	rm -rf output/gaze360_demo output/gaze360_demo_static
 
 test: install
 	$(PY) -m pytest -q tests

@@ -1,7 +1,8 @@
 """Resolve a run's configuration: declared defaults < YAML files < command-line flags, checked against `OPTIONS`.
 
 Public entry points: `load_config(yaml_paths, overrides)` for notebooks and tests, and `parse_command_line(argv)`
-for `main.py`. YAML files may be flat or group keys under any section names (the original used `Dataset`,
+for `main.py`. Both take an optional `table` (engine.options.OptionTable): the gaze-following options by default,
+`gaze360.options.GAZE360` for `gaze360_main.py`. YAML files may be flat or group keys under any section names (the original used `Dataset`,
 `Diffusion`, `experiment_parameter`, `losses_parameters`, `Gaze`), so existing files load unchanged.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from engine.options import (
-    ALIASES, BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, Option,
+    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, Option, OptionTable,
 )
 
 
@@ -26,15 +27,18 @@ class ConfigError(ValueError):
 class Config:
     """The resolved options as attributes (`config.lr`), plus `to_dict()` and `sources` (where each value came from)."""
 
-    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]):
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str], table: OptionTable | None = None):
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "sources", dict(sources))
+        object.__setattr__(self, "table", _table(table))
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_values", "table", "sources"):  # copy/pickle probe before __init__
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:
-            raise AttributeError(f"no option named {name!r}{_suggestion(name)}") from None
+            raise AttributeError(f"no option named {name!r}{_suggestion(name, self.table)}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Config is read-only; use config.replace(name=value)")
@@ -43,17 +47,18 @@ class Config:
         """A copy with some options changed (values are converted and checked like flags)."""
         values, sources = dict(self._values), dict(self.sources)
         for name, value in changes.items():
-            option = _option(name, "replace()")
+            option = _option(name, "replace()", self.table)
             values[name] = convert_value(option, value, "replace()")
             sources[name] = "replace()"
-        return Config(values, sources)
+        return Config(values, sources, self.table)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
     def to_yaml(self) -> str:
         """The resolved configuration grouped by section, loadable again with `load_config`."""
-        grouped = {group: {o.name: self._values[o.name] for o in OPTIONS if o.group == group} for group in GROUPS}
+        grouped = {group: {o.name: self._values[o.name] for o in self.table.options if o.group == group}
+                   for group in self.table.groups}
         return yaml.dump(grouped, Dumper=_FlowListDumper, sort_keys=False, default_flow_style=False)
 
     def __repr__(self) -> str:
@@ -160,22 +165,29 @@ def _to_float(value: Any) -> float | None:
     return None
 
 
-def _suggestion(name: str) -> str:
-    close = difflib.get_close_matches(name, list(OPTIONS_BY_NAME) + list(ALIASES), n=1, cutoff=0.6)
+def _table(table: OptionTable | None) -> OptionTable:
+    return GAZE_FOLLOWING if table is None else table
+
+
+def _suggestion(name: str, table: OptionTable | None = None) -> str:
+    table = _table(table)
+    close = difflib.get_close_matches(name, list(table.by_name) + list(table.aliases), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _option(name: str, where: str) -> Option:
-    canonical = ALIASES.get(name, name)
-    if canonical not in OPTIONS_BY_NAME:
-        raise ConfigError(f"{where}: unknown key '{name}'{_suggestion(name)}")
-    return OPTIONS_BY_NAME[canonical]
+def _option(name: str, where: str, table: OptionTable | None = None) -> Option:
+    table = _table(table)
+    by_name = table.by_name
+    canonical = table.aliases.get(name, name)
+    if canonical not in by_name:
+        raise ConfigError(f"{where}: unknown key '{name}'{_suggestion(name, table)}")
+    return by_name[canonical]
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------------
 
 
-def read_yaml_options(path: str | Path) -> dict[str, tuple[Any, str]]:
+def read_yaml_options(path: str | Path, table: OptionTable | None = None) -> dict[str, tuple[Any, str]]:
     """Read one YAML file into {option name: (converted value, "file:line")}.
 
     Mappings whose key is not an option are sections and are flattened (any depth). A key given twice in the file
@@ -196,20 +208,21 @@ def read_yaml_options(path: str | Path) -> dict[str, tuple[Any, str]]:
         return found
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{path}: expected a mapping of options at the top level")
-    _walk_mapping(root, path, found)
+    _walk_mapping(root, path, found, _table(table))
     return found
 
 
-def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any, str]]) -> None:
+def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any, str]], table: OptionTable) -> None:
     constructor = yaml.SafeLoader("")
+    by_name, aliases = table.by_name, table.aliases
     for key_node, value_node in node.value:
         key = constructor.construct_object(key_node, deep=True)
         where = f"{path}:{key_node.start_mark.line + 1}"
-        is_option = isinstance(key, str) and ALIASES.get(key, key) in OPTIONS_BY_NAME
+        is_option = isinstance(key, str) and aliases.get(key, key) in by_name
         if not is_option and isinstance(value_node, yaml.MappingNode):
-            _walk_mapping(value_node, path, found)  # a section such as `Dataset:`
+            _walk_mapping(value_node, path, found, table)  # a section such as `Dataset:`
             continue
-        option = _option(str(key), where)
+        option = _option(str(key), where, table)
         value = convert_value(option, constructor.construct_object(value_node, deep=True), where)
         if option.name in found and found[option.name][0] != value:
             raise ConfigError(
@@ -222,16 +235,18 @@ def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any
 # --- resolution -----------------------------------------------------------------------------------------------------
 
 
-def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, Any] | None = None,
+                table: OptionTable | None = None) -> Config:
     """Defaults < YAML files (which must agree with each other) < overrides (e.g. command-line flags).
 
     >>> config = load_config(["configs/diffusion.yaml", "configs/gaze.yaml"], {"epochs": 1, "device": "cpu"})
     """
-    values = {o.name: o.default for o in OPTIONS}
-    sources = {o.name: "default" for o in OPTIONS}
+    table = _table(table)
+    values = {o.name: o.default for o in table.options}
+    sources = {o.name: "default" for o in table.options}
     from_files: dict[str, tuple[Any, str]] = {}
     for path in yaml_paths:
-        for name, (value, where) in read_yaml_options(path).items():
+        for name, (value, where) in read_yaml_options(path, table).items():
             if name in from_files and from_files[name][0] != value:
                 raise ConfigError(
                     f"{where}: key '{name}' is set to {value!r} here but to {from_files[name][0]!r} at "
@@ -241,11 +256,11 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
     for name, (value, where) in from_files.items():
         values[name], sources[name] = value, where
     for name, value in (overrides or {}).items():
-        option = _option(name, "override")
+        option = _option(name, "override", table)
         values[option.name] = convert_value(option, value, f"--{option.name}")
         sources[option.name] = "command line"
-    config = Config(values, sources)
-    validate(config)
+    config = Config(values, sources, table)
+    table.validate(config)
     return config
 
 
@@ -366,21 +381,18 @@ def _validate_diffusion(config: Config, at) -> None:
 # --- command line ---------------------------------------------------------------------------------------------------
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    """One flag per option (YAML-only options excepted), grouped as in OPTIONS; defaults are not set here so that
+def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParser:
+    """One flag per option (YAML-only options excepted), grouped as in the table; defaults are not set here so that
     only flags actually given override the YAML files."""
-    parser = argparse.ArgumentParser(
-        prog="main.py",
-        description="Gaze following with diffusion models: train, resume and evaluate. "
-                    "Precedence: declared defaults < YAML files < flags.",
-        argument_default=argparse.SUPPRESS,
-    )
+    table = _table(table)
+    parser = argparse.ArgumentParser(prog=table.prog, description=table.description,
+                                     argument_default=argparse.SUPPRESS)
     files = parser.add_argument_group("Configuration files")
-    files.add_argument("--yaml_diffusion", help="YAML file (flat, or keys grouped under any section names)")
-    files.add_argument("--yaml_gaze", help="second YAML file; a key set differently in both files is an error")
+    for flag, help_text in table.yaml_flags:
+        files.add_argument(f"--{flag}", help=help_text)
     files.add_argument("--print_config", action="store_true", help="print the resolved configuration as YAML and exit")
-    groups = {group: parser.add_argument_group(group) for group in GROUPS}
-    for option in OPTIONS:
+    groups = {group: parser.add_argument_group(group) for group in table.groups}
+    for option in table.options:
         if option.kind == RULES:
             continue
         help_text = f"{option.help} [default: {option.default}]".replace("%", "%%")
@@ -397,17 +409,30 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_command_line(argv: list[str] | None = None) -> tuple[Config, bool]:
-    """Parse `main.py` flags; returns (config, print_config_requested)."""
-    parser = build_arg_parser()
+def parse_command_line(argv: list[str] | None = None, table: OptionTable | None = None) -> tuple[Config, bool]:
+    """Parse the program's flags (`main.py` by default); returns (config, print_config_requested)."""
+    table = _table(table)
+    parser = build_arg_parser(table)
     known, unknown = parser.parse_known_args(argv)
     for token in unknown:
         if token.startswith("--"):
             name = token[2:].split("=")[0]
-            parser.error(f"unknown option --{name}{_suggestion(name)}")
+            parser.error(f"unknown option --{name}{_suggestion(name, table)}")
     if unknown:
         parser.error(f"unexpected arguments: {' '.join(unknown)}")
     args = vars(known)
-    yaml_paths = [args.pop(key) for key in ("yaml_diffusion", "yaml_gaze") if key in args]
+    yaml_paths = [args.pop(flag) for flag, _ in table.yaml_flags if flag in args]
     print_config = args.pop("print_config", False)
-    return load_config(yaml_paths, args), print_config
+    return load_config(yaml_paths, args, table), print_config
+
+
+GAZE_FOLLOWING = OptionTable(
+    options=OPTIONS,
+    groups=GROUPS,
+    prog="main.py",
+    description="Gaze following with diffusion models: train, resume and evaluate. "
+                "Precedence: declared defaults < YAML files < flags.",
+    yaml_flags=(("yaml_diffusion", "YAML file (flat, or keys grouped under any section names)"),
+                ("yaml_gaze", "second YAML file; a key set differently in both files is an error")),
+    validate=validate,
+)

@@ -1,0 +1,178 @@
+"""Every option of the Gaze360 / RT-GENE trainer, declared once (name, type, default, group, help), and its checks.
+
+`GAZE360` is the table engine.config resolves for `gaze360_main.py` (defaults < YAML < flags, as main.py).
+Defaults are the MultiZoomGaze / Gaze360 originals (ResNet-18, 256 features, 2-layer bidirectional LSTM, Adam 1e-4,
+batch 64, 224 px) except where the original had a defect (bidirectional on; missing frames are errors).
+`python -m gaze360.options` rewrites the Gaze360 option table in README.md.
+"""
+from __future__ import annotations
+
+from engine.options import BOOL, FLOAT, INT, INT_LIST, STR, Option, OptionTable, markdown_table, rewrite_readme_block
+
+RUN, DATA, MODEL, LOSS, TRAIN, EVAL, LOG = "Run", "Data", "Model", "Losses", "Training", "Evaluation", "Logging"
+GROUPS = (RUN, DATA, MODEL, LOSS, TRAIN, EVAL, LOG)
+
+
+def _o(name, kind, default, group, help, **kw) -> Option:
+    return Option(name, kind, default, group, help, **kw)
+
+
+OPTIONS: tuple[Option, ...] = (
+    # --- run -----------------------------------------------------------------------------------------------------
+    _o("tag", STR, "gaze360", RUN, "Name of the run: outputs go to <output_dir>/<tag> (RT-GENE: one fold_<k> each)."),
+    _o("device", STR, "cuda", RUN, "Device to run on; an unavailable device is an error.", choices=("cpu", "cuda", "mps")),
+    _o("cpu_threads", INT, 0, RUN,
+       "torch intra-op threads on CPU (0 = torch's default); 1 is fastest for small models on a busy machine."),
+    _o("output_dir", STR, "output", RUN, "Folder that holds one sub-folder per run tag."),
+    _o("seed", INT, 0, RUN, "Seed of every random generator (torch, numpy, python, augmentations)."),
+    _o("no_resume", BOOL, False, RUN, "Start afresh even if <output_dir>/<tag> holds a checkpoint."),
+    _o("no_save", BOOL, False, RUN, "Keep only last.pt and best.pt, not one checkpoint every save_every epochs."),
+    _o("backbone_weights", STR, None, RUN,
+       "torchvision-named ImageNet weights for the backbone (e.g. resnet18-f37072fd.pth), fc included.", nullable=True),
+    _o("eval_weights", STR, None, RUN, "If set, only evaluate these weights (a checkpoint of this trainer).",
+       nullable=True),
+    _o("analysis", STR, "none", RUN,
+       "With eval_weights: also run an analysis on the test split: the magnification sweep or the better-than-random "
+       "crop oracle (CSV + plot).", choices=("none", "magnification", "oracle")),
+    # --- data ----------------------------------------------------------------------------------------------------
+    _o("dataset", STR, "gaze360", DATA, "Dataset format: Gaze360 split files, or RT-GENE subjects (3-fold protocol).",
+       choices=("gaze360", "rtgene")),
+    _o("dataset_dir", STR, "data/gaze360_synthetic", DATA,
+       "Root folder: Gaze360 = {train,validation,test}.txt + imgs/; RT-GENE = s000_glasses .. s016_glasses."),
+    _o("input_size", INT, 224, DATA, "Side in pixels of every image the backbone sees (the original: 224)."),
+    _o("num_frames", INT, 7, DATA, "Frames per sample: 1 (static) or an odd window t-k..t+k around the labelled frame."),
+    _o("crop_sizes", INT_LIST, [224], DATA,
+       "Centre-crop sides in pixels (at input_size) of the copies of each frame: Resize -> CenterCrop(c) -> Resize. "
+       "One entry = no multi-crop. Order matters."),
+    _o("symmetric_crops", BOOL, False, DATA, "Use the symmetric list c + reversed(c[:-1]) of crop_sizes."),
+    _o("train_crop_scale", FLOAT, 0.8, DATA,
+       "Lower area bound of the per-frame training RandomResizedCrop (scale in [s, 1], ratio 3/4..4/3); 1 = off."),
+    _o("missing_frames", STR, "error", DATA,
+       "A missing or unreadable frame: stop with an error naming the file, or skip the sample (counted and reported).",
+       choices=("error", "skip")),
+    _o("front_facing", STR, "yaw", DATA,
+       "Definition of the front-facing subset: |yaw| <= front_facing_degrees; also |pitch| <= it; or within it of "
+       "the camera direction.", choices=("yaw", "yaw_pitch", "camera")),
+    _o("front_facing_degrees", FLOAT, 20.0, DATA, "Threshold of the front-facing subset in degrees."),
+    _o("rtgene_face", STR, "inpainted", DATA, "RT-GENE face crops: the inpainted (glasses removed) or original ones.",
+       choices=("inpainted", "original")),
+    _o("rtgene_folds", INT_LIST, [1, 2, 3], DATA, "RT-GENE test folds to run (1..3); the mean is reported."),
+    _o("batch_size", INT, 64, DATA, "Samples per optimisation step."),
+    _o("num_workers", INT, 4, DATA, "DataLoader worker processes (0 = load in the main process)."),
+    # --- model ---------------------------------------------------------------------------------------------------
+    _o("backbone_layers", INT_LIST, [2, 2, 2, 2], MODEL, "Blocks per ResNet layer ([2,2,2,2] = ResNet-18)."),
+    _o("backbone_block", STR, "basic", MODEL, "ResNet block type.", choices=("basic", "bottleneck")),
+    _o("backbone_inplanes", INT, 64, MODEL, "Stem width of the ResNet (64 = torchvision)."),
+    _o("backbone_fc", INT, 1000, MODEL,
+       "Width of the backbone's own fc layer (1000: the ImageNet classifier, as Gaze360's code, so ImageNet weights "
+       "fill it); 0 = the pooled features directly."),
+    _o("feature_size", INT, 256, MODEL, "Per-image feature size (Linear + ReLU after the backbone)."),
+    _o("spatial_transformer", BOOL, False, MODEL,
+       "A spatial transformer (affine, initialised to identity) in front of the backbone."),
+    _o("temporal", STR, "lstm", MODEL,
+       "How the sequence of per-image features (frames x crops) is combined: LSTM, element-wise max pool over the "
+       "sequence (multi-scale max-pool aggregation), or none (one image per sample).",
+       choices=("lstm", "maxpool", "none")),
+    _o("lstm_layers", INT, 2, MODEL, "LSTM layers."),
+    _o("lstm_bidirectional", BOOL, True, MODEL, "Bidirectional LSTM (the original defaulted to off by mistake)."),
+    _o("target_index", STR, "middle", MODEL, "Which LSTM output predicts: the middle or the last of the sequence.",
+       choices=("middle", "last")),
+    _o("target", STR, "sincos", MODEL,
+       "Output: (yaw, pitch) = (pi tanh, pi/2 tanh), or (sin yaw, cos yaw, sin pitch) (tanh); plus sigma = pi sigmoid.",
+       choices=("yawpitch", "sincos")),
+    # --- losses --------------------------------------------------------------------------------------------------
+    _o("loss", STR, "sincos_pinball", LOSS,
+       "pinball (quantiles around output -/+ sigma), sincos_pinball (pinball + the unit-norm term on (sin, cos) "
+       "yaw), or mse (sigma unused).", choices=("pinball", "sincos_pinball", "mse")),
+    _o("pinball_quantile", FLOAT, 0.1, LOSS, "Lower quantile q of the pinball loss; the upper one is 1 - q."),
+    _o("sincos_norm_weight", FLOAT, 0.1, LOSS,
+       "w in (1 - w) pinball + w MSE(||(sin yaw, cos yaw)||, 1) of sincos_pinball."),
+    # --- training ------------------------------------------------------------------------------------------------
+    _o("lr", FLOAT, 1e-4, TRAIN, "Adam learning rate."),
+    _o("weight_decay", FLOAT, 0.0, TRAIN, "Adam (L2) weight decay."),
+    _o("epochs", INT, 100, TRAIN, "Training epochs; the epoch with the lowest validation error is kept as best.pt."),
+    _o("grad_clip", FLOAT, 0.0, TRAIN, "Max global gradient norm (0 = no clipping, as the original)."),
+    _o("amp", STR, "off", TRAIN,
+       "Mixed precision: off = fp32; fp16 = autocast float16 with a GradScaler; bf16 = autocast bfloat16.",
+       choices=("off", "fp16", "bf16")),
+    _o("save_every", INT, 10, TRAIN, "Keep a numbered checkpoint every N epochs (last.pt is always kept)."),
+    # --- evaluation ----------------------------------------------------------------------------------------------
+    _o("eval_batch_size", INT, None, EVAL, "Batch size for evaluation; unset = batch_size.", nullable=True),
+    _o("magnification_deltas", INT_LIST, [0, 10, 20, 30, 40, 50, 60, 70, 80], EVAL,
+       "Analyses: evaluate with an extra centre crop of input_size - delta pixels (then resized back) for each delta; "
+       "the oracle picks per sample the best of these crops."),
+    # --- logging -------------------------------------------------------------------------------------------------
+    _o("print_every", INT, 20, LOG, "Print and log training statistics every N batches."),
+    _o("no_wandb", BOOL, False, LOG, "Disable Weights & Biases (on by default; offline when no account is set up)."),
+    _o("watch_wandb", BOOL, False, LOG, "Log gradients and parameters to wandb (wandb.watch)."),
+)
+
+
+def crop_list(config) -> list[int]:
+    """The crop sides actually used: crop_sizes, or its symmetric form c + reversed(c[:-1])."""
+    crops = list(config.crop_sizes)
+    return crops + crops[-2::-1] if config.symmetric_crops else crops
+
+
+def validate(config) -> None:
+    """Cross-option checks; each error names the options and where their values came from."""
+    from engine.config import ConfigError
+
+    def at(name: str) -> str:
+        return f"'{name}' ({config.sources[name]})"
+
+    for name in ("input_size", "num_frames", "batch_size", "epochs", "save_every", "print_every", "feature_size",
+                 "lstm_layers", "backbone_inplanes"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
+    for name in ("cpu_threads", "num_workers", "backbone_fc", "lr", "weight_decay", "grad_clip", "front_facing_degrees"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
+    if config.num_frames % 2 == 0:
+        raise ConfigError(f"{at('num_frames')} must be odd (a window centred on the labelled frame), "
+                          f"found {config.num_frames}")
+    bad = [c for c in config.crop_sizes if not 0 < c <= config.input_size]
+    if bad:
+        raise ConfigError(f"{at('crop_sizes')}: every crop must be in 1..input_size = {config.input_size} "
+                          f"({at('input_size')}), found {bad}")
+    deltas = [d for d in config.magnification_deltas if not 0 <= d < config.input_size]
+    if deltas:
+        raise ConfigError(f"{at('magnification_deltas')}: every delta must be in 0..input_size-1, found {deltas}")
+    if not 0.0 < config.train_crop_scale <= 1.0:
+        raise ConfigError(f"{at('train_crop_scale')} must be in (0, 1], found {config.train_crop_scale}")
+    if not 0.0 < config.pinball_quantile < 0.5:
+        raise ConfigError(f"{at('pinball_quantile')} must be in (0, 0.5), found {config.pinball_quantile}")
+    if not 0.0 <= config.sincos_norm_weight <= 1.0:
+        raise ConfigError(f"{at('sincos_norm_weight')} must be in [0, 1], found {config.sincos_norm_weight}")
+    length = config.num_frames * len(crop_list(config))
+    if config.temporal == "none" and length != 1:
+        raise ConfigError(f"{at('temporal')} = 'none' takes one image per sample, but {at('num_frames')} x crops "
+                          f"({at('crop_sizes')}, {at('symmetric_crops')}) = {length}; use lstm or maxpool")
+    if config.loss == "sincos_pinball" and config.target != "sincos":
+        raise ConfigError(f"{at('loss')} = 'sincos_pinball' regularises (sin yaw, cos yaw), which needs "
+                          f"{at('target')} = 'sincos', found {config.target!r}")
+    if config.dataset == "rtgene" and config.num_frames != 1:
+        raise ConfigError(f"{at('dataset')} = 'rtgene' has single images, so {at('num_frames')} must be 1, "
+                          f"found {config.num_frames}")
+    if any(fold not in (1, 2, 3) for fold in config.rtgene_folds) or len(set(config.rtgene_folds)) != len(
+            config.rtgene_folds):
+        raise ConfigError(f"{at('rtgene_folds')} must be distinct folds among 1, 2, 3, found {config.rtgene_folds}")
+    if config.analysis != "none" and not config.eval_weights:
+        raise ConfigError(f"{at('analysis')} = {config.analysis!r} analyses trained weights: set 'eval_weights'")
+
+
+GAZE360 = OptionTable(
+    options=OPTIONS,
+    groups=GROUPS,
+    prog="gaze360_main.py",
+    description="3D gaze estimation on Gaze360 / RT-GENE with multi-crop sin-cos LSTM models: train, resume, "
+                "evaluate, analyse. Precedence: declared defaults < YAML files < flags.",
+    yaml_flags=(("yaml", "YAML file (flat, or keys grouped under any section names)"),),
+    validate=validate,
+)
+
+README_START = "<!-- gaze360-options:start (generated by gaze360.options) -->\n"
+README_END = "<!-- gaze360-options:end -->"
+
+if __name__ == "__main__":  # `python -m gaze360.options` rewrites the Gaze360 option reference in README.md
+    rewrite_readme_block(markdown_table(OPTIONS, GROUPS), README_START, README_END)

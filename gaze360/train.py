@@ -1,0 +1,171 @@
+"""The Gaze360 / RT-GENE job: build everything from the configuration, then one training loop.
+
+`run(config)`: Gaze360 trains one model in <output_dir>/<tag>; RT-GENE runs each configured fold in
+<output_dir>/<tag>/fold_<k> and reports the mean test error. Training resumes from last.pt unless `no_resume`,
+keeps the epoch with the lowest validation error as best.pt, and finally evaluates best.pt on test and validation
+(metrics.json, predictions_<split>.csv). With `eval_weights` it only evaluates (and runs `analysis`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from engine.data import EpochShuffleSampler, make_loader
+from engine.logging import RunLogger
+from engine.optimizer_step import optimizer_step
+from engine.train import AMP_DTYPES, autocast_for, resolve_device
+from gaze360.data import gaze360_dataset
+from gaze360.evaluate import evaluate_split, format_table, mean_direction, write_metrics
+from gaze360.losses import gaze_loss
+from gaze360.models import build_model, load_backbone_weights
+from gaze360.options import crop_list
+from gaze360.rtgene import fold_subjects, rtgene_dataset
+
+
+def make_dataset(config, split: str, train: bool, fold: int | None = None, magnification_delta: int = 0):
+    """The configured data set's `split`; train=True applies the training augmentation."""
+    kwargs = dict(train=train, input_size=config.input_size, crops=crop_list(config),
+                  train_crop_scale=config.train_crop_scale, missing_frames=config.missing_frames, seed=config.seed,
+                  magnification_delta=magnification_delta)
+    if config.dataset == "rtgene":
+        return rtgene_dataset(config.dataset_dir, fold_subjects(fold)[split], config.rtgene_face, **kwargs)
+    return gaze360_dataset(config.dataset_dir, split, num_frames=config.num_frames, **kwargs)
+
+
+def run(config) -> dict:
+    """Train and evaluate (or only evaluate with `eval_weights`); returns the metrics (RT-GENE: per fold + mean)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("launched with WORLD_SIZE > 1 (torchrun): multi-process training is not supported by "
+                           "gaze360_main.py; each process would train alone and overwrite the same run folder")
+    run_dir = Path(config.output_dir) / config.tag
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
+    if config.dataset != "rtgene":
+        return run_one(config, run_dir)
+    folds = {}
+    for fold in config.rtgene_folds:
+        print(f"=== RT-GENE fold {fold}: test subjects {fold_subjects(fold)['test']}")
+        folds[f"fold_{fold}"] = run_one(config, run_dir / f"fold_{fold}", fold=fold)
+    mean = {key: float(np.mean([m["test"]["model"][key] for m in folds.values()]))
+            for key in ("all_360_deg", "front_180_deg", "front_facing_deg")}
+    baseline = float(np.mean([m["test"]["mean_direction_baseline"]["all_360_deg"] for m in folds.values()]))
+    summary = {"folds": folds, "mean_test": mean, "mean_test_baseline_all_360_deg": baseline}
+    write_metrics(run_dir / "metrics.json", summary)
+    print(f"RT-GENE mean test angular error over folds {list(config.rtgene_folds)}: {mean['all_360_deg']:.2f} deg "
+          f"(mean-direction baseline {baseline:.2f} deg)")
+    return summary
+
+
+def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
+    """One model: train (resuming), keep the best validation epoch, evaluate; or evaluate / analyse only."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    autocast = autocast_for(config, device)
+    model = build_model(config, len(crop_list(config))).to(device)
+    train_set = make_dataset(config, "train", train=True, fold=fold)
+    validation_set = make_dataset(config, "validation", train=False, fold=fold)
+    baseline_direction = mean_direction(train_set.gaze)
+    for name, dataset in (("train", train_set), ("validation", validation_set)):
+        if dataset.skipped:
+            print(f"{name}: skipped {dataset.skipped} samples with missing frames, e.g. {dataset.skipped_examples}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    if config.eval_weights:
+        state = load_checkpoint(config.eval_weights)
+        model.load_state_dict(state["model"] if "model" in state else state)
+        metrics = final_evaluation(model, config, run_dir, device, autocast, baseline_direction, fold,
+                                   weights=str(config.eval_weights), validation_set=validation_set)
+        if config.analysis != "none":
+            from gaze360.analyses import run_analysis
+
+            run_analysis(config.analysis, model, config, run_dir, device, autocast, fold)
+        return metrics
+
+    if config.backbone_weights:
+        load_backbone_weights(model, config.backbone_weights)
+    sampler = EpochShuffleSampler(len(train_set), seed=config.seed)
+    train_loader = make_loader(train_set, config, train=True, sampler=sampler)
+    validation_loader = make_loader(validation_set, config, train=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=AMP_DTYPES[config.amp] is torch.float16)
+    target_key = "sincos" if config.target == "sincos" else "yaw_pitch"
+
+    epoch, step, best, wandb_run_id = 0, 0, {"epoch": 0, "validation_deg": float("inf")}, None
+    checkpoint_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if checkpoint_path.is_file() and not config.no_resume:
+        state = load_checkpoint(checkpoint_path)
+        changed = {k: (v, getattr(config, k)) for k, v in state["config"].items()
+                   if k not in ("no_resume", "epochs") and getattr(config, k, v) != v}
+        if changed:
+            print(f"resuming with options that differ from the checkpoint's (was, now): {changed}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        epoch, step, best, wandb_run_id = state["epoch"], state["step"], state["best"], state.get("wandb_run_id")
+        print(f"resuming {run_dir} at epoch {epoch}, step {step}")
+    elif checkpoint_path.is_file():
+        print(f"--no_resume: starting afresh; checkpoints in {run_dir} will be overwritten")
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id)
+
+    while epoch < config.epochs:
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        model.train()
+        started, seen = time.perf_counter(), 0
+        for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
+            with autocast():
+                prediction = model(batch["images"].to(device))
+            loss = gaze_loss(prediction, batch[target_key].to(device), config)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss is {loss.item()} at step {step + 1}; the last good checkpoint "
+                                         f"is kept")
+            optimizer_step(loss, optimizer, scaler, config.grad_clip)
+            step += 1
+            seen += batch["images"].shape[0]
+            if step % config.print_every == 0:
+                logger.log("train", step, epoch=epoch + 1, loss=loss.item(), lr=optimizer.param_groups[0]["lr"],
+                           samples_per_second=seen / max(time.perf_counter() - started, 1e-9))
+        epoch += 1
+        validation = evaluate_split(model, validation_set, validation_loader, config, device, autocast,
+                                    baseline_direction)["model"]
+        logger.log("validation", step, epoch=epoch, **{k: v for k, v in validation.items()})
+        print(f"epoch {epoch}: loss {loss.item():.4f}  validation {validation['all_360_deg']:.2f} deg")
+        if validation["all_360_deg"] < best["validation_deg"]:
+            best = {"epoch": epoch, "validation_deg": validation["all_360_deg"]}
+            save_checkpoint(best_path, {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "epoch": epoch,
+                                        "config": config.to_dict()})
+        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "best": best, "rng": rng_state(),
+                 "config": config.to_dict(), "wandb_run_id": logger.wandb_run_id}
+        save_checkpoint(checkpoint_path, state)
+        if not config.no_save and epoch % config.save_every == 0:
+            save_checkpoint(run_dir / f"ckpt_epoch_{epoch}.pt", state)
+    logger.close()
+    if not best_path.is_file():
+        raise RuntimeError(f"{best_path} is missing: no epoch finished with a finite validation error")
+    model.load_state_dict(load_checkpoint(best_path)["model"])
+    print(f"best validation epoch {best['epoch']} ({best['validation_deg']:.2f} deg): evaluating {best_path}")
+    return final_evaluation(model, config, run_dir, device, autocast, baseline_direction, fold,
+                            weights=str(best_path), validation_set=validation_set, best=best)
+
+
+def final_evaluation(model, config, run_dir: Path, device, autocast, baseline_direction, fold, weights: str,
+                     validation_set, best: dict | None = None) -> dict:
+    """Test and validation errors of `model` with per-sample CSVs; writes and returns metrics.json."""
+    metrics = {"weights": weights, "best": best}
+    for split, dataset in (("test", make_dataset(config, "test", train=False, fold=fold)),
+                           ("validation", validation_set)):
+        loader = make_loader(dataset, config, train=False)
+        metrics[split] = evaluate_split(model, dataset, loader, config, device, autocast, baseline_direction,
+                                        csv_path=run_dir / f"predictions_{split}.csv")
+    write_metrics(run_dir / "metrics.json", metrics)
+    print(format_table(metrics))
+    return metrics

@@ -1,0 +1,90 @@
+"""Head-crop transforms of the multi-crop models, written here (no torchvision) with torchvision's semantics.
+
+Boxes are (left, top, width, height) in integer pixels of the image they apply to. Random parameters are drawn
+first (`sample_resized_crop`) and applied after, so tests check boxes by hand. Resizing is PIL bilinear.
+
+Per frame: training = RandomResizedCrop(S, scale [s, 1], ratio [3/4, 4/3]); evaluation = Resize(S) (shorter
+side). Then each copy c of the crop list: Resize(S) -> CenterCrop(c) -> Resize(S x S), ImageNet-normalised.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from datasets.transforms import to_normalised_tensor
+
+RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)  # aspect-ratio range of RandomResizedCrop (torchvision's default)
+ATTEMPTS = 10  # RandomResizedCrop tries this many boxes before falling back to a centre crop
+
+
+def resize_shorter(image: Image.Image, size: int) -> Image.Image:
+    """Resize(size) with an int: the shorter side becomes `size`, the longer keeps the aspect ratio (truncated)."""
+    width, height = image.size
+    if width <= height:
+        new = (size, int(size * height / width))
+    else:
+        new = (int(size * width / height), size)
+    return image if new == image.size else image.resize(new, Image.Resampling.BILINEAR)
+
+
+def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, int]:
+    """CenterCrop(crop) of a width x height image: left = round((W - c) / 2), top = round((H - c) / 2)."""
+    if crop > width or crop > height:
+        raise ValueError(f"centre crop {crop} is larger than the image {width}x{height}")
+    return int(round((width - crop) / 2.0)), int(round((height - crop) / 2.0)), crop, crop
+
+
+def sample_resized_crop(rng: np.random.Generator, width: int, height: int, scale: tuple[float, float],
+                        ratio: tuple[float, float] = RATIO_RANGE) -> tuple[int, int, int, int]:
+    """A RandomResizedCrop box: area fraction U(scale), log-uniform aspect ratio, uniform position; after
+    ATTEMPTS failures, the largest centred box whose ratio is clamped to `ratio`."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(ATTEMPTS):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return left, top, w, h
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def crop_resize(image: Image.Image, box: tuple[int, int, int, int], size: int) -> Image.Image:
+    """Cut `box` out of `image` and resize it to size x size."""
+    left, top, w, h = box
+    return image.crop((left, top, left + w, top + h)).resize((size, size), Image.Resampling.BILINEAR)
+
+
+def multi_crop(image: Image.Image, crops: list[int], size: int) -> list[Image.Image]:
+    """One copy per crop side c: Resize(size) -> CenterCrop(c) -> Resize(size x size)."""
+    base = resize_shorter(image, size)
+    return [crop_resize(base, center_crop_box(*base.size, crop), size) for crop in crops]
+
+
+def frame_views(image: Image.Image, size: int, crops: list[int], rng: np.random.Generator | None = None,
+                scale_min: float = 0.8, magnification_delta: int = 0) -> list[torch.Tensor]:
+    """The normalised [3, size, size] copies of one frame.
+
+    rng given (training): RandomResizedCrop(size, scale [scale_min, 1]) of this frame first. Without rng
+    (evaluation): Resize(size); with magnification_delta > 0, then CenterCrop(size - delta) -> Resize(size) (the
+    magnification analysis). Then the crop list.
+    """
+    if rng is not None:
+        image = crop_resize(image, sample_resized_crop(rng, *image.size, (scale_min, 1.0)), size)
+    elif magnification_delta:
+        base = resize_shorter(image, size)
+        image = crop_resize(base, center_crop_box(*base.size, size - magnification_delta), size)
+    return [to_normalised_tensor(copy, size) for copy in multi_crop(image, crops, size)]
