@@ -26,19 +26,31 @@ METRIC_KEYS = ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang")
 
 @torch.no_grad()
 def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device,
-                     autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one heatmap per input with `diffusion` (see `build_sampling_diffusion`): returns (heatmaps [B, H, W] in
-    heatmap units, in/out probabilities [B])."""
+                     autocast=nullcontext, samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Sample heatmaps with `diffusion` (see `build_sampling_diffusion`): returns (heatmaps [B, H, W] in heatmap
+    units, in/out probabilities [B]).
+
+    `samples` K > 1 draws K heatmaps per input in the same sampling loop (the conditioning repeated K times, so every
+    step is one batched UNet call over B x K maps) and returns their mean; the noise of input b's k-th sample is row
+    b K + k of the batch's noise.
+    """
+    if samples < 1:
+        raise ValueError(f"samples: expected K >= 1 heatmaps per input, found {samples}")
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
     with autocast():
         features = model.encode(image, head_mask, face)
         inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
-    shape = (image.shape[0], config.unet_inout_channels, config.output_size, config.output_size)
+    conditioning = model.denoiser_kwargs(features)
+    if samples > 1:
+        conditioning = {name: value.repeat_interleave(samples, dim=0) for name, value in conditioning.items()}
+    shape = (image.shape[0] * samples, config.unet_inout_channels, config.output_size, config.output_size)
     with autocast():
-        sample = sample_heatmaps(diffusion, denoiser(model, config), model.denoiser_kwargs(features), shape,
+        sample = sample_heatmaps(diffusion, denoiser(model, config), conditioning, shape,
                                  clip_denoised=config.clip_denoised, device=device)
-    heatmaps = heatmap_scaling(config).to_heatmap(sample.float())[:, 0]
+    # The scaling is affine, so the mean of the K maps in diffusion space maps to the mean heatmap.
+    sample = sample.float().view(image.shape[0], samples, *shape[1:]).mean(dim=1)
+    heatmaps = heatmap_scaling(config).to_heatmap(sample)[:, 0]
     return heatmaps.cpu().numpy(), inout.cpu().numpy()
 
 
