@@ -52,7 +52,8 @@ def draw_overlay(image: Image.Image, predictions: Sequence[PersonPrediction]) ->
         label = f"{prediction.person} in-frame {prediction.inout:.2f}"
         x, y = float(prediction.head_box[0]), float(prediction.head_box[1])
         left, top, right, bottom = draw.textbbox((x, y), label, font=font)
-        y = y - (bottom - top) - 2 * line if y - (bottom - top) - 2 * line >= 0 else float(prediction.head_box[3]) + line
+        above = y - (bottom - top) - 2 * line
+        y = above if above >= 0 else float(prediction.head_box[3]) + line  # below the box when no room above
         left, top, right, bottom = draw.textbbox((x, y), label, font=font)
         draw.rectangle([left - line, top - line, right + line, bottom + line], fill=(0, 0, 0))
         draw.text((x, y), label, fill=colour, font=font)

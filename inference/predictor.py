@@ -75,7 +75,8 @@ class Predictor:
         self.sampler = default_sampler(self.diffusion)
         self.autocast = autocast_for(self.config, self.device)
 
-    def predict(self, image: Image.Image, head_boxes: Sequence[HeadBox], image_name: str = "image") -> list[PersonPrediction]:
+    def predict(self, image: Image.Image, head_boxes: Sequence[HeadBox],
+                image_name: str = "image") -> list[PersonPrediction]:
         """Predict every person of `image` (RGB) in one batch.
 
         Sampling noise comes from a generator seeded with the configuration's `seed` for every image, so an image's

@@ -39,7 +39,7 @@ def read_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as opened:
             return opened.convert("RGB")  # convert() decodes the whole file, so a truncated one fails here
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all four
         raise ValueError(f"{path}: cannot be read as an image ({type(error).__name__}: {error})") from None
 
 
@@ -115,7 +115,7 @@ def video_frames(path: str | Path) -> Iterator[tuple[str, Image.Image]]:
     try:
         for index, frame in enumerate(iio.imiter(path), start=1):
             yield VIDEO_FRAME_NAME.format(index), Image.fromarray(np.asarray(frame)).convert("RGB")
-    except (OSError, ValueError, RuntimeError, ImportError) as error:
+    except Exception as error:  # decoders raise assorted types (Pillow: SyntaxError for a corrupt GIF)
         raise ValueError(
             f"{path}: cannot be read as a video ({type(error).__name__}: {error}). imageio reads animated GIF, WebP "
             "and TIFF with Pillow; other formats need a video plugin (`pip install av` or `pip install "

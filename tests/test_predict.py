@@ -204,9 +204,23 @@ def test_video_input_names_frames_as_ffmpeg_extracts_them(trained, tmp_path, cap
     assert code == 2 and f"{tmp_path / 'person1.txt'}:4: frame '00000009.jpg' is not in the video" in err
 
 
+def test_mp4_animation_reads_back_as_a_video(trained, tmp_path, capsys):
+    pytest.importorskip("av", reason="MP4 needs PyAV, which is not installed here")
+    code, err = predict_cli(capsys, "--weights", trained[0], "--frames", DEMO, "--head_boxes", *PERSON_FILES,
+                            "--out", tmp_path / "out", "--skip_missing_frames", "--device", "cpu", "--animation", "mp4")
+    assert code == 0, err
+    (tmp_path / "person1.txt").write_text("".join(f"{i:08d}.jpg,184,24,251,92\n" for i in range(1, 7)))
+    code, err = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "out" / "animation.mp4",
+                            "--head_boxes", tmp_path / "person1.txt", "--out", tmp_path / "again", "--device", "cpu",
+                            "--animation", "none")
+    assert code == 0, err
+    assert [row["image_width"] for row in read_rows(tmp_path / "again")] == ["640"] * 6
+
+
 @pytest.mark.parametrize("case", [
     "unreadable_image", "missing_image", "inverted_box", "box_outside", "box_fields", "missing_weights",
-    "malformed_line", "wrong_field_count", "duplicate_frame", "missing_frames_folder", "mp4_without_pyav",
+    "malformed_line", "wrong_field_count", "duplicate_frame", "missing_frames_folder", "unreadable_video",
+    "mp4_without_pyav",
 ])
 def test_bad_input_is_a_clear_error(trained, tmp_path, capsys, case):
     weights = trained[0]
@@ -231,9 +245,12 @@ def test_bad_input_is_a_clear_error(trained, tmp_path, capsys, case):
         "duplicate_frame": (sequence, f"{bad_file}:2: frame '00002575.jpg' is listed twice (first at {bad_file}:1)"),
         "missing_frames_folder": (["--frames", tmp_path / "nowhere", "--head_boxes", bad_file],
                                   f"frames folder not found: {tmp_path / 'nowhere'}"),
+        "unreadable_video": (["--video", tmp_path / "broken.gif", "--head_boxes", bad_file],
+                             f"{tmp_path / 'broken.gif'}: cannot be read as a video"),
         "mp4_without_pyav": (sequence + ["--animation", "mp4"], "animation 'mp4' needs PyAV"),
     }[case]
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a this is not a GIF")
     second_line = {"malformed_line": "00002580.jpg,1,2,wide,4", "wrong_field_count": "00002580.jpg,1,2,3",
                    "duplicate_frame": "00002575.jpg,553,71,752,275"}.get(case, "00002580.jpg,553,71,752,275")
     bad_file.write_text(f"00002575.jpg,553,71,752,275\n{second_line}\n")
