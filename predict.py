@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         predictor = Predictor(args.weights, args.config, overrides, samples=args.samples)
+        if predictor.load_report.unused:  # checkpoint entries the model has no place for are always reported
+            print(predictor.load_report.summary())
         if args.image:
             summary = predict_image(predictor, args.image, args.head_box, args.out)
         else:

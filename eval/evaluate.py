@@ -49,7 +49,7 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
         sample = sample_heatmaps(diffusion, denoiser(model, config), conditioning, shape,
                                  clip_denoised=config.clip_denoised, device=device)
     # The scaling is affine, so the mean of the K maps in diffusion space maps to the mean heatmap.
-    sample = sample.float().view(image.shape[0], samples, *shape[1:]).mean(dim=1)
+    sample = sample.float().reshape(image.shape[0], samples, *shape[1:]).mean(dim=1)
     heatmaps = heatmap_scaling(config).to_heatmap(sample)[:, 0]
     return heatmaps.cpu().numpy(), inout.cpu().numpy()
 

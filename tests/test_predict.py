@@ -43,9 +43,10 @@ def trained(tmp_path_factory, single_thread):
 
 
 def predict_cli(capsys, *args):
-    """Run predict.py's main in-process: (exit code, stderr)."""
+    """Run predict.py's main in-process: (exit code, what it printed to stdout and stderr)."""
     code = predict.main([str(arg) for arg in args])
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def read_rows(out_dir):
@@ -170,13 +171,15 @@ def test_prediction_preprocesses_like_the_evaluation(trained):
 
 def test_weights_without_a_stored_configuration_need_the_yaml_it_was_trained_with(trained, tmp_path, capsys):
     checkpoint = load_checkpoint(trained[0])
-    torch.save(checkpoint["model"], tmp_path / "bare.pt")
+    # A bare state dict, with one tensor the model has no place for (reported, not silently dropped).
+    torch.save({**checkpoint["model"], "inout_head.extra": torch.zeros(1)}, tmp_path / "bare.pt")
     args = ["--image", DEMO / FRAMES[0], "--head_box", "553,71,752,275", "--device", "cpu"]
     code, err = predict_cli(capsys, "--weights", tmp_path / "bare.pt", *args, "--out", tmp_path / "bare")
     assert code == 2 and "stores no configuration" in err and "--config" in err
     config_yaml = trained[0].parent / "config.yaml"
-    assert predict_cli(capsys, "--weights", tmp_path / "bare.pt", "--config", config_yaml, *args, "--out",
-                       tmp_path / "bare")[0] == 0
+    code, out = predict_cli(capsys, "--weights", tmp_path / "bare.pt", "--config", config_yaml, *args, "--out",
+                            tmp_path / "bare")
+    assert code == 0 and "unexpected (not in the model): 1 keys" in out
     assert predict_cli(capsys, "--weights", trained[0], *args, "--out", tmp_path / "stored")[0] == 0
     assert read_rows(tmp_path / "bare") == read_rows(tmp_path / "stored")
     code, err = predict_cli(capsys, "--weights", trained[0], "--config", config_yaml, *args, "--out", tmp_path)
