@@ -15,7 +15,7 @@ import sys
 
 from engine.config import ConfigError
 from engine.options import OPTIONS_BY_NAME
-from inference.outputs import ANIMATION_FORMATS
+from inference import ANIMATION_FORMATS
 
 OVERRIDES = ("device", "sample_time_steps", "seed", "amp")  # options of engine/options.py a flag may override
 

@@ -17,12 +17,12 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from inference import ANIMATION_FORMATS
 from inference.predictor import PersonPrediction
 
 COLOURS = ((255, 255, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 128, 0), (255, 255, 0))
 HEATMAP_OPACITY = 0.6  # opacity of the colour map where a person's heatmap is at its maximum
 JET = colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32) * 255.0  # 256-entry RGB lookup table
-ANIMATION_FORMATS = ("gif", "mp4", "none")
 CSV_FIELDS = ("frame", "person", "image_width", "image_height", "head_x_min", "head_y_min", "head_x_max",
               "head_y_max", "eye_x_px", "eye_y_px", "gaze_x", "gaze_y", "gaze_x_px", "gaze_y_px", "inout", "overlay")
 
