@@ -97,17 +97,20 @@ def test_a_frame_missing_from_the_folder_is_an_error_naming_the_head_box_file_an
 
 
 def test_single_image_with_several_people_is_reproducible(trained, tmp_path, capsys):
-    boxes = ["553,71,752,275", "1093,33,1347,299"]
+    boxes = ["553,71,752,275", "1093,33,1347,299", "1800,-30,1950,100"]  # the third reaches past the corner
     outputs = []
     for name in ("first", "second"):
         code, err = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--head_box", boxes[0],
-                                "--head_box", boxes[1], "--out", tmp_path / name, "--device", "cpu")
+                                "--head_box", boxes[1], "--head_box", boxes[2], "--out", tmp_path / name,
+                                "--device", "cpu")
         assert code == 0, err
         outputs.append((tmp_path / name / "predictions.csv").read_text())
     rows = read_rows(tmp_path / "first")
-    assert [row["person"] for row in rows] == ["person1", "person2"]
+    assert [row["person"] for row in rows] == ["person1", "person2", "person3"]
+    clamped = [float(rows[2][k]) for k in ("head_x_min", "head_y_min", "head_x_max", "head_y_max")]
+    assert clamped == [1800.0, 0.0, 1920.0, 100.0]  # clamped to the image, as the datasets clamp annotated boxes
     assert sorted(p.name for p in (tmp_path / "first" / "overlays").iterdir()) == [
-        "00002575_person1.png", "00002575_person2.png"]
+        "00002575_person1.png", "00002575_person2.png", "00002575_person3.png"]
     document = json.loads((tmp_path / "first" / "predictions.json").read_text())
     assert document["mode"] == "image" and document["animation"] is None
     assert not list((tmp_path / "first").glob("animation.*"))
