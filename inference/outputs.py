@@ -97,10 +97,13 @@ def write_tables(out_dir: Path, rows: list[dict], summary: dict) -> None:
     (out_dir / "predictions.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
-def check_animation_format(kind: str) -> None:
-    """Refuse an animation format this machine cannot write, before any prediction is made."""
+def check_animation_format(kind: str, fps: float) -> None:
+    """Refuse an animation format this machine cannot write, or a frame rate that is not positive, before any
+    prediction is made."""
     if kind not in ANIMATION_FORMATS:
         raise ValueError(f"animation: expected one of {ANIMATION_FORMATS}, found {kind!r}")
+    if kind != "none" and not fps > 0:
+        raise ValueError(f"fps: expected a positive number of frames per second, found {fps}")
     if kind == "mp4" and importlib.util.find_spec("av") is None:
         raise RuntimeError("animation 'mp4' needs PyAV (`pip install av`), which is not installed here; "
                            "use --animation gif (Pillow, always available)")
@@ -110,8 +113,7 @@ def write_animation(path: Path, frames: list[Image.Image], fps: float) -> None:
     """An animated GIF (Pillow) or an MP4 (H.264 through PyAV, see `check_animation_format`), by `path`'s suffix."""
     if not frames:
         raise ValueError(f"{path}: no frames to animate")
-    if fps <= 0:
-        raise ValueError(f"fps: expected a positive number of frames per second, found {fps}")
+    check_animation_format(path.suffix.lstrip("."), fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gif":
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)

@@ -49,7 +49,7 @@ def predict_sequence(predictor: Predictor, head_box_files: Sequence[str | Path],
         raise ValueError("a sequence needs exactly one of a frames folder (--frames) or a video (--video)")
     if not head_box_files:
         raise ValueError("a sequence needs at least one head-box file (--head_boxes), one per person")
-    check_animation_format(animation)
+    check_animation_format(animation, fps)
     out_dir = Path(out_dir)
     tracks = _read_tracks(head_box_files)
     names = sorted({name for track in tracks for name in track}, key=natural_key)
@@ -64,7 +64,8 @@ def predict_sequence(predictor: Predictor, head_box_files: Sequence[str | Path],
             raise FileNotFoundError(f"frames folder not found: {frames_dir}")
         missing = [name for name in names if not (frames_dir / name).is_file()]
         _refuse_missing(missing, names, first_mention, f"the folder {frames_dir}", skip_missing_frames)
-        frames = ((name, read_image(frames_dir / name)) for name in names if name not in missing)
+        absent = set(missing)
+        frames = ((name, read_image(frames_dir / name)) for name in names if name not in absent)
         total = len(names) - len(missing)
     else:
         frames = (frame for frame in video_frames(video) if frame[0] in first_mention)
@@ -78,6 +79,8 @@ def predict_sequence(predictor: Predictor, head_box_files: Sequence[str | Path],
         rows += _write_overlays(out_dir, name, image, predictions)
         if animation != "none":
             animated.append(animation_frame(draw_overlay(image, predictions), animation_width))
+        if len(seen) == len(names):
+            break  # a video's remaining frames are named by no head-box file
     skipped = [name for name in names if name not in seen]
     if video is not None:  # frames named beyond the end of the video are known only once it has been read
         _refuse_missing(skipped, names, first_mention, f"the video {video}", skip_missing_frames)

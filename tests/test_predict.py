@@ -226,7 +226,7 @@ def test_mp4_animation_reads_back_as_a_video(trained, tmp_path, capsys):
 @pytest.mark.parametrize("case", [
     "unreadable_image", "missing_image", "inverted_box", "box_outside", "box_fields", "missing_weights",
     "malformed_line", "wrong_field_count", "duplicate_frame", "missing_frames_folder", "unreadable_video",
-    "mp4_without_pyav",
+    "mp4_without_pyav", "zero_fps",
 ])
 def test_bad_input_is_a_clear_error(trained, tmp_path, capsys, case):
     weights = trained[0]
@@ -254,6 +254,7 @@ def test_bad_input_is_a_clear_error(trained, tmp_path, capsys, case):
         "unreadable_video": (["--video", tmp_path / "broken.gif", "--head_boxes", bad_file],
                              f"{tmp_path / 'broken.gif'}: cannot be read as a video"),
         "mp4_without_pyav": (sequence + ["--animation", "mp4"], "animation 'mp4' needs PyAV"),
+        "zero_fps": (sequence + ["--fps", "0"], "fps: expected a positive number of frames per second, found 0.0"),
     }[case]
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
     (tmp_path / "broken.gif").write_bytes(b"GIF89a this is not a GIF")
