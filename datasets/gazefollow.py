@@ -16,9 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datasets.heatmap import gaze_heatmap
-from datasets.transforms import (
-    Annotation, apply_augmentation, clamp_box, face_crop, head_mask, sample_augmentation, to_normalised_tensor,
-)
+from datasets.transforms import Annotation, apply_augmentation, clamp_box, model_inputs, sample_augmentation
 
 TRAIN_COLUMNS = (
     "path", "idx",
@@ -301,11 +299,10 @@ class GazeFollow(Dataset):
             if self.augment:
                 params = sample_augmentation(rng, image.size, annotation)
                 image, annotation = apply_augmentation(image, annotation, params)
-            face = face_crop(image, annotation.head_box, self.input_size)
+            inputs = model_inputs(image, annotation.head_box, self.input_size)
         except ValueError as error:
             raise ValueError(f"{where} ({image_path}): {error}") from error
         size_xy = np.array(image.size, dtype=np.float64)
-        head_box = np.clip(annotation.head_box / np.tile(size_xy, 2), 0.0, 1.0)
         gaze_points = annotation.gaze_points / size_xy
 
         if inside:
@@ -315,14 +312,11 @@ class GazeFollow(Dataset):
         padded = np.full((MAX_GAZE_POINTS, 2), -1.0)
         padded[: len(gaze_points)] = gaze_points
         return {
-            "image": to_normalised_tensor(image, self.input_size),
-            "head_mask": head_mask(head_box, self.input_size),
-            "face": face,
+            **inputs,  # image, head_mask, face, head_box
             "heatmap": torch.from_numpy(heatmap),
             "inout": torch.tensor(float(inside)),
             "gaze_points": torch.from_numpy(padded).float(),
             "eye_point": torch.from_numpy(annotation.eye_point / size_xy).float(),
-            "head_box": torch.from_numpy(head_box).float(),
             "image_size": torch.tensor(original_size, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
             "path": person.path,

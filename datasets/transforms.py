@@ -194,6 +194,24 @@ def head_mask(head_box_normalised: np.ndarray, size: int) -> torch.Tensor:
     return mask
 
 
+def model_inputs(image: Image.Image, head_box: np.ndarray, size: int) -> dict[str, torch.Tensor]:
+    """The network inputs of one person, as training, evaluation and prediction all build them.
+
+    `head_box` is (x_min, y_min, x_max, y_max) in PIXELS of `image` (already clamped to it). Returns image [3, S, S]
+    and face [3, S, S] ImageNet-normalised (`to_normalised_tensor`, `face_crop`), head_mask [1, S, S]
+    (`head_mask`) and head_box [4], the box normalised to the image and clipped to [0, 1].
+    A head box with no area in the image is a ValueError (the caller names the annotation).
+    """
+    face = face_crop(image, head_box, size)
+    head_box_normalised = np.clip(np.asarray(head_box, dtype=np.float64) / np.tile(image.size, 2), 0.0, 1.0)
+    return {
+        "image": to_normalised_tensor(image, size),
+        "head_mask": head_mask(head_box_normalised, size),
+        "face": face,
+        "head_box": torch.from_numpy(head_box_normalised).float(),
+    }
+
+
 def face_crop(image: Image.Image, head_box: np.ndarray, size: int) -> torch.Tensor:
     """The face input: the pixel head box widened by FACE_WIDEN on each side, clipped to the image, resized to S.
 

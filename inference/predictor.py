@@ -1,0 +1,123 @@
+"""Load a checkpoint with the configuration it was trained with, and predict gaze for the people of one image.
+
+Inputs are built by `datasets.transforms.model_inputs`, the function the datasets use, so a person is seen exactly as
+in evaluation; heatmaps are sampled by `eval.evaluate.predict_heatmaps` and read with `eval.metrics.argmax_point`
+(the benchmarks' convention: the normalised top-left corner (col / W, row / H) of the argmax cell).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from datasets.transforms import model_inputs
+from diffusion import resolve_sampler
+from engine.build import build_sampling_diffusion
+from engine.checkpoint import load_checkpoint
+from engine.config import ConfigError, load_config
+from engine.train import autocast_for, resolve_device
+from eval.evaluate import predict_heatmaps
+from eval.metrics import argmax_point
+from inference.sources import HeadBox, checked_head_box
+from models.build import get_model
+from pretrained.loading import load_init_weights, unwrap_state_dict
+
+
+@dataclass(frozen=True)
+class PersonPrediction:
+    """What the model predicts for one person in one image.
+
+    head_box: the box used, pixels, clamped to the image. eye_point: the head-box centre in pixels (the line of the
+    overlay starts there). heatmap: [O, O] in heatmap units (~[0, 1]). gaze_point: normalised (x, y) of the argmax
+    cell. inout: probability in [0, 1] that the gaze target is inside the frame.
+    """
+
+    person: str
+    head_box: np.ndarray
+    eye_point: np.ndarray
+    heatmap: np.ndarray
+    gaze_point: tuple[float, float]
+    inout: float
+
+
+class Predictor:
+    """A trained model ready to predict: `Predictor(weights)`, then `predict(image, head_boxes)`.
+
+    The model and the sampler follow the configuration stored in the checkpoint (`config` in files written by
+    main.py); a weight file without one (a bare state dict, or another project's naming) needs `config_paths`, the
+    YAML files it was trained with. `overrides` change options after that (e.g. device, sample_time_steps, seed),
+    converted and checked like command-line flags.
+    """
+
+    def __init__(self, weights: str | Path, config_paths: Sequence[str | Path] = (),
+                 overrides: Mapping[str, object] | None = None):
+        self.weights = Path(weights)
+        checkpoint = load_checkpoint(self.weights)  # FileNotFoundError naming the file when it is missing
+        self.config = _config(self.weights, checkpoint, config_paths, overrides or {})
+        self.device = resolve_device(self.config.device)
+        self.model = get_model(self.config)
+        report = load_init_weights(self.model, unwrap_state_dict(checkpoint, str(self.weights)), scheme="auto",
+                                   extra_rules=self.config.init_weights_rules)
+        if report.missing:
+            raise RuntimeError(f"{self.weights}: {len(report.missing)} model weights are missing, e.g. "
+                               f"{report.missing[:5]}; cannot predict with a partly loaded model")
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        self.model.to(self.device, memory_format=memory_format).eval()
+        self.load_report = report
+        self.diffusion = build_sampling_diffusion(self.config)
+        self.sampler = resolve_sampler(self.diffusion, self.config.sampler)
+        self.autocast = autocast_for(self.config, self.device)
+
+    def predict(self, image: Image.Image, head_boxes: Sequence[HeadBox],
+                image_name: str = "image") -> list[PersonPrediction]:
+        """Predict every person of `image` (RGB) in one batch.
+
+        Sampling noise comes from a generator seeded with the configuration's `seed` for every image, so an image's
+        prediction depends only on the weights, the image, its head boxes (and their order) and the seed, not on the
+        other images of a run. The global random state is left as it was.
+        """
+        if not head_boxes:
+            return []
+        boxes = [checked_head_box(head_box, image.size, image_name) for head_box in head_boxes]
+        inputs = [model_inputs(image, box, self.config.input_size) for box in boxes]
+        batch = {key: torch.stack([person[key] for person in inputs]) for key in ("image", "head_mask", "face")}
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed)
+            heatmaps, inout = predict_heatmaps(self.model, self.diffusion, self.config, batch, self.device,
+                                               self.autocast)
+        return [
+            PersonPrediction(person=head_box.person, head_box=box, eye_point=(box[:2] + box[2:]) / 2,
+                             heatmap=heatmap, gaze_point=argmax_point(heatmap), inout=float(score))
+            for head_box, box, heatmap, score in zip(head_boxes, boxes, heatmaps, inout)
+        ]
+
+    def settings(self) -> dict:
+        """The settings a prediction was made with, for the JSON output."""
+        return {"weights": str(self.weights), "device": str(self.device), "sampler": self.sampler,
+                "sample_time_steps": self.config.sample_time_steps, "sample_k": self.config.sample_k,
+                "ddim_eta": self.config.ddim_eta,
+                "seed": self.config.seed, "input_size": self.config.input_size,
+                "output_size": self.config.output_size, "amp": self.config.amp}
+
+
+def _config(weights: Path, checkpoint, config_paths: Sequence[str | Path], overrides: Mapping[str, object]):
+    """The checkpoint's stored configuration (or the YAML files for a weight file without one), then `overrides`."""
+    stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
+    if stored is not None and config_paths:
+        raise ConfigError(f"{weights} stores the configuration it was trained with; --config "
+                          f"{' '.join(map(str, config_paths))} would contradict it (change single options with "
+                          "their flags instead)")
+    if stored is None and not config_paths:
+        raise ConfigError(f"{weights} stores no configuration (a bare state dict or another project's checkpoint): "
+                          "pass --config with the YAML file(s) it was trained with")
+    try:
+        if stored is None:
+            return load_config(config_paths, overrides)
+        return load_config((), {**stored, **overrides})
+    except ConfigError as error:
+        where = "the configuration stored in it" if stored is not None else "the --config files"
+        raise ConfigError(f"{weights}: {where}, with the overrides {dict(overrides)}: {error}") from error

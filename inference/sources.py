@@ -1,0 +1,137 @@
+"""Inputs of prediction: images, frame folders, videos and head boxes (typed on the command line or read from
+VideoAttentionTarget-style head-box files), each checked with errors that name the file and line.
+
+Head boxes are (x_min, y_min, x_max, y_max) in PIXELS of the image they belong to, in the continuous frame of
+datasets/transforms.py (the image covers [0, width] x [0, height]).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from datasets.transforms import clamp_box
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+HEAD_BOX_FIELDS = ("frame", "xmin", "ymin", "xmax", "ymax")
+VIDEO_FRAME_NAME = "{:08d}.jpg"  # frame k (1-based) of a video, as `ffmpeg -i video.mp4 %08d.jpg` names it
+
+
+@dataclass(frozen=True)
+class HeadBox:
+    """One person's head box in one image: `box` in pixels; `where` says where it was given (for error messages)."""
+
+    person: str
+    box: np.ndarray  # (4,) x_min, y_min, x_max, y_max, pixels
+    where: str
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """The RGB image at `path`; a missing or unreadable file is an error naming it (never a blank image)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")  # convert() decodes the whole file, so a truncated one fails here
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all four
+        raise ValueError(f"{path}: cannot be read as an image ({type(error).__name__}: {error})") from None
+
+
+def parse_head_box(text: str, person: str, where: str) -> HeadBox:
+    """A head box typed as "x_min,y_min,x_max,y_max" (pixels)."""
+    fields = text.split(",")
+    if len(fields) != 4:
+        raise ValueError(f"{where}: expected a head box x_min,y_min,x_max,y_max in pixels, found {text!r}")
+    return HeadBox(person, np.array([_number(f, name, where) for f, name in zip(fields, HEAD_BOX_FIELDS[1:])]), where)
+
+
+def read_head_box_file(path: str | Path, person: str | None = None) -> dict[str, HeadBox]:
+    """One person's head boxes from a VideoAttentionTarget-format file: one `frame,xmin,ymin,xmax,ymax` line per
+    frame (pixels, no header; blank lines skipped). Returns {frame name: HeadBox}; the person is named after the file
+    (`person1.txt` -> "person1") unless `person` is given. A malformed line or a frame listed twice is an error naming
+    the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"head-box file not found: {path}")
+    person = person or path.stem
+    boxes: dict[str, HeadBox] = {}
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != len(HEAD_BOX_FIELDS):
+            raise ValueError(f"{where}: expected {len(HEAD_BOX_FIELDS)} comma-separated fields "
+                             f"({','.join(HEAD_BOX_FIELDS)}, pixels), found {len(fields)}: {line!r}")
+        frame = fields[0]
+        if not frame:
+            raise ValueError(f"{where}: field 'frame' is empty")
+        if frame in boxes:
+            raise ValueError(f"{where}: frame {frame!r} is listed twice (first at {boxes[frame].where})")
+        box = np.array([_number(value, name, where) for value, name in zip(fields[1:], HEAD_BOX_FIELDS[1:])])
+        boxes[frame] = HeadBox(person, box, where)
+    if not boxes:
+        raise ValueError(f"{path}: no head boxes (expected lines {','.join(HEAD_BOX_FIELDS)})")
+    return boxes
+
+
+def checked_head_box(head_box: HeadBox, image_size: tuple[int, int], image_name: str) -> np.ndarray:
+    """The box clamped to the image, as the datasets clamp annotated boxes. An inverted or empty box, or one with
+    no area inside the image, is an error naming where the box was given, the image and its size."""
+    width, height = image_size
+    x_min, y_min, x_max, y_max = head_box.box
+    if x_min >= x_max or y_min >= y_max:
+        raise ValueError(f"{head_box.where}: head box {_format(head_box.box)} of {head_box.person} is inverted or "
+                         "empty: expected x_min < x_max and y_min < y_max (pixels)")
+    if x_max <= 0 or y_max <= 0 or x_min >= width or y_min >= height:
+        raise ValueError(f"{head_box.where}: head box {_format(head_box.box)} of {head_box.person} lies outside the "
+                         f"{width}x{height} image {image_name} (x in [0, {width}], y in [0, {height}] pixels)")
+    return clamp_box(head_box.box, image_size)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders "frame2.jpg" before "frame10.jpg" (digits compared as numbers)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def video_frames(path: str | Path) -> Iterator[tuple[str, Image.Image]]:
+    """(name, RGB image) of every frame of a video, named VIDEO_FRAME_NAME (1-based, as ffmpeg's image2 muxer numbers
+    extracted frames, so head-box files written for extracted frames apply unchanged).
+
+    Frames are read with imageio: animated GIF / WebP / TIFF through Pillow on any machine; MP4, AVI, MOV and other
+    codecs need one of imageio's video plugins (`pip install av` or `pip install imageio-ffmpeg`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    import imageio.v3 as iio
+
+    try:
+        for index, frame in enumerate(iio.imiter(path), start=1):
+            yield VIDEO_FRAME_NAME.format(index), Image.fromarray(np.asarray(frame)).convert("RGB")
+    except Exception as error:  # decoders raise assorted types (Pillow: SyntaxError for a corrupt GIF)
+        raise ValueError(
+            f"{path}: cannot be read as a video ({type(error).__name__}: {error}). imageio reads animated GIF, WebP "
+            "and TIFF with Pillow; other formats need a video plugin (`pip install av` or `pip install "
+            "imageio-ffmpeg`), or extract the frames first (`ffmpeg -i VIDEO DIR/%08d.jpg`) and pass --frames DIR"
+        ) from None
+
+
+def _number(value: str, name: str, where: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{where}: field '{name}' should be a number (pixels), found {value.strip()!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: field '{name}' should be a finite number (pixels), found {value.strip()!r}")
+    return number
+
+
+def _format(box: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box) + ")"

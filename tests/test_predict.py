@@ -1,0 +1,270 @@
+"""predict.py on the real demo frames (two people, VideoAttentionTarget head-box files) with a tiny checkpoint trained
+here: the files written and their content, single-image mode, video input, K-sample averaging, the preprocessing
+being the evaluation's, and a clear error for each kind of bad input.
+"""
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import predict
+from datasets.gazefollow import GazeFollow
+from datasets.synthetic import generate_gazefollow
+from engine.checkpoint import load_checkpoint
+from engine.config import parse_command_line
+from engine.train import run
+from eval.evaluate import predict_heatmaps
+from inference.predictor import Predictor
+from inference.sources import HeadBox, read_head_box_file
+from tests.conftest import SHARED
+from tests.test_end_to_end import TINY
+
+DEMO = SHARED / "data" / "demo_frames"
+PERSON_FILES = [DEMO / "person1.txt", DEMO / "person2.txt"]
+FRAMES = ["00002575.jpg", "00002580.jpg", "00002585.jpg", "00002590.jpg", "00002595.jpg", "00002600.jpg"]
+FRAME_SIZE = (1920, 1080)
+
+pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason=f"the shared demo frames are absent ({DEMO})")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, single_thread):
+    """(checkpoint path, dataset root) of the end-to-end test's tiny model trained one epoch on synthetic images."""
+    root = tmp_path_factory.mktemp("predict")
+    generate_gazefollow(root / "data", n_train_images=4, n_test_images=1, seed=5)
+    config, _ = parse_command_line(TINY + ["--source_dataset_dir", str(root / "data"), "--output_dir",
+                                           str(root / "runs"), "--tag", "tiny", "--epochs", "1"])
+    run(config)
+    return root / "runs" / "tiny" / "last.pt", root / "data"
+
+
+def predict_cli(capsys, *args):
+    """Run predict.py's main in-process: (exit code, what it printed to stdout and stderr)."""
+    code = predict.main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def read_rows(out_dir):
+    with open(out_dir / "predictions.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_sequence_on_the_demo_frames(trained, tmp_path, capsys):
+    weights, _ = trained
+    out = tmp_path / "out"
+    code, err = predict_cli(capsys, "--weights", weights, "--frames", DEMO, "--head_boxes", *PERSON_FILES,
+                            "--out", out, "--skip_missing_frames", "--device", "cpu")
+    assert code == 0, err
+    tracks = {path.stem: read_head_box_file(path) for path in PERSON_FILES}
+    rows = read_rows(out)
+    assert [(row["frame"], row["person"]) for row in rows] == [(f, p) for f in FRAMES for p in ("person1", "person2")]
+    for row in rows:
+        width, height = int(row["image_width"]), int(row["image_height"])
+        assert (width, height) == FRAME_SIZE
+        box = [float(row[k]) for k in ("head_x_min", "head_y_min", "head_x_max", "head_y_max")]
+        assert box == tracks[row["person"]][row["frame"]].box.tolist()
+        assert float(row["eye_x_px"]) == (box[0] + box[2]) / 2 and float(row["eye_y_px"]) == (box[1] + box[3]) / 2
+        gaze_x, gaze_y = float(row["gaze_x"]), float(row["gaze_y"])
+        assert 0 <= gaze_x < 1 and 0 <= gaze_y < 1
+        assert float(row["gaze_x_px"]) == pytest.approx(gaze_x * width)
+        assert float(row["gaze_y_px"]) == pytest.approx(gaze_y * height)
+        assert 0.0 <= float(row["inout"]) <= 1.0
+        with Image.open(out / row["overlay"]) as overlay:
+            assert overlay.size == FRAME_SIZE
+    assert len(list((out / "overlays").iterdir())) == 12
+
+    document = json.loads((out / "predictions.json").read_text())
+    named = set(tracks["person1"]) | set(tracks["person2"])
+    assert document["frames"] == 6 and sorted(document["frames_skipped"]) == sorted(named - set(FRAMES))
+    assert document["sample_time_steps"] == 5 and document["sample_k"] == 1  # the checkpoint's configuration
+    assert document["sampler"] == "ddim" and document["animation"] == "animation.gif"
+    assert [{k: str(v) for k, v in row.items()} for row in document["predictions"]] == rows
+    with Image.open(out / "animation.gif") as animation:
+        assert animation.n_frames == 6 and animation.size == (640, 360)
+
+
+def test_a_frame_missing_from_the_folder_is_an_error_naming_the_head_box_file_and_line(trained, tmp_path, capsys):
+    code, err = predict_cli(capsys, "--weights", trained[0], "--frames", DEMO, "--head_boxes", *PERSON_FILES,
+                            "--out", tmp_path, "--device", "cpu")
+    assert code == 2
+    assert f"{PERSON_FILES[0]}:2: frame '00002576.jpg' is not in the folder {DEMO}" in err
+    assert "--skip_missing_frames" in err and not (tmp_path / "predictions.csv").exists()
+
+
+def test_single_image_with_several_people_is_reproducible(trained, tmp_path, capsys):
+    boxes = ["553,71,752,275", "1093,33,1347,299", "1800,-30,1950,100"]  # the third reaches past the corner
+    outputs = []
+    for name in ("first", "second"):
+        code, err = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--head_box", boxes[0],
+                                "--head_box", boxes[1], "--head_box", boxes[2], "--out", tmp_path / name,
+                                "--device", "cpu")
+        assert code == 0, err
+        outputs.append((tmp_path / name / "predictions.csv").read_text())
+    rows = read_rows(tmp_path / "first")
+    assert [row["person"] for row in rows] == ["person1", "person2", "person3"]
+    clamped = [float(rows[2][k]) for k in ("head_x_min", "head_y_min", "head_x_max", "head_y_max")]
+    assert clamped == [1800.0, 0.0, 1920.0, 100.0]  # clamped to the image, as the datasets clamp annotated boxes
+    assert sorted(p.name for p in (tmp_path / "first" / "overlays").iterdir()) == [
+        "00002575_person1.png", "00002575_person2.png", "00002575_person3.png"]
+    document = json.loads((tmp_path / "first" / "predictions.json").read_text())
+    assert document["mode"] == "image" and document["animation"] is None
+    assert not list((tmp_path / "first").glob("animation.*"))
+    assert outputs[0] == outputs[1]  # same weights, image, boxes and seed: same predictions
+
+
+def test_flags_override_the_checkpoint_sampler_settings(trained, tmp_path, capsys):
+    code, err = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--head_box",
+                            "553,71,752,275", "--out", tmp_path, "--device", "cpu", "--sample_time_steps", "2",
+                            "--sample_k", "3", "--seed", "7")
+    assert code == 0, err
+    document = json.loads((tmp_path / "predictions.json").read_text())
+    assert (document["sample_time_steps"], document["sample_k"], document["seed"]) == (2, 3, 7)
+    code, err = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--head_box",
+                            "553,71,752,275", "--out", tmp_path, "--device", "cpu", "--sample_time_steps", "51")
+    assert code == 2 and "sample_time_steps" in err and "exceeds" in err
+
+
+def test_k_samples_are_the_mean_of_k_single_samples_drawn_in_one_batch(trained):
+    predictor = Predictor(trained[0], overrides={"device": "cpu"})
+    image = Image.open(DEMO / FRAMES[0]).convert("RGB")
+    batch_one = predictor_batch(predictor, image, [553, 71, 752, 275], copies=1)
+    batch_three = predictor_batch(predictor, image, [553, 71, 752, 275], copies=3)
+    model, diffusion, config = predictor.model, predictor.diffusion, predictor.config
+    torch.manual_seed(11)
+    averaged, inout = predict_heatmaps(model, diffusion, config.replace(sample_k=3), batch_one, torch.device("cpu"))
+    torch.manual_seed(11)  # the same noise rows: input 0's k-th sample is row k
+    single, inout_three = predict_heatmaps(model, diffusion, config, batch_three, torch.device("cpu"))
+    assert averaged.shape == (1, config.output_size, config.output_size)
+    assert not np.allclose(single[0], single[1])  # the K samples differ, so the mean is not one of them
+    np.testing.assert_allclose(averaged[0], single.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(inout, inout_three[:1], rtol=1e-6)
+
+
+def predictor_batch(predictor, image, box, copies):
+    from datasets.transforms import model_inputs
+
+    inputs = model_inputs(image, np.array(box, dtype=np.float64), predictor.config.input_size)
+    return {key: inputs[key].unsqueeze(0).repeat(copies, *([1] * inputs[key].ndim))
+            for key in ("image", "head_mask", "face")}
+
+
+def test_prediction_preprocesses_like_the_evaluation(trained):
+    """A test person of the synthetic set predicted from its image file and pixel head box gives the heatmap and
+    in/out score the evaluation computes from the dataset's sample, with the same seed."""
+    weights, data = trained
+    predictor = Predictor(weights, overrides={"device": "cpu"})
+    dataset = GazeFollow(data, split="test", input_size=predictor.config.input_size,
+                         output_size=predictor.config.output_size)
+    annotation = dataset.annotation(0)
+    sample = dataset[0]
+    batch = {key: sample[key].unsqueeze(0) for key in ("image", "head_mask", "face")}
+    torch.manual_seed(predictor.config.seed)
+    heatmaps, inout = predict_heatmaps(predictor.model, predictor.diffusion, predictor.config, batch,
+                                       torch.device("cpu"))
+    image = Image.open(data / annotation.path).convert("RGB")
+    [person] = predictor.predict(image, [HeadBox("person1", annotation.head_box, "test")])
+    np.testing.assert_array_equal(person.heatmap, heatmaps[0])
+    assert person.inout == float(inout[0])
+
+
+def test_weights_without_a_stored_configuration_need_the_yaml_it_was_trained_with(trained, tmp_path, capsys):
+    checkpoint = load_checkpoint(trained[0])
+    # A bare state dict, with one tensor the model has no place for (reported, not silently dropped).
+    torch.save({**checkpoint["model"], "inout_head.extra": torch.zeros(1)}, tmp_path / "bare.pt")
+    args = ["--image", DEMO / FRAMES[0], "--head_box", "553,71,752,275", "--device", "cpu"]
+    code, err = predict_cli(capsys, "--weights", tmp_path / "bare.pt", *args, "--out", tmp_path / "bare")
+    assert code == 2 and "stores no configuration" in err and "--config" in err
+    config_yaml = trained[0].parent / "config.yaml"
+    code, out = predict_cli(capsys, "--weights", tmp_path / "bare.pt", "--config", config_yaml, *args, "--out",
+                            tmp_path / "bare")
+    assert code == 0 and "unexpected (not in the model): 1 keys" in out
+    assert predict_cli(capsys, "--weights", trained[0], *args, "--out", tmp_path / "stored")[0] == 0
+    assert read_rows(tmp_path / "bare") == read_rows(tmp_path / "stored")
+    code, err = predict_cli(capsys, "--weights", trained[0], "--config", config_yaml, *args, "--out", tmp_path)
+    assert code == 2 and "stores the configuration it was trained with" in err
+
+
+def test_video_input_names_frames_as_ffmpeg_extracts_them(trained, tmp_path, capsys):
+    frames = [Image.open(DEMO / name).convert("RGB").resize((480, 270)) for name in FRAMES[:3]]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=100)
+    lines = [f"{index:08d}.jpg,138,18,188,69" for index in (1, 2, 3)]
+    (tmp_path / "person1.txt").write_text("\n".join(lines) + "\n")
+    code, err = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "clip.gif", "--head_boxes",
+                            tmp_path / "person1.txt", "--out", tmp_path / "out", "--device", "cpu", "--animation_width",
+                            "0")
+    assert code == 0, err
+    rows = read_rows(tmp_path / "out")
+    assert [row["frame"] for row in rows] == ["00000001.jpg", "00000002.jpg", "00000003.jpg"]
+    assert {(row["image_width"], row["image_height"]) for row in rows} == {("480", "270")}
+    with Image.open(tmp_path / "out" / "animation.gif") as animation:
+        assert animation.n_frames == 3 and animation.size == (480, 270)
+
+    (tmp_path / "person1.txt").write_text("\n".join(lines + ["00000009.jpg,138,18,188,69"]) + "\n")
+    code, err = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "clip.gif", "--head_boxes",
+                            tmp_path / "person1.txt", "--out", tmp_path / "out", "--device", "cpu")
+    assert code == 2 and f"{tmp_path / 'person1.txt'}:4: frame '00000009.jpg' is not in the video" in err
+
+
+def test_mp4_animation_reads_back_as_a_video(trained, tmp_path, capsys):
+    pytest.importorskip("av", reason="MP4 needs PyAV, which is not installed here")
+    code, err = predict_cli(capsys, "--weights", trained[0], "--frames", DEMO, "--head_boxes", *PERSON_FILES,
+                            "--out", tmp_path / "out", "--skip_missing_frames", "--device", "cpu", "--animation", "mp4")
+    assert code == 0, err
+    (tmp_path / "person1.txt").write_text("".join(f"{i:08d}.jpg,184,24,251,92\n" for i in range(1, 7)))
+    code, err = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "out" / "animation.mp4",
+                            "--head_boxes", tmp_path / "person1.txt", "--out", tmp_path / "again", "--device", "cpu",
+                            "--animation", "none")
+    assert code == 0, err
+    assert [row["image_width"] for row in read_rows(tmp_path / "again")] == ["640"] * 6
+
+
+@pytest.mark.parametrize("case", [
+    "unreadable_image", "missing_image", "inverted_box", "box_outside", "box_fields", "missing_weights",
+    "malformed_line", "wrong_field_count", "duplicate_frame", "missing_frames_folder", "unreadable_video",
+    "mp4_without_pyav", "zero_fps",
+])
+def test_bad_input_is_a_clear_error(trained, tmp_path, capsys, case):
+    weights = trained[0]
+    image = DEMO / FRAMES[0]
+    bad_file = tmp_path / "person1.txt"
+    sequence = ["--frames", DEMO, "--head_boxes", bad_file]
+    args, expected = {
+        "unreadable_image": (["--image", tmp_path / "broken.jpg", "--head_box", "1,1,5,5"],
+                             f"{tmp_path / 'broken.jpg'}: cannot be read as an image"),
+        "missing_image": (["--image", tmp_path / "absent.jpg", "--head_box", "1,1,5,5"],
+                          f"image not found: {tmp_path / 'absent.jpg'}"),
+        "inverted_box": (["--image", image, "--head_box", "752,71,553,275"],
+                         "--head_box #1 (752,71,553,275): head box (752, 71, 553, 275) of person1 is inverted"),
+        "box_outside": (["--image", image, "--head_box", "553,71,752,275", "--head_box", "2000,10,2100,90"],
+                        "--head_box #2 (2000,10,2100,90): head box (2000, 10, 2100, 90) of person2 lies outside the "
+                        f"1920x1080 image {image}"),
+        "box_fields": (["--image", image, "--head_box", "553,71,752"], "expected a head box x_min,y_min,x_max,y_max"),
+        "missing_weights": (["--image", image, "--head_box", "553,71,752,275"],
+                            f"checkpoint not found: {tmp_path / 'absent.pt'}"),
+        "malformed_line": (sequence, f"{bad_file}:2: field 'xmax' should be a number (pixels), found 'wide'"),
+        "wrong_field_count": (sequence, f"{bad_file}:2: expected 5 comma-separated fields"),
+        "duplicate_frame": (sequence, f"{bad_file}:2: frame '00002575.jpg' is listed twice (first at {bad_file}:1)"),
+        "missing_frames_folder": (["--frames", tmp_path / "nowhere", "--head_boxes", bad_file],
+                                  f"frames folder not found: {tmp_path / 'nowhere'}"),
+        "unreadable_video": (["--video", tmp_path / "broken.gif", "--head_boxes", bad_file],
+                             f"{tmp_path / 'broken.gif'}: cannot be read as a video"),
+        "mp4_without_pyav": (sequence + ["--animation", "mp4"], "animation 'mp4' needs PyAV"),
+        "zero_fps": (sequence + ["--fps", "0"], "fps: expected a positive number of frames per second, found 0.0"),
+    }[case]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a this is not a GIF")
+    second_line = {"malformed_line": "00002580.jpg,1,2,wide,4", "wrong_field_count": "00002580.jpg,1,2,3",
+                   "duplicate_frame": "00002575.jpg,553,71,752,275"}.get(case, "00002580.jpg,553,71,752,275")
+    bad_file.write_text(f"00002575.jpg,553,71,752,275\n{second_line}\n")
+    if case == "mp4_without_pyav" and importlib.util.find_spec("av") is not None:
+        pytest.skip("PyAV is installed here: MP4 is available")
+    code, err = predict_cli(capsys, "--weights", tmp_path / "absent.pt" if case == "missing_weights" else weights,
+                            *args, "--out", tmp_path / "out", "--device", "cpu")
+    assert code == 2
+    assert expected in err
+    assert not (tmp_path / "out" / "predictions.csv").exists()
