@@ -129,7 +129,9 @@ def test_rtgene_labels_folds_and_the_three_fold_command(tmp_path):
     (tmp_path / "bad.txt").write_text("1, [0.1, 0.2], [0.3, 0.4], 12.5\n2, [0.1, 0.2], 0.3, 12.6\n")
     with pytest.raises(ValueError, match="bad.txt:2: expected 'idx, \\[head_phi"):
         read_labels(tmp_path / "bad.txt")
-    summary = run(_config(root, tmp_path, dataset="rtgene", tag="rt", epochs=1, num_frames=1, rtgene_face="original"))
+    # (also the shared mixed-precision path: bfloat16 autocast on CPU)
+    summary = run(_config(root, tmp_path, dataset="rtgene", tag="rt", epochs=1, num_frames=1, rtgene_face="original",
+                          amp="bf16"))
     folds = [summary["folds"][f"fold_{k}"]["test"]["model"]["all_360_deg"] for k in (1, 2, 3)]
     assert summary["mean_test"]["all_360_deg"] == pytest.approx(np.mean(folds))
     assert [summary["folds"][f"fold_{k}"]["test"]["model"]["all_360_count"] for k in (1, 2, 3)] == [8, 8, 10]
