@@ -147,6 +147,8 @@ def test_command_line_uses_the_project_configuration_rules(tmp_path, capsys):
     assert "feature_size: 32" in printed and "lr: 0.002" in printed  # flags beat YAML; 1e-3 read as a number
     config = load_config([yaml_path], {}, GAZE360)
     assert config.sources["feature_size"] == f"{yaml_path}:2"
+    with pytest.raises(ConfigError, match="run.yaml:2: unknown key 'feature_size'"):
+        load_config([yaml_path])  # the tables are separate: main.py's options do not include Gaze360's
     (tmp_path / "bad.yaml").write_text("Model:\n  featur_size: 32\n")
     assert main(["--yaml", str(tmp_path / "bad.yaml")]) == 2
     assert "bad.yaml:2: unknown key 'featur_size' (did you mean 'feature_size'?)" in capsys.readouterr().err
