@@ -2,8 +2,9 @@
 
 Public entry points: `load_config(yaml_paths, overrides)` for notebooks and tests, and `parse_command_line(argv)`
 for `main.py`. Both take an optional `table` (engine.options.OptionTable): the gaze-following options by default,
-`gaze360.options.GAZE360` for `gaze360_main.py`. YAML files may be flat or group keys under any section names (the original used `Dataset`,
-`Diffusion`, `experiment_parameter`, `losses_parameters`, `Gaze`), so existing files load unchanged.
+`gaze360.options.GAZE360` for `gaze360_main.py`. YAML files may be flat or group keys under any section names (the
+original used `Dataset`, `Diffusion`, `experiment_parameter`, `losses_parameters`, `Gaze`), so existing files load
+unchanged.
 """
 from __future__ import annotations
 

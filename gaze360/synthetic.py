@@ -108,7 +108,7 @@ def write_gaze360(root: str | Path, seed: int = 0, tracks: dict[str, int] | None
     with 3 frames on each side, as in Gaze360. Square images with a side drawn from `sizes` per track.
     """
     root = Path(root)
-    tracks = tracks or {"train": 60, "validation": 12, "test": 24}
+    tracks = tracks or {"train": 300, "validation": 40, "test": 80}
     rng = np.random.default_rng(seed)
     counts = {}
     for split_index, (split, count) in enumerate(tracks.items()):

@@ -129,7 +129,9 @@ def test_rtgene_labels_folds_and_the_three_fold_command(tmp_path):
     (tmp_path / "bad.txt").write_text("1, [0.1, 0.2], [0.3, 0.4], 12.5\n2, [0.1, 0.2], 0.3, 12.6\n")
     with pytest.raises(ValueError, match="bad.txt:2: expected 'idx, \\[head_phi"):
         read_labels(tmp_path / "bad.txt")
-    summary = run(_config(root, tmp_path, dataset="rtgene", tag="rt", epochs=1, num_frames=1, rtgene_face="original"))
+    # (also the shared mixed-precision path: bfloat16 autocast on CPU)
+    summary = run(_config(root, tmp_path, dataset="rtgene", tag="rt", epochs=1, num_frames=1, rtgene_face="original",
+                          amp="bf16"))
     folds = [summary["folds"][f"fold_{k}"]["test"]["model"]["all_360_deg"] for k in (1, 2, 3)]
     assert summary["mean_test"]["all_360_deg"] == pytest.approx(np.mean(folds))
     assert [summary["folds"][f"fold_{k}"]["test"]["model"]["all_360_count"] for k in (1, 2, 3)] == [8, 8, 10]
@@ -145,6 +147,8 @@ def test_command_line_uses_the_project_configuration_rules(tmp_path, capsys):
     assert "feature_size: 32" in printed and "lr: 0.002" in printed  # flags beat YAML; 1e-3 read as a number
     config = load_config([yaml_path], {}, GAZE360)
     assert config.sources["feature_size"] == f"{yaml_path}:2"
+    with pytest.raises(ConfigError, match="run.yaml:2: unknown key 'feature_size'"):
+        load_config([yaml_path])  # the tables are separate: main.py's options do not include Gaze360's
     (tmp_path / "bad.yaml").write_text("Model:\n  featur_size: 32\n")
     assert main(["--yaml", str(tmp_path / "bad.yaml")]) == 2
     assert "bad.yaml:2: unknown key 'featur_size' (did you mean 'feature_size'?)" in capsys.readouterr().err
