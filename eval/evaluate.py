@@ -31,8 +31,9 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
     heatmap units, in/out probabilities [B])."""
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
+    depth = batch["depth"].to(device, memory_format=memory_format) if "depth" in batch else None  # depth_flag
     with autocast():
-        features = model.encode(image, head_mask, face)
+        features = model.encode(image, head_mask, face, depth)
         inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
     shape = (image.shape[0], config.unet_inout_channels, config.output_size, config.output_size)
     with autocast():
