@@ -45,3 +45,33 @@ def sample_heatmaps(
     if eta != 0.0:
         raise ValueError(f"eta: ancestral DDPM sampling has no eta, expected 0, found {eta!r}")
     return diffusion.p_sample_loop(model_fn, shape, **loop_kwargs)
+
+
+def sample_heatmaps_progressive(
+    diffusion: GaussianDiffusion,
+    model_fn,
+    conditioning_kwargs: dict,
+    shape,
+    *,
+    sampler: str = "auto",
+    eta: float = 0.0,
+    clip_denoised: bool,
+    noise: torch.Tensor | None = None,
+    device=None,
+):
+    """Like `sample_heatmaps`, but a generator of every step's {"step", "sample", "pred_xstart"} (diffusion space; step
+    is the index on this process's grid, num_timesteps - 1 down to 0): the
+    denoising trajectory, e.g. the predicted x0 after each step. The same loop runs, so with the same noise the last
+    "sample" equals `sample_heatmaps`' result (the tests check it)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler: expected one of {SAMPLERS}, found {sampler!r}")
+    chosen = default_sampler(diffusion) if sampler == "auto" else sampler
+    loop_kwargs = dict(noise=noise, clip_denoised=clip_denoised, model_kwargs=conditioning_kwargs, device=device)
+    if chosen == "ddim":
+        steps = diffusion.ddim_sample_loop_progressive(model_fn, shape, eta=eta, **loop_kwargs)
+    elif eta != 0.0:
+        raise ValueError(f"eta: ancestral DDPM sampling has no eta, expected 0, found {eta!r}")
+    else:
+        steps = diffusion.p_sample_loop_progressive(model_fn, shape, **loop_kwargs)
+    for step, out in zip(range(diffusion.num_timesteps - 1, -1, -1), steps):
+        yield {"step": step, "sample": out["sample"], "pred_xstart": out["pred_xstart"]}

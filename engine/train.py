@@ -21,7 +21,7 @@ from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, sav
 from engine.data import EpochShuffleSampler, make_loader
 from engine.logging import RunLogger
 from engine.losses import extra_heatmap_loss
-from eval.evaluate import evaluate, format_table
+from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
 from optim import build_lr_scheduler, build_optimizer, learning_rates
 from pretrained.loading import load_init_weights
@@ -139,8 +139,9 @@ def run(config) -> dict:
             summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
                                autocast=autocast)
             logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
-            print(f"epoch {epoch}: auc {summary['auc']:.4f}  min_l2 {summary['min_l2']:.4f}  "
-                  f"avg_l2 {summary['avg_l2']:.4f}")
+            print(f"epoch {epoch} ({summary['protocol']} protocol): " + "  ".join(
+                f"{key} {value:.4f}" for key, value in summary.items()
+                if key in PROTOCOLS[summary["protocol"]] and value is not None))
     if summary is None:  # resumed a run that had already finished: evaluate its final weights
         summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
                            autocast=autocast)
