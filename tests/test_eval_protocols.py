@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from datasets.goo import GOO
-from datasets.synthetic_formats import generate_goo, generate_videoattentiontarget
+from datasets.synthetic_formats import generate_goo, generate_videoattentiontarget, write_depth_maps
 from datasets.videoattentiontarget import VideoAttentionTarget
 from diffusion import create_gaussian_diffusion, sample_heatmaps
 from diffusion.sampling import sample_heatmaps_progressive
@@ -87,6 +87,9 @@ def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("protocols")
     generate_videoattentiontarget(root / "vat", n_train_clips=1, n_test_clips=1, frames_per_clip=4, seed=11)
     generate_goo(root / "goo", "real", n_train_images=2, n_test_images=3, seed=12)
+    generate_goo(root / "goosynth", "synth", n_train_images=4, n_test_images=1, seed=13)
+    write_depth_maps(root / "vat", "videoattentiontarget")
+    write_depth_maps(root / "goosynth", "goo")
     return root
 
 
@@ -133,3 +136,17 @@ def test_vat_training_run_then_cross_dataset_evaluation_on_goo(datasets, tmp_pat
         assert float(row["min_l2"]) == pytest.approx(np.linalg.norm(predicted - gaze))
         assert float(row["avg_l2"]) == pytest.approx(np.linalg.norm(predicted - gaze))
     assert on_goo["min_l2"] == pytest.approx(np.mean([float(row["min_l2"]) for row in rows]))
+
+
+def test_depth_training_on_goo_synth_evaluated_on_vat_in_the_same_run(datasets, tmp_path):
+    config = load_config([], {
+        **TINY, "source_dataset": "goo", "goo_variant": "synth", "source_dataset_dir": str(datasets / "goosynth"),
+        "eval_dataset": "videoattentiontarget", "eval_dataset_dir": str(datasets / "vat"), "depth_flag": True,
+        "list_resnet_depth_layers": [1] * 5, "resnet_depth_inplanes": 8, "epochs": 1, "output_dir": str(tmp_path),
+        "tag": "depth", "batch_size": 2,
+    })
+    summary = run(config)
+    assert summary["protocol"] == "vat" and summary["n_samples"] == len(VideoAttentionTarget(datasets / "vat", "test"))
+    weights = torch.load(tmp_path / "depth" / "last.pt", weights_only=True)["model"]
+    assert "gaze_backbone.depth_backbone.conv1.weight" in weights
+    assert not (tmp_path / "depth" / "figures").exists()  # figures only with Debugging_maps or eval_weights
