@@ -20,8 +20,8 @@ def build_dataset(config, split: str):
 
 def eval_config(config):
     """The configuration that builds the evaluated test split: `eval_dataset` and `eval_dataset_dir` replace
-    source_dataset and source_dataset_dir when set (cross-dataset evaluation), otherwise the config itself. engine.config.validate
-    refuses an eval_dataset other than source_dataset without its eval_dataset_dir."""
+    source_dataset and source_dataset_dir when set (cross-dataset evaluation), otherwise the config itself.
+    engine.config.validate refuses an eval_dataset other than source_dataset without its eval_dataset_dir."""
     name = getattr(config, "eval_dataset", None)
     folder = getattr(config, "eval_dataset_dir", None)
     if name is None and folder is None:

@@ -87,8 +87,9 @@ class GazeTargetDataset(Dataset):
         self._inout = np.asarray(inout, dtype=np.int64)
         self._gaze_points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in gaze_points])
         self._point_offsets = np.cumsum([0] + [len(np.asarray(p).reshape(-1, 2)) for p in gaze_points])
-        for name, column in (("annotation_files", self._annotation_ids), ("lines", self._lines), ("head_boxes", self._head_boxes),
-                             ("eye_points", self._eye_points), ("inout", self._inout)):
+        columns = {"annotation_files": self._annotation_ids, "lines": self._lines, "head_boxes": self._head_boxes,
+                   "eye_points": self._eye_points, "inout": self._inout}
+        for name, column in columns.items():
             if len(column) != len(self._paths):
                 raise ValueError(f"_store_samples: {len(column)} {name} for {len(self._paths)} paths")
 

@@ -292,8 +292,9 @@ def validate(config: Config) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
-    for name in ("debug_maps_per_group", "debug_trajectories", "eval_metric_workers", "num_workers", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
-                 "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta"):
+    for name in ("num_workers", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
+                 "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta",
+                 "debug_maps_per_group", "debug_trajectories", "eval_metric_workers"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
     if config.sample_time_steps > config.train_time_steps:

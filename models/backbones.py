@@ -2,7 +2,8 @@
 the in/out head's scene+face map, plus the tiny registry (`BACKBONES`, `register_backbone`) that selects them.
 
 Every backbone's forward(image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S],
-depth [B,3,S,S] colour-mapped depth or None) returns {"conditioning": [B, N_tokens, context_dim], "scene_face_feat": [B, feature_channels, h, w]} and exposes
+depth [B,3,S,S] colour-mapped depth or None) returns {"conditioning": [B, N_tokens, context_dim],
+"scene_face_feat": [B, feature_channels, h, w]} and exposes
 `context_dim`, `feature_channels` and `feature_side` (h = w) for the parts built around it.
 """
 

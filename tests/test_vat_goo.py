@@ -219,8 +219,8 @@ def test_goo_coordinates_are_on_the_640x480_scale_whatever_the_image_size(synthe
         assert sample["path"] == record["filename"].replace("\\", "/")
         eye = np.array([record["hx"] / 640, record["hy"] / 480])
         torch.testing.assert_close(sample["eye_point"].double(), torch.tensor(eye), rtol=0, atol=1e-6)
-        torch.testing.assert_close(sample["gaze_points"][0].double(),
-                                   torch.tensor([record["gaze_cx"] / 640, record["gaze_cy"] / 480], dtype=torch.float64), rtol=0, atol=1e-6)
+        gaze = torch.tensor([record["gaze_cx"] / 640, record["gaze_cy"] / 480], dtype=torch.float64)
+        torch.testing.assert_close(sample["gaze_points"][0].double(), gaze, rtol=0, atol=1e-6)
         assert sample["inout"] == 1
         # eye +- 0.15, clamped to the image, then each side moved out by 10 % of the box size; clamped again.
         box = np.clip(np.concatenate([eye - 0.15, eye + 0.15]), 0, 1)
