@@ -19,6 +19,7 @@ from datasets.base import MAX_GAZE_POINTS
 from datasets.gazefollow import GazeFollow
 from datasets.goo import GOO, synthesised_head_box
 from datasets.synthetic import generate_gazefollow
+from datasets.synthetic import main as synthetic_main
 from datasets.synthetic_formats import generate_goo, generate_videoattentiontarget, write_depth_maps
 from datasets.transforms import (
     Annotation, AugmentParams, apply_augmentation, apply_geometry, depth_tensor,
@@ -258,6 +259,17 @@ def test_goo_synth_variant_reads_its_own_files_and_depth_from_root_depth(tmp_pat
     assert sample["depth"].shape == (3, SIZE, SIZE) and sample["heatmap"].max() == 1
     with pytest.raises(FileNotFoundError, match="GOO annotation pickle does not exist"):
         GOO(root, "train", variant="real")
+
+
+def test_synthetic_command_line_writes_each_format_with_depth(tmp_path, capsys):
+    synthetic_main(["--format", "goo", "--goo_variant", "synth", "--root", str(tmp_path / "goo"),
+                    "--n_train_images", "1", "--n_test_images", "1", "--depth"])
+    assert "wrote 2 depth maps" in capsys.readouterr().out
+    assert len(GOO(tmp_path / "goo", "test", variant="synth", depth=True)) == 1
+    synthetic_main(["--format", "videoattentiontarget", "--root", str(tmp_path / "vat"), "--n_train_clips", "1",
+                    "--n_test_clips", "1", "--frames_per_clip", "4"])
+    assert len(VideoAttentionTarget(tmp_path / "vat", "test")) == 4 * len(list((tmp_path / "vat").glob(
+        "annotations/test/*/*/s*.txt")))
 
 
 # --- depth on GazeFollow and the shared geometry ------------------------------------------------------------------------
