@@ -1,20 +1,35 @@
-"""Datasets by name: `build_dataset(config, split)` builds the one named by the `source_dataset` option."""
+"""Datasets by name: `build_dataset(config, split)` builds the one named by the `source_dataset` option, and
+`build_eval_dataset(config)` the test split that is evaluated (`eval_dataset`, by default the same)."""
 from __future__ import annotations
 
 from datasets.gazefollow import GazeFollow
+from datasets.goo import GOO
+from datasets.videoattentiontarget import VideoAttentionTarget
 
-DATASETS = {"gazefollow": GazeFollow}  # each class provides from_config(config, split)
-_ARRIVING_LATER = {"videoattentiontarget": "issue 4", "goo": "issue 4"}
+# each class provides from_config(config, split) and the `protocol` it is evaluated with
+DATASETS = {"gazefollow": GazeFollow, "videoattentiontarget": VideoAttentionTarget, "goo": GOO}
 
 
 def build_dataset(config, split: str):
     """The `split` ("train" or "test") of the dataset named by config.source_dataset."""
     name = config.source_dataset
-    if name in _ARRIVING_LATER:
-        raise NotImplementedError(
-            f"source_dataset {name!r} is not implemented yet (arrives with {_ARRIVING_LATER[name]}); "
-            f"available: {', '.join(sorted(DATASETS))}"
-        )
     if name not in DATASETS:
         raise ValueError(f"unknown source_dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
     return DATASETS[name].from_config(config, split)
+
+
+def eval_config(config):
+    """The configuration that builds the evaluated test split: `eval_dataset` and `eval_dataset_dir` replace
+    source_dataset and source_dataset_dir when set (cross-dataset evaluation), otherwise the config itself.
+    engine.config.validate refuses an eval_dataset other than source_dataset without its eval_dataset_dir."""
+    name = getattr(config, "eval_dataset", None)
+    folder = getattr(config, "eval_dataset_dir", None)
+    if name is None and folder is None:
+        return config
+    return config.replace(source_dataset=name or config.source_dataset,
+                          source_dataset_dir=folder or config.source_dataset_dir)
+
+
+def build_eval_dataset(config):
+    """The test split that evaluation scores (see eval_config)."""
+    return build_dataset(eval_config(config), "test")

@@ -8,15 +8,10 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
 
-from datasets.heatmap import gaze_heatmap
-from datasets.transforms import Annotation, apply_augmentation, clamp_box, model_inputs, sample_augmentation
+from datasets.base import MAX_GAZE_POINTS, GazeTargetDataset, RandomSigma
 
 TRAIN_COLUMNS = (
     "path", "idx",
@@ -29,7 +24,7 @@ TRAIN_COLUMNS = (
 )
 TEST_COLUMNS = tuple(name for name in TRAIN_COLUMNS if name != "inout")
 ANNOTATION_FILES = {"train": "train_annotations_release.txt", "test": "test_annotations_release.txt"}
-MAX_GAZE_POINTS = 20  # test persons are padded to this many annotator points (with -1) so samples batch
+DEPTH_FOLDERS = {"train": "depth", "test2": "depth2"}  # image folder -> depth folder (RGB+depth reference layout)
 
 
 @dataclass(frozen=True)
@@ -150,25 +145,26 @@ def drop_far_gaze_points(persons: list[PersonAnnotation], fraction: float) -> li
     return kept
 
 
-class GazeFollow(Dataset):
-    """GazeFollow samples as dicts of tensors (see `__getitem__`).
+class GazeFollow(GazeTargetDataset):
+    """GazeFollow samples as dicts of tensors (see `GazeTargetDataset.__getitem__`, the path shared by every dataset).
 
     split "train": one sample per row with inout 0 or 1 (rows with inout -1 are dropped); augmented by default.
     split "test": one sample per person (rows grouped by path and eye_x), every sample in frame, never augmented;
     coordinates are in the original image's normalised frame.
 
-    heatmap_sigma: Gaussian sigma of the target heatmap in output cells.
-    random_sigma (train only): a (low, high) range, drawn uniformly per sample, or a callable taking the
-        sample's numpy Generator (e.g. `original_random_sigma`); replaces heatmap_sigma for training targets.
+    heatmap_sigma, random_sigma, seed, depth: see GazeTargetDataset. Depth maps are read from the RGB+depth
+    reference's layout: `train/...` -> `depth/...`, `test2/...` -> `depth2/...` (same file name).
     gaze_point_threshold (test only): a FRACTION in [0, 1), 0 = off (the original declared it int but used it
         as a fraction). Annotator points farther from their person's mean point than this quantile of all such
         distances are dropped, e.g. 0.9 drops the farthest 10 % (see drop_far_gaze_points).
     subsample_test (test only): None = the full test set; a fraction f in (0, 1] keeps round(f x persons)
         whole persons (never single rows), chosen with numpy's default_rng(seed), in file order.
-    seed: with set_epoch(epoch), the augmentation and random sigma of sample i are drawn from
-        default_rng([seed, epoch, i]), so a sample is the same whatever the worker count or order.
     annotation_file: overrides <root>/train_annotations_release.txt or test_annotations_release.txt.
     """
+
+    head_box_units = "pixels"  # the head box columns of the release are pixels ...
+    point_units = "normalised"  # ... while eye and gaze are normalised
+    protocol = "gazefollow"
 
     def __init__(
         self,
@@ -178,43 +174,24 @@ class GazeFollow(Dataset):
         output_size: int = 64,
         augment: bool | None = None,
         heatmap_sigma: float = 3.0,
-        random_sigma: tuple[float, float] | Callable[[np.random.Generator], float] | None = None,
+        random_sigma: RandomSigma = None,
         gaze_point_threshold: float = 0.0,
         subsample_test: float | None = None,
         seed: int = 0,
         annotation_file: str | Path | None = None,
+        depth: bool = False,
     ):
         if split not in ANNOTATION_FILES:
             raise ValueError(f"split must be one of {sorted(ANNOTATION_FILES)}, found {split!r}")
         is_test = split == "test"
-        augment = (not is_test) if augment is None else augment
-        if is_test and augment:
-            raise ValueError("test samples are never augmented: their coordinates are the original image's")
-        if is_test and random_sigma is not None:
-            raise ValueError("random_sigma applies to training targets only; test targets use heatmap_sigma")
         if not is_test and (gaze_point_threshold or subsample_test is not None):
             raise ValueError("gaze_point_threshold and subsample_test apply to the test split only")
         if not 0.0 <= gaze_point_threshold < 1.0:
             raise ValueError(f"gaze_point_threshold must be a fraction in [0, 1), found {gaze_point_threshold}")
         if subsample_test is not None and not 0.0 < subsample_test <= 1.0:
             raise ValueError(f"subsample_test must be None or a fraction in (0, 1], found {subsample_test}")
-        if heatmap_sigma <= 0:
-            raise ValueError(f"heatmap_sigma must be positive, found {heatmap_sigma}")
-        if random_sigma is not None and not callable(random_sigma):
-            low, high = random_sigma
-            if not 0 < low <= high:
-                raise ValueError(f"random_sigma must be a range (low, high) with 0 < low <= high, found {random_sigma}")
-            random_sigma = (float(low), float(high))
-
+        self._init_sampling(split, input_size, output_size, augment, heatmap_sigma, random_sigma, seed, depth)
         self.root = Path(root)
-        self.split = split
-        self.input_size = input_size
-        self.output_size = output_size
-        self.augment = augment
-        self.heatmap_sigma = heatmap_sigma
-        self.random_sigma = random_sigma
-        self.seed = seed
-        self.epoch = 0
         self.annotation_file = Path(annotation_file) if annotation_file else self.root / ANNOTATION_FILES[split]
 
         rows = read_annotations(self.annotation_file, TEST_COLUMNS if is_test else TRAIN_COLUMNS)
@@ -230,113 +207,47 @@ class GazeFollow(Dataset):
             persons = [row for row in rows if row.inout != -1]
         if not persons:
             raise ValueError(f"{self.annotation_file}: no {split} samples left after cleaning")
-        self._store(persons)
-
-    def _store(self, persons: list[PersonAnnotation]) -> None:
-        # Columns in numpy arrays rather than a list of objects: workers forked by a DataLoader then share them
-        # without Python reference counts copying every page.
-        self._paths = np.array([p.path for p in persons])
-        self._lines = np.array([p.line for p in persons])
+        self._store_samples(
+            paths=[p.path for p in persons], annotation_files=[self.annotation_file] * len(persons),
+            lines=[p.line for p in persons], head_boxes=[p.head_box for p in persons],
+            eye_points=[p.eye_point for p in persons],
+            gaze_points=[p.gaze_points for p in persons], inout=[p.inout for p in persons],
+        )
+        # The fields only GazeFollow has, kept so that `annotation` returns every field of the file.
         self._idx = np.array([p.idx for p in persons])
         self._body_boxes = np.stack([p.body_box for p in persons])
-        self._eye_points = np.stack([p.eye_point for p in persons])
-        self._head_boxes = np.stack([p.head_box for p in persons])
-        self._inout = np.array([p.inout for p in persons])
         self._sources = np.array([p.source for p in persons])
         self._metas = np.array([p.meta for p in persons])
-        self._gaze_points = np.concatenate([p.gaze_points for p in persons])
-        self._point_offsets = np.cumsum([0] + [len(p.gaze_points) for p in persons])
 
-    def __len__(self) -> int:
-        return len(self._paths)
+    def image_path(self, relative: str) -> Path:
+        return self.root / relative
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose augmentations __getitem__ draws. Call it before iterating a DataLoader: workers
-        copy the dataset when an iterator starts (persistent workers would keep the old epoch)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, found {epoch}")
-        self.epoch = int(epoch)
+    def depth_path(self, relative: str) -> Path:
+        """`train/<dir>/<file>` -> `depth/<dir>/<file>`, `test2/...` -> `depth2/...`, as in the RGB+depth reference."""
+        first, _, rest = relative.partition("/")
+        if first not in DEPTH_FOLDERS:
+            raise ValueError(f"{relative}: GazeFollow depth maps are found for images under "
+                             f"{sorted(DEPTH_FOLDERS)}, this path starts with {first!r}")
+        return self.root / DEPTH_FOLDERS[first] / rest
 
     def annotation(self, index: int) -> PersonAnnotation:
         """The cleaned annotation of sample `index`, every field of the file kept."""
-        start, end = self._point_offsets[index], self._point_offsets[index + 1]
         return PersonAnnotation(
             path=str(self._paths[index]), line=int(self._lines[index]), idx=int(self._idx[index]),
             body_box=self._body_boxes[index].copy(), eye_point=self._eye_points[index].copy(),
-            gaze_points=self._gaze_points[start:end].copy(), head_box=self._head_boxes[index].copy(),
+            gaze_points=self.sample_gaze_points(index), head_box=self._head_boxes[index].copy(),
             inout=int(self._inout[index]), source=str(self._sources[index]), meta=str(self._metas[index]),
         )
-
-    def __getitem__(self, index: int) -> dict:
-        """A sample:
-
-        image [3, S, S] and face [3, S, S] ImageNet-normalised; head_mask [1, S, S] (1 inside the head box);
-        heatmap [O, O] in [0, 1] (peak-1 Gaussian at the gaze point, the annotators' mean point for test samples,
-        all zeros out of frame); inout scalar (1 in, 0 out); gaze_points [20, 2], eye_point [2] and
-        head_box [4] (x_min, y_min, x_max, y_max) normalised to the returned image, gaze points padded with -1
-        (an out-of-frame person has none); image_size [2] (original width, height); index; path.
-        """
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        person = self.annotation(index)
-        where = f"{self.annotation_file}:{person.line}"
-        image_path = self.root / person.path
-        if not image_path.is_file():
-            raise FileNotFoundError(f"{image_path}: image of the annotation at {where} does not exist")
-        with Image.open(image_path) as opened:
-            image = opened.convert("RGB")
-        original_size = image.size
-        size_xy = np.array(original_size, dtype=np.float64)
-        inside = person.inout == 1
-        annotation = Annotation(
-            head_box=clamp_box(person.head_box, original_size),
-            eye_point=person.eye_point * size_xy,
-            gaze_points=person.gaze_points * size_xy if inside else np.zeros((0, 2)),
-        )
-
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        try:
-            if self.augment:
-                params = sample_augmentation(rng, image.size, annotation)
-                image, annotation = apply_augmentation(image, annotation, params)
-            inputs = model_inputs(image, annotation.head_box, self.input_size)
-        except ValueError as error:
-            raise ValueError(f"{where} ({image_path}): {error}") from error
-        size_xy = np.array(image.size, dtype=np.float64)
-        gaze_points = annotation.gaze_points / size_xy
-
-        if inside:
-            heatmap = gaze_heatmap(tuple(gaze_points.mean(axis=0)), self.output_size, self._sigma(rng))
-        else:
-            heatmap = gaze_heatmap(None, self.output_size)
-        padded = np.full((MAX_GAZE_POINTS, 2), -1.0)
-        padded[: len(gaze_points)] = gaze_points
-        return {
-            **inputs,  # image, head_mask, face, head_box
-            "heatmap": torch.from_numpy(heatmap),
-            "inout": torch.tensor(float(inside)),
-            "gaze_points": torch.from_numpy(padded).float(),
-            "eye_point": torch.from_numpy(annotation.eye_point / size_xy).float(),
-            "image_size": torch.tensor(original_size, dtype=torch.long),
-            "index": torch.tensor(index, dtype=torch.long),
-            "path": person.path,
-        }
-
-    def _sigma(self, rng: np.random.Generator) -> float:
-        if self.random_sigma is None:
-            return self.heatmap_sigma
-        if callable(self.random_sigma):
-            return float(self.random_sigma(rng))
-        return float(rng.uniform(*self.random_sigma))
 
     @classmethod
     def from_config(cls, config, split: str) -> "GazeFollow":
         """Build from the project's options (engine.options): source_dataset_dir, input_size, output_size,
         random_sigma (the target sigma), random_flag (training sigma drawn by `original_random_sigma` instead),
-        gaze_point_threshold, is_subsample_test_set (0 or 1 = full test set) and seed (default 0)."""
+        gaze_point_threshold, is_subsample_test_set (0 or 1 = full test set), seed (default 0) and depth_flag."""
         common = dict(
             root=config.source_dataset_dir, split=split, input_size=config.input_size, output_size=config.output_size,
             heatmap_sigma=config.random_sigma, seed=getattr(config, "seed", 0),
+            depth=getattr(config, "depth_flag", False),
         )
         if split == "train":
             return cls(**common, random_sigma=original_random_sigma if config.random_flag else None)

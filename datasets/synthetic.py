@@ -375,10 +375,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n_train_images", type=int, default=400, help="training images (default 400)")
     parser.add_argument("--n_test_images", type=int, default=100, help="test images (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --root")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --root (gazefollow)")
+    parser.add_argument("--format", default="gazefollow", choices=("gazefollow", "videoattentiontarget", "goo"),
+                        help="on-disk format to write (default gazefollow); see datasets/synthetic_formats.py")
+    parser.add_argument("--goo_variant", default="real", choices=("real", "synth"),
+                        help="goo: write the pickles of GOO-Real or GOO-Synth (default real)")
+    parser.add_argument("--n_train_clips", type=int, default=12, help="videoattentiontarget: training clips")
+    parser.add_argument("--n_test_clips", type=int, default=4, help="videoattentiontarget: test clips")
+    parser.add_argument("--frames_per_clip", type=int, default=30, help="videoattentiontarget: frames per clip")
+    parser.add_argument("--depth", action="store_true", help="also write a depth map per image (loader's layout)")
     args = parser.parse_args(argv)
-    generate_gazefollow(args.root, args.n_train_images, args.n_test_images, args.seed, args.overwrite)
-    print((Path(args.root) / "README.txt").read_text(), end="")
+    from datasets import synthetic_formats  # imported here: it builds on this module's drawing
+
+    if args.format == "gazefollow":
+        generate_gazefollow(args.root, args.n_train_images, args.n_test_images, args.seed, args.overwrite)
+        print((Path(args.root) / "README.txt").read_text(), end="")
+    elif args.format == "videoattentiontarget":
+        print(synthetic_formats.generate_videoattentiontarget(args.root, args.n_train_clips, args.n_test_clips,
+                                                              args.frames_per_clip, args.seed))
+    else:
+        print(synthetic_formats.generate_goo(args.root, args.goo_variant, args.n_train_images, args.n_test_images,
+                                             args.seed))
+    if args.depth:
+        count = synthetic_formats.write_depth_maps(args.root, args.format)
+        print(f"wrote {count} depth maps")
 
 
 if __name__ == "__main__":

@@ -178,6 +178,26 @@ def apply_augmentation(image: Image.Image, annotation: Annotation,
     return image, annotation
 
 
+def apply_geometry(aligned: Image.Image, params: AugmentParams) -> Image.Image:
+    """The geometric steps of `params` (crop, flip) applied to a map aligned pixel for pixel with the image, such as
+    a depth map; the colour change is skipped (a depth map is not a colour) and the head-box jitter moves no pixel."""
+    if params.crop_box is not None:
+        aligned = aligned.crop(params.crop_box)
+    if params.flip:
+        aligned = aligned.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return aligned
+
+
+def depth_tensor(depth: Image.Image, size: int) -> torch.Tensor:
+    """A greyscale depth map as the depth stream's input: resized to size x size (bilinear), each value 0..255 mapped
+    through matplotlib's "magma" colour map (the RGB+depth reference's encoding), [3, S, S] floats in [0, 1]."""
+    from matplotlib import colormaps  # imported here: only runs that use depth need matplotlib in the workers
+
+    resized = np.asarray(depth.convert("L").resize((size, size), Image.Resampling.BILINEAR), dtype=np.int64)
+    table = colormaps["magma"](np.arange(256))[:, :3].astype(np.float32)  # 256 x RGB
+    return torch.from_numpy(np.ascontiguousarray(table[resized].transpose(2, 0, 1)))
+
+
 def to_normalised_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """Resize to size x size (bilinear, antialiased), scale to [0, 1] and apply the ImageNet normalisation: [3, S, S]."""
     resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)

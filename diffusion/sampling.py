@@ -2,14 +2,15 @@
 per input averaged, and an SDEdit start from a partially noised picture."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from diffusion.gaussian_diffusion import GaussianDiffusion
 from diffusion.respace import SpacedDiffusion
 
-# name -> fn(diffusion, model_fn, shape, **loop_kwargs) running that sampler over every step of `diffusion`.
+# name -> fn(diffusion, model_fn, shape, **loop_kwargs) -> an iterator over that sampler's steps on the grid of
+# `diffusion` (guided-diffusion's *_sample_loop_progressive: dicts with "sample" and "pred_xstart").
 SAMPLER_REGISTRY: dict[str, Callable] = {}
 
 
@@ -29,19 +30,19 @@ def register_sampler(name: str):
 def _ddpm(diffusion, model_fn, shape, eta=0.0, **loop_kwargs):
     if eta != 0.0:
         raise ValueError(f"eta: ancestral DDPM sampling has no eta, expected 0, found {eta!r}")
-    return diffusion.p_sample_loop(model_fn, shape, **loop_kwargs)
+    return diffusion.p_sample_loop_progressive(model_fn, shape, **loop_kwargs)
 
 
 @register_sampler("ddim")
 def _ddim(diffusion, model_fn, shape, eta=0.0, **loop_kwargs):
-    return diffusion.ddim_sample_loop(model_fn, shape, eta=eta, **loop_kwargs)
+    return diffusion.ddim_sample_loop_progressive(model_fn, shape, eta=eta, **loop_kwargs)
 
 
 @register_sampler("dpm++2m")
 def _dpm_solver_pp_2m(diffusion, model_fn, shape, eta=0.0, **loop_kwargs):
     if eta != 0.0:
         raise ValueError(f"eta: DPM-Solver++(2M) is deterministic, expected eta 0, found {eta!r}")
-    return diffusion.dpm_solver_sample_loop(model_fn, shape, **loop_kwargs)
+    return diffusion.dpm_solver_sample_loop_progressive(model_fn, shape, **loop_kwargs)
 
 
 SAMPLERS = ("auto", *SAMPLER_REGISTRY)
@@ -91,6 +92,36 @@ def sample_heatmaps(
     - `state_fn` replaces the state x_t by state_fn(x_t) before each step (compat_original_std_state).
     The device is noise's, else `device`, else that of model_fn's parameters when it is a Module.
     """
+    final = None
+    for final in sample_heatmaps_progressive(
+        diffusion, model_fn, conditioning_kwargs, shape, sampler=sampler, eta=eta, clip_denoised=clip_denoised,
+        noise=noise, device=device, progress=progress, samples_per_input=samples_per_input,
+        start_picture=start_picture, start_step=start_step, state_fn=state_fn,
+    ):
+        pass
+    return final["sample"]
+
+
+def sample_heatmaps_progressive(
+    diffusion: GaussianDiffusion,
+    model_fn,
+    conditioning_kwargs: dict,
+    shape,
+    *,
+    sampler: str = "auto",
+    eta: float = 0.0,
+    clip_denoised: bool,
+    noise: torch.Tensor | None = None,
+    device=None,
+    progress: bool = False,
+    samples_per_input: int = 1,
+    start_picture: torch.Tensor | None = None,
+    start_step: int | None = None,
+    state_fn=None,
+) -> Iterator[dict]:
+    """`sample_heatmaps` one step at a time: yields {"step", "sample", "pred_xstart"} [B, C, H, W] (diffusion space,
+    the mean over the K samples per input) for every step, `step` being the index on this process's grid from the
+    start (T' - 1, or `start_step`) down to 0. The last "sample" is `sample_heatmaps`' result. Checks run at the call."""
     if not (isinstance(samples_per_input, int) and samples_per_input >= 1):
         raise ValueError(f"samples_per_input: expected an int >= 1, found {samples_per_input!r}")
     if (start_picture is None) != (start_step is None):
@@ -107,8 +138,18 @@ def sample_heatmaps(
         picture = start_picture.repeat_interleave(k, dim=0)
         t = torch.full((batch_shape[0],), start_step, dtype=torch.long, device=picture.device)
         noise = diffusion.q_sample(picture, t, noise=noise)
-    sample = SAMPLER_REGISTRY[chosen](
+    steps = SAMPLER_REGISTRY[chosen](
         diffusion, model_fn, batch_shape, eta=eta, noise=noise, clip_denoised=clip_denoised,
         model_kwargs=conditioning_kwargs, device=device, progress=progress, start_step=start_step, state_fn=state_fn,
     )
-    return sample.reshape(shape[0], k, *shape[1:]).mean(dim=1) if k > 1 else sample
+    first = diffusion.num_timesteps - 1 if start_step is None else start_step
+    return _per_input_means(steps, first, shape[0], k)
+
+
+def _per_input_means(steps, first: int, batch: int, k: int) -> Iterator[dict]:
+    for step, out in zip(range(first, -1, -1), steps):
+        sample, pred_xstart = out["sample"], out["pred_xstart"]
+        if k > 1:
+            sample = sample.reshape(batch, k, *sample.shape[1:]).mean(dim=1)
+            pred_xstart = pred_xstart.reshape(batch, k, *pred_xstart.shape[1:]).mean(dim=1)
+        yield {"step": step, "sample": sample, "pred_xstart": pred_xstart}

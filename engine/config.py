@@ -267,11 +267,8 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
 
 # Options whose behaviour arrives in a later issue: any value other than the default is refused, never ignored.
 _NOT_IMPLEMENTED_YET = {
-    "depth_flag": "issue 4 (depth modality)",
-    "Debugging_maps": "issue 4 (evaluation figures)",
     "ema_on": "issue 5 (EMA)",
 }
-_NOT_IMPLEMENTED_DATASETS = {"videoattentiontarget": "issue 4", "goo": "issue 4"}
 _ADM_OPTIONS = ("adm_predict_xstart", "adm_predict_v", "adm_learn_sigma", "adm_use_kl", "adm_rescale_learned_sigmas",
                 "adm_rescale_timesteps", "adm_sigma_small")
 
@@ -285,9 +282,9 @@ def validate(config: Config) -> None:
     for name, issue in _NOT_IMPLEMENTED_YET.items():
         if getattr(config, name) != OPTIONS_BY_NAME[name].default:
             raise ConfigError(f"{at(name)} = {getattr(config, name)!r}: not implemented yet, arrives with {issue}")
-    if config.source_dataset in _NOT_IMPLEMENTED_DATASETS:
-        raise ConfigError(f"{at('source_dataset')} = {config.source_dataset!r}: not implemented yet, arrives with "
-                          f"{_NOT_IMPLEMENTED_DATASETS[config.source_dataset]}")
+    if (config.eval_dataset not in (None, config.source_dataset)) and config.eval_dataset_dir is None:
+        raise ConfigError(f"{at('eval_dataset')} = {config.eval_dataset!r} differs from {at('source_dataset')} = "
+                          f"{config.source_dataset!r}: set 'eval_dataset_dir' to the folder of that dataset")
     if not config.adm:
         set_adm = [name for name in _ADM_OPTIONS if getattr(config, name)]
         if set_adm:
@@ -307,12 +304,13 @@ def validate(config: Config) -> None:
     if config.lr_schedular and config.warmup_linear:
         raise ConfigError(f"{at('lr_schedular')} and {at('warmup_linear')} are both true: choose one schedule")
     positive = ("input_size", "output_size", "batch_size", "train_time_steps", "sample_time_steps", "epochs",
-                "evaluate_every", "save_every", "print_every", "unet_inplanes", "unet_residual")
+                "evaluate_every", "save_every", "print_every", "unet_inplanes", "unet_residual", "vat_frame_step")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
     for name in ("num_workers", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
-                 "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta"):
+                 "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta",
+                 "debug_maps_per_group", "debug_trajectories", "eval_metric_workers"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
     if config.sample_time_steps > config.train_time_steps:

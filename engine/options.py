@@ -68,6 +68,14 @@ OPTIONS: tuple[Option, ...] = (
     _o("random_flag", BOOL, False, DATA,
        "Draw each training heatmap with a random integer sigma in [7, 10] (the original's choice) instead of random_sigma."),
     _o("random_sigma", FLOAT, 3.0, DATA, "Sigma of the Gaussian target heatmap in output cells (3 = the benchmarks)."),
+    _o("vat_smooth_head_boxes", BOOL, True, DATA,
+       "VideoAttentionTarget: replace each head box by the 11-frame centred moving average of its person track "
+       "(the reference does this in training and test)."),
+    _o("vat_frame_step", INT, 1, DATA,
+       "VideoAttentionTarget training: use every k-th frame of each person track (1 = all); evaluation always uses "
+       "every frame."),
+    _o("goo_variant", STR, "real", DATA, "GOO: which release source_dataset_dir holds (selects the pickle files).",
+       choices=("real", "synth")),
     # --- gaze backbone -------------------------------------------------------------------------------------------
     _o("list_resnet_scene_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the scene ResNet."),
     _o("list_resnet_face_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the face ResNet."),
@@ -198,7 +206,21 @@ OPTIONS: tuple[Option, ...] = (
     _o("save_every", INT, 5, TRAIN, "Keep a numbered checkpoint every N epochs (the latest is always kept)."),
     # --- evaluation ----------------------------------------------------------------------------------------------
     _o("eval_batch_size", INT, None, EVAL, "Batch size for evaluation; unset = batch_size.", nullable=True),
-    _o("Debugging_maps", BOOL, False, EVAL, "Write figures of predicted heatmaps during evaluation."),
+    _o("eval_dataset", STR, None, EVAL,
+       "Dataset whose test split is evaluated, with its own protocol (unset = source_dataset): cross-dataset "
+       "evaluation, in a training run or with eval_weights.",
+       choices=("gazefollow", "videoattentiontarget", "goo"), nullable=True),
+    _o("eval_dataset_dir", STR, None, EVAL,
+       "Root folder of eval_dataset (unset = source_dataset_dir; required when eval_dataset differs).",
+       nullable=True),
+    _o("Debugging_maps", BOOL, False, EVAL,
+       "Write evaluation figures (always done with eval_weights): best, median and worst samples by L2 and "
+       "denoising trajectories, into <run>/figures/."),
+    _o("debug_maps_per_group", INT, 4, EVAL, "Samples drawn per group (best, median, worst by L2) in the figures."),
+    _o("debug_trajectories", INT, 3, EVAL,
+       "Samples whose denoising trajectory (the predicted heatmap at several sampling steps) is drawn."),
+    _o("eval_metric_workers", INT, 0, EVAL,
+       "Processes computing the per-sample metrics while the model predicts (0 = in the main process)."),
     # --- logging -------------------------------------------------------------------------------------------------
     _o("print_every", INT, 10, LOG, "Print and log training statistics every N batches."),
     _o("no_wandb", BOOL, False, LOG, "Disable Weights & Biases (on by default; offline when no account is set up)."),

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from datasets import build_dataset
+from datasets import build_dataset, build_eval_dataset
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling
 from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine.data import EpochShuffleSampler, make_loader
 from engine.logging import RunLogger
 from engine.losses import extra_heatmap_loss
-from eval.evaluate import evaluate, format_table
+from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
 from optim import build_lr_scheduler, build_optimizer, learning_rates
 from pretrained.loading import load_init_weights
@@ -56,7 +56,7 @@ def run(config) -> dict:
     autocast = autocast_for(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = get_model(config).to(device, memory_format=memory_format)
-    test_loader = make_loader(build_dataset(config, "test"), config, train=False)
+    test_loader = make_loader(build_eval_dataset(config), config, train=False)  # eval_dataset: cross-dataset
 
     if config.eval_weights:
         report = load_init_weights(model, config.eval_weights, scheme="auto")
@@ -139,8 +139,9 @@ def run(config) -> dict:
             summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
                                autocast=autocast)
             logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
-            print(f"epoch {epoch}: auc {summary['auc']:.4f}  min_l2 {summary['min_l2']:.4f}  "
-                  f"avg_l2 {summary['avg_l2']:.4f}")
+            print(f"epoch {epoch} ({summary['protocol']} protocol): " + "  ".join(
+                f"{key} {value:.4f}" for key, value in summary.items()
+                if key in PROTOCOLS[summary["protocol"]] and value is not None))
     if summary is None:  # resumed a run that had already finished: evaluate its final weights
         summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
                            autocast=autocast)
@@ -155,9 +156,10 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target heatmap to denoise."""
     image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
     heatmap, inout = batch["heatmap"].to(device), batch["inout"].to(device)
+    depth = batch["depth"].to(device, memory_format=memory_format) if "depth" in batch else None  # depth_flag
     in_frame = inout > 0.5
     with autocast():
-        features = model.encode(image, head_mask, face)
+        features = model.encode(image, head_mask, face, depth)
         inout_logit = model.inout_logit(features["scene_face_feat"])
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():

@@ -1,4 +1,5 @@
-"""Evaluate a gaze-diffusion model on a test split with the GazeFollow protocol (metrics.md) and write the results.
+"""Evaluate a gaze-diffusion model on a test split with its dataset's protocol (metrics.md) and write the results:
+GazeFollow for GazeFollow, the VAT protocol for VideoAttentionTarget, GazeFollow plus GOO's grid AUC for GOO.
 
 The conditioning is computed once per image; every sampling step runs only the UNet. Sampling noise is drawn from a
 generator forked from the run's seed, so an evaluation is reproducible and leaves the training random stream as it was.
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -20,8 +23,61 @@ from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sa
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
 
-PROTOCOL = "gazefollow"
-METRIC_KEYS = ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang")
+# Each dataset is scored with its published protocol (see /work/shared/reference/metrics.md); `protocol` in
+# metrics.json names it. The keys are the per-sample metrics, averaged over the samples that have them.
+PROTOCOLS = {
+    "gazefollow": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang"),
+    # VAT: AUC on the 64 x 64 grid against the sigma-3 square and L2 to the single point, in-frame samples only.
+    "vat": ("auc", "l2"),
+    # GOO: the GazeFollow protocol (one annotator per sample), plus GOO's own 5 x 5-grid AUC reported beside it.
+    "goo": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "goo_grid_auc"),
+}
+RANKING_KEY = {"gazefollow": "avg_l2", "vat": "l2", "goo": "avg_l2"}  # the L2 that orders samples in the figures
+PROTOCOL_NOTES = {
+    "gazefollow": "GazeFollow protocol: AUC at the original image size against every annotator's pixel, min/avg L2 "
+                  "and angles of the heatmap argmax, mean over persons.",
+    "vat": "VideoAttentionTarget protocol: AUC on the 64x64 grid against the sigma-3 box and L2 on in-frame "
+           "person-frames only; in/out AP over every person-frame.",
+    "goo": "GazeFollow protocol on GOO (one annotator per sample); goo_grid_auc is GOO's original 5x5-grid AUC, "
+           "not comparable with the GazeFollow AUC.",
+}
+
+
+def sample_metrics(protocol: str, heatmap: np.ndarray, gaze_points: np.ndarray, eye_point: np.ndarray,
+                   image_size: tuple[int, int], inout: float) -> dict:
+    """The metrics of one sample under `protocol`: {} for an out-of-frame sample (it has no target; only the in/out
+    AP counts it). gaze_points [20, 2] normalised with -1 padding, eye_point [2], image_size (width, height)."""
+    if inout < 0.5:
+        return {}
+    if protocol == "vat":
+        return {"auc": metrics.vat_auc(heatmap, gaze_points[0]), "l2": metrics.vat_l2(heatmap, gaze_points[0])}
+    min_l2, avg_l2 = metrics.gazefollow_l2(heatmap, gaze_points)
+    min_ang, avg_ang = metrics.angular_error(heatmap, eye_point, gaze_points)
+    values = {"auc": metrics.gazefollow_auc(heatmap, gaze_points, image_size), "min_l2": min_l2, "avg_l2": avg_l2,
+              "min_ang": min_ang, "avg_ang": avg_ang}
+    if protocol == "goo":
+        values["goo_grid_auc"] = metrics.goo_grid_auc(heatmap, gaze_points[0])
+    return values
+
+
+def batch_metrics(protocol: str, heatmaps: np.ndarray, prior: np.ndarray, targets: list[tuple]) -> list[tuple]:
+    """(model metrics, centre-prior metrics) of each sample of a batch; targets hold sample_metrics' other arguments.
+    A plain function of numpy values so that worker processes can run it (eval_metric_workers)."""
+    return [(sample_metrics(protocol, heatmap, *target), sample_metrics(protocol, prior, *target))
+            for heatmap, target in zip(heatmaps, targets)]
+
+
+@torch.no_grad()
+def encode_batch(model, config, batch: dict, device: torch.device, autocast=nullcontext) -> tuple[dict, torch.Tensor]:
+    """The model's features of a batch (computed once per image, reused by every sampling step) and its in/out
+    probabilities [B]."""
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
+    depth = batch["depth"].to(device, memory_format=memory_format) if "depth" in batch else None  # depth_flag
+    with autocast():
+        features = model.encode(image, head_mask, face, depth)
+        inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
+    return features, inout
 
 
 @torch.no_grad()
@@ -30,12 +86,8 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
     """Sample heatmaps with `diffusion` (see `build_sampling_diffusion`) and the configured sampler, ddim_eta and
     sample_k (K samples per input, averaged); with eval_from_picture start from the picture_source heatmap (SDEdit).
     Returns (heatmaps [B, H, W] in heatmap units, in/out probabilities [B])."""
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
-    with autocast():
-        features = model.encode(image, head_mask, face)
-        inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
-    shape = (image.shape[0], config.unet_inout_channels, config.output_size, config.output_size)
+    features, inout = encode_batch(model, config, batch, device, autocast)
+    shape = (batch["image"].shape[0], config.unet_inout_channels, config.output_size, config.output_size)
     scaling = heatmap_scaling(config)
     start = {}
     if config.eval_from_picture:
@@ -75,56 +127,69 @@ def sampling_summary(config, diffusion) -> dict:
     return summary
 
 
-def sample_metrics(heatmap: np.ndarray, batch: dict, i: int) -> dict:
-    """GazeFollow metrics of one test sample (all annotators; padded points ignored by the metric functions)."""
-    points = batch["gaze_points"][i].numpy()
-    eye = batch["eye_point"][i].numpy()
-    width, height = (int(v) for v in batch["image_size"][i])
-    min_l2, avg_l2 = metrics.gazefollow_l2(heatmap, points)
-    min_ang, avg_ang = metrics.angular_error(heatmap, eye, points)
-    return {"auc": metrics.gazefollow_auc(heatmap, points, (width, height)), "min_l2": min_l2, "avg_l2": avg_l2,
-            "min_ang": min_ang, "avg_ang": avg_ang}
-
-
 def evaluate(model, config, loader, device: torch.device, run_dir: Path | None = None, weights: str = "",
              autocast=nullcontext, progress: bool = True) -> dict:
-    """Predict every test sample, compute the per-sample GazeFollow metrics and their means, and the same metrics for
-    a centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` into `run_dir`."""
+    """Predict every test sample, score it with the protocol of the loader's dataset (`dataset.protocol`), and score a
+    centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` (one row per sample, every
+    metric) into `run_dir`, and with Debugging_maps or eval_weights the figures of eval/figures.py.
+
+    With eval_metric_workers > 0 the metrics of each batch are computed in worker processes while the model predicts
+    the next batches (the full-resolution GazeFollow AUC is the slow part)."""
+    dataset = loader.dataset
+    protocol = dataset.protocol
+    keys = PROTOCOLS[protocol]
+    draw_figures = run_dir is not None and (config.Debugging_maps or bool(config.eval_weights))
     was_training = model.training
     model.eval()
-    rows, labels, scores = [], [], []
+    rows, pending, kept_heatmaps = [], [], {}
     prior = centre_prior_heatmap(config.output_size)
-    prior_rows = []
     diffusion = build_sampling_diffusion(config)
+    pool = (ProcessPoolExecutor(config.eval_metric_workers, mp_context=multiprocessing.get_context("spawn"))
+            if config.eval_metric_workers > 0 else None)
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
-            heatmaps, inout = predict_heatmaps(model, diffusion, config, batch, device, autocast)
-            for i, heatmap in enumerate(heatmaps):
-                values = sample_metrics(heatmap, batch, i)
-                prior_rows.append(sample_metrics(prior, batch, i))
-                x, y = metrics.argmax_point(heatmap)
-                width, height = (int(v) for v in batch["image_size"][i])
-                rows.append({"index": int(batch["index"][i]), "path": batch["path"][i], "image_width": width,
-                             "image_height": height, "eye_x": float(batch["eye_point"][i][0]),
-                             "eye_y": float(batch["eye_point"][i][1]), "pred_x": x, "pred_y": y,
-                             "n_annotators": int((batch["gaze_points"][i][:, 0] >= 0).sum()),
-                             "inout_label": float(batch["inout"][i]), "inout_score": float(inout[i]), **values})
-                labels.append(float(batch["inout"][i]))
-                scores.append(float(inout[i]))
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            for batch in tqdm(loader, desc=f"evaluate ({protocol})", disable=not progress, leave=False):
+                heatmaps, inout = predict_heatmaps(model, diffusion, config, batch, device, autocast)
+                targets = []
+                for i, heatmap in enumerate(heatmaps):
+                    width, height = (int(v) for v in batch["image_size"][i])
+                    targets.append((batch["gaze_points"][i].numpy(), batch["eye_point"][i].numpy(), (width, height),
+                                    float(batch["inout"][i])))
+                    x, y = metrics.argmax_point(heatmap)
+                    rows.append({"index": int(batch["index"][i]), "path": batch["path"][i], "image_width": width,
+                                 "image_height": height, "eye_x": float(batch["eye_point"][i][0]),
+                                 "eye_y": float(batch["eye_point"][i][1]), "pred_x": x, "pred_y": y,
+                                 "n_annotators": int((batch["gaze_points"][i][:, 0] >= 0).sum()),
+                                 "inout_label": float(batch["inout"][i]), "inout_score": float(inout[i])})
+                    if draw_figures:
+                        kept_heatmaps[rows[-1]["index"]] = heatmap.astype(np.float16)
+                arguments = (protocol, heatmaps, prior, targets)
+                pending.append(pool.submit(batch_metrics, *arguments) if pool else batch_metrics(*arguments))
+            scored = [result for part in pending for result in (part.result() if pool else part)]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     seconds = time.perf_counter() - started
     model.train(was_training)
     if not rows:
         raise RuntimeError("the evaluation set is empty: nothing to evaluate")
-    summary = {key: float(np.mean([row[key] for row in rows])) for key in METRIC_KEYS}
-    # The GazeFollow test split labels every person in frame: AP over a single class is always 1 and says nothing.
-    summary["inout_ap"] = metrics.inout_ap(labels, scores) if len(set(labels)) > 1 else None
+    prior_values = []
+    for row, (values, prior_sample) in zip(rows, scored):
+        row.update({key: values.get(key, "") for key in keys})  # "" in the CSV: not defined for this sample
+        prior_values.append(prior_sample)
+    labels = [row["inout_label"] for row in rows]
+    summary = {key: _mean([row[key] for row in rows]) for key in keys}
+    # The GazeFollow and GOO test splits label every person in frame: AP over a single class says nothing.
+    summary["inout_ap"] = (metrics.inout_ap(labels, [row["inout_score"] for row in rows])
+                           if len(set(labels)) > 1 else None)
     summary.update(
-        protocol=PROTOCOL, dataset=config.source_dataset, n_samples=len(rows), **sampling_summary(config, diffusion),
-        weights=weights, seconds=round(seconds, 2),
-        images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
-        baseline_centre_prior={key: float(np.mean([row[key] for row in prior_rows])) for key in METRIC_KEYS},
+        protocol=protocol, protocol_description=PROTOCOL_NOTES[protocol], dataset=type(dataset).__name__,
+        dataset_root=str(getattr(dataset, "root", "")), n_samples=len(rows), n_in_frame=int(sum(labels)),
+        **sampling_summary(config, diffusion), weights=weights,
+        seconds=round(seconds, 2), images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
+        baseline_centre_prior={key: _mean([values.get(key, "") for values in prior_values]) for key in keys},
     )
     notes = []
     if summary["inout_ap"] is None:
@@ -136,7 +201,19 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
         summary["notes"] = " ".join(notes)
     if run_dir is not None:
         write_results(Path(run_dir), summary, rows)
+        if draw_figures:
+            from eval.figures import write_figures  # matplotlib only when figures are asked for
+
+            summary["figures"] = write_figures(Path(run_dir) / "figures", model, config, dataset, rows,
+                                               kept_heatmaps, RANKING_KEY[protocol], device, autocast)
+            (Path(run_dir) / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _mean(values: list) -> float | None:
+    """Mean over the samples that have a value ("" marks none); None when no sample has one."""
+    present = [value for value in values if value != ""]
+    return float(np.mean(present)) if present else None
 
 
 def write_results(run_dir: Path, summary: dict, rows: list[dict]) -> None:
@@ -149,12 +226,15 @@ def write_results(run_dir: Path, summary: dict, rows: list[dict]) -> None:
 
 
 def format_table(summary: dict) -> str:
-    """The model against the centre prior, one metric per row."""
-    lines = [f"{'metric':<10}{'model':>10}{'centre prior':>14}"]
-    for key in METRIC_KEYS:
-        lines.append(f"{key:<10}{summary[key]:>10.4f}{summary['baseline_centre_prior'][key]:>14.4f}")
-    ap = summary["inout_ap"]
-    lines.append(f"{'inout_ap':<10}{'n/a' if ap is None else f'{ap:.4f}':>10}")
+    """The model against the centre prior, one metric per row (n/a where no sample defines the metric)."""
+
+    def cell(value, width):
+        return f"{'n/a' if value is None else f'{value:.4f}':>{width}}"
+
+    lines = [f"{'metric':<13}{'model':>10}{'centre prior':>14}"]
+    for key in PROTOCOLS[summary["protocol"]]:
+        lines.append(f"{key:<13}{cell(summary[key], 10)}{cell(summary['baseline_centre_prior'][key], 14)}")
+    lines.append(f"{'inout_ap':<13}{cell(summary['inout_ap'], 10)}")
     lines.append(f"({summary['n_samples']} test samples, {summary['sampler']} with {summary['sample_steps']} steps, "
                  f"protocol {summary['protocol']})")
     return "\n".join(lines)

@@ -203,3 +203,18 @@ def angular_error(heatmap: ArrayLike, eye_point: ArrayLike, gaze_points: ArrayLi
     cosines = np.divide(dots, norm_products, out=np.zeros_like(dots), where=norm_products > 0)
     angles = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
     return float(angles.min()), float(angles.mean())
+
+
+GOO_GRID_SIZE = 5  # the original GOO evaluation scores a 5 x 5 grid
+
+
+def goo_grid_auc(heatmap: ArrayLike, gaze_point: ArrayLike, grid: int = GOO_GRID_SIZE) -> float:
+    """GOO's own AUC (Tomas et al. 2021), reported beside, not instead of, the GazeFollow protocol: the ground truth is
+    a grid x grid map with one hot cell, `(min(int(x * grid), grid - 1), min(int(y * grid), grid - 1))`, and the
+    prediction is the heatmap averaged over grid x grid equal blocks (an area resize; for 64 cells and a grid of 5
+    the blocks overlap as in torch's adaptive average pooling)."""
+    point = _as_point(gaze_point, "gaze_point")
+    prediction = F.adaptive_avg_pool2d(torch.from_numpy(_as_heatmap(heatmap))[None, None], grid)[0, 0].numpy()
+    target = np.zeros((grid, grid))
+    target[min(int(point[1] * grid), grid - 1), min(int(point[0] * grid), grid - 1)] = 1.0
+    return binary_auc(target, prediction)

@@ -1,8 +1,9 @@
 """Gaze backbones: networks that turn (scene image, head mask, face crop) into the UNet's conditioning tokens and
 the in/out head's scene+face map, plus the tiny registry (`BACKBONES`, `register_backbone`) that selects them.
 
-Every backbone's forward(image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S])
-returns {"conditioning": [B, N_tokens, context_dim], "scene_face_feat": [B, feature_channels, h, w]} and exposes
+Every backbone's forward(image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S],
+depth [B,3,S,S] colour-mapped depth or None) returns {"conditioning": [B, N_tokens, context_dim],
+"scene_face_feat": [B, feature_channels, h, w]} and exposes
 `context_dim`, `feature_channels` and `feature_side` (h = w) for the parts built around it.
 """
 
@@ -91,11 +92,12 @@ def head_conditioned_attention(attn: nn.Linear, scene_map: torch.Tensor, head_ma
 
 
 class SceneFaceStreams(nn.Module):
-    """Scene ResNet on cat(image, head mask) (4 channels) and, optionally, face ResNet on the face crop; both
+    """Scene ResNet on cat(image, head mask) (4 channels), optionally a face ResNet on the face crop and a depth
+    ResNet on cat(colour-mapped depth, head mask) (4 channels, the RGB+depth reference of Tonini et al. 2022); all
     Bottleneck ResNets in the original's layout. Base of the registered backbones: builds, checks and runs them."""
 
     def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
-                 use_face: bool = True, head_attention: bool = False):
+                 use_face: bool = True, head_attention: bool = False, depth_layers=None, depth_inplanes: int = 64):
         super().__init__()
         if head_attention and not use_face:
             raise ValueError("adm_attention_module: true needs the face stream (its weights come from the face "
@@ -107,34 +109,56 @@ class SceneFaceStreams(nn.Module):
         self.face_backbone = None
         if use_face:
             self.face_backbone = ResNet(Bottleneck, face_layers, inplanes=face_inplanes, in_channels=3)
-            face_channels, face_side = self.face_backbone.out_channels, self.face_backbone.output_size(input_size)
-            if (face_channels, face_side) != (self.stream_channels, self.feature_side):
-                raise ValueError(
-                    f"scene and face ResNets must give maps of the same shape to be concatenated: scene "
-                    f"(list_resnet_scene_layers={list(scene_layers)}, resnet_scene_inplanes={scene_inplanes}) gives "
-                    f"{self.stream_channels} x {self.feature_side} x {self.feature_side}, face "
-                    f"(list_resnet_face_layers={list(face_layers)}, resnet_face_inplanes={face_inplanes}) gives "
-                    f"{face_channels} x {face_side} x {face_side} at input_size {input_size}"
-                )
+            self._check_same_shape("face", self.face_backbone, face_layers, face_inplanes, scene_layers, scene_inplanes)
+        self.depth_backbone = None
+        if depth_layers is not None:
+            self.depth_backbone = ResNet(Bottleneck, depth_layers, inplanes=depth_inplanes, in_channels=4)
+            self._check_same_shape("depth", self.depth_backbone, depth_layers, depth_inplanes, scene_layers,
+                                   scene_inplanes)
         self.attn = None
         if head_attention:
             in_features = pooled_head_side(input_size) ** 2 + self.stream_channels
             self.attn = nn.Linear(in_features, self.feature_side ** 2)
 
-    def streams(self, image, head_mask, face) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(scene map, optionally attention-weighted; face map or None), each [B, C, h, w]."""
-        for name, tensor, channels in (("image", image, 3), ("head_mask", head_mask, 1), ("face", face, 3)):
+    def _check_same_shape(self, name, backbone, layers, inplanes, scene_layers, scene_inplanes) -> None:
+        channels, side = backbone.out_channels, backbone.output_size(self.input_size)
+        if (channels, side) != (self.stream_channels, self.feature_side):
+            raise ValueError(
+                f"scene and {name} ResNets must give maps of the same shape to be combined: scene "
+                f"(list_resnet_scene_layers={list(scene_layers)}, resnet_scene_inplanes={scene_inplanes}) gives "
+                f"{self.stream_channels} x {self.feature_side} x {self.feature_side}, {name} "
+                f"(list_resnet_{name}_layers={list(layers)}, resnet_{name}_inplanes={inplanes}) gives "
+                f"{channels} x {side} x {side} at input_size {self.input_size}"
+            )
+
+    def streams(self, image, head_mask, face, depth=None):
+        """(scene map, face map or None, depth map or None), each [B, C, h, w]; with the head-conditioned attention
+        the scene and depth maps are re-weighted by the same weights (as in the RGB+depth reference)."""
+        inputs = [("image", image, 3), ("head_mask", head_mask, 1), ("face", face, 3)]
+        if self.depth_backbone is not None:
+            if depth is None:
+                raise ValueError("this gaze backbone has a depth stream (depth_flag: true) but no depth maps were "
+                                 "given; the dataset returns them as 'depth' when depth_flag is on")
+            inputs.append(("depth", depth, 3))
+        elif depth is not None:
+            raise ValueError("depth maps were given to a gaze backbone without a depth stream (depth_flag: false)")
+        for name, tensor, channels in inputs:
             expected = (channels, self.input_size, self.input_size)
             if tuple(tensor.shape[1:]) != expected:
                 raise ValueError(f"gaze backbone input {name} must be [B, {', '.join(map(str, expected))}] "
                                  f"(input_size {self.input_size}), got {list(tensor.shape)}")
         scene_map = self.scene_backbone(torch.cat([image, head_mask], dim=1))
+        depth_map = None
+        if self.depth_backbone is not None:
+            depth_map = self.depth_backbone(torch.cat([depth.to(image.dtype), head_mask], dim=1))
         if self.face_backbone is None:
-            return scene_map, None
+            return scene_map, None, depth_map
         face_map = self.face_backbone(face)
         if self.attn is not None:
             scene_map = head_conditioned_attention(self.attn, scene_map, head_mask, face_map)
-        return scene_map, face_map
+            if depth_map is not None:
+                depth_map = head_conditioned_attention(self.attn, depth_map, head_mask, face_map)
+        return scene_map, face_map, depth_map
 
 
 @register_backbone("original")
@@ -149,9 +173,10 @@ class OriginalGazeBackbone(SceneFaceStreams):
     """
 
     def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
-                 context_dim: int, use_face: bool = True, head_attention: bool = False):
+                 context_dim: int, use_face: bool = True, head_attention: bool = False, depth_layers=None,
+                 depth_inplanes: int = 64):
         super().__init__(scene_layers, face_layers, scene_inplanes, face_inplanes, input_size, use_face,
-                         head_attention)
+                         head_attention, depth_layers, depth_inplanes)
         if self.stream_channels != context_dim:
             raise ValueError(
                 f"the 'original' gaze backbone uses the ResNet maps as conditioning tokens, so their channels must "
@@ -163,21 +188,30 @@ class OriginalGazeBackbone(SceneFaceStreams):
         self.feature_channels = self.stream_channels * (2 if use_face else 1)
         self.scene_positional_encoding = SinusoidalPositionalEncoding2D(context_dim)
         self.face_positional_encoding = SinusoidalPositionalEncoding2D(context_dim) if use_face else None
+        self.depth_positional_encoding = (SinusoidalPositionalEncoding2D(context_dim)
+                                          if depth_layers is not None else None)
 
     @classmethod
     def from_config(cls, config):
         return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
                    config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
-                   use_face=config.head_flag, head_attention=config.adm_attention_module)
+                   use_face=config.head_flag, head_attention=config.adm_attention_module,
+                   depth_layers=config.list_resnet_depth_layers if config.depth_flag else None,
+                   depth_inplanes=config.resnet_depth_inplanes)
 
-    def forward(self, image, head_mask, face) -> dict[str, torch.Tensor]:
-        scene_map, face_map = self.streams(image, head_mask, face)
-        scene_tokens = to_tokens(self.scene_positional_encoding(scene_map))
+    def forward(self, image, head_mask, face, depth=None) -> dict[str, torch.Tensor]:
+        """With a depth stream the depth map adds h*w tokens of its own (between the scene and face tokens), and the
+        in/out head sees scene + depth summed, as the RGB+depth reference's in/out decoder does."""
+        scene_map, face_map, depth_map = self.streams(image, head_mask, face, depth)
+        tokens = [to_tokens(self.scene_positional_encoding(scene_map))]
+        spatial = scene_map
+        if depth_map is not None:
+            tokens.append(to_tokens(self.depth_positional_encoding(depth_map)))
+            spatial = scene_map + depth_map
         if face_map is None:
-            return {"conditioning": scene_tokens, "scene_face_feat": scene_map}
-        face_tokens = to_tokens(self.face_positional_encoding(face_map))
-        return {"conditioning": torch.cat([scene_tokens, face_tokens], dim=1),
-                "scene_face_feat": torch.cat([scene_map, face_map], dim=1)}
+            return {"conditioning": torch.cat(tokens, dim=1), "scene_face_feat": spatial}
+        tokens.append(to_tokens(self.face_positional_encoding(face_map)))
+        return {"conditioning": torch.cat(tokens, dim=1), "scene_face_feat": torch.cat([spatial, face_map], dim=1)}
 
 
 class SceneEncoder(nn.Module):
@@ -205,11 +239,12 @@ class ChongGazeBackbone(SceneFaceStreams):
     encoding) are the conditioning tokens (49 x 512)."""
 
     def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
-                 context_dim: int):
+                 context_dim: int, depth_layers=None, depth_inplanes: int = 64):
         super().__init__(scene_layers, face_layers, scene_inplanes, face_inplanes, input_size, use_face=True,
-                         head_attention=True)
+                         head_attention=True, depth_layers=depth_layers, depth_inplanes=depth_inplanes)
         self.feature_channels = 2 * self.stream_channels
         self.scene_encoder = SceneEncoder(self.feature_channels)
+        self.depth_encoder = SceneEncoder(self.feature_channels) if depth_layers is not None else None
         if self.scene_encoder.out_channels != context_dim:
             raise ValueError(
                 f"attention_layout: true encodes the {self.feature_channels}-channel scene+face map to "
@@ -228,10 +263,18 @@ class ChongGazeBackbone(SceneFaceStreams):
                 f"(got head_flag: {config.head_flag}, adm_attention_module: {config.adm_attention_module})"
             )
         return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
-                   config.resnet_face_inplanes, config.input_size, config.unet_context_vector)
+                   config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
+                   depth_layers=config.list_resnet_depth_layers if config.depth_flag else None,
+                   depth_inplanes=config.resnet_depth_inplanes)
 
-    def forward(self, image, head_mask, face) -> dict[str, torch.Tensor]:
-        scene_map, face_map = self.streams(image, head_mask, face)
-        scene_face_feat = torch.cat([scene_map, face_map], dim=1)
-        encoding = self.scene_encoder(scene_face_feat)
+    def forward(self, image, head_mask, face, depth=None) -> dict[str, torch.Tensor]:
+        """With a depth stream (Tonini et al.'s late fusion): the encoded scene and depth maps are summed into the
+        conditioning, and the in/out head sees cat(scene + depth, face)."""
+        scene_map, face_map, depth_map = self.streams(image, head_mask, face, depth)
+        encoding = self.scene_encoder(torch.cat([scene_map, face_map], dim=1))
+        spatial = scene_map
+        if depth_map is not None:
+            encoding = encoding + self.depth_encoder(torch.cat([depth_map, face_map], dim=1))
+            spatial = scene_map + depth_map
+        scene_face_feat = torch.cat([spatial, face_map], dim=1)
         return {"conditioning": to_tokens(self.positional_encoding(encoding)), "scene_face_feat": scene_face_feat}

@@ -23,10 +23,6 @@ def get_model(config) -> GazeDiffusionModel:
     missing = [name for name in MODEL_OPTIONS if not hasattr(config, name)]
     if missing:
         raise AttributeError(f"get_model: the configuration lacks the model options {missing}")
-    if config.depth_flag:
-        raise NotImplementedError(
-            "depth_flag: true (the depth stream of Tonini et al.) is not implemented yet; set depth_flag: false"
-        )
     backbone = build_backbone("chong" if config.attention_layout else "original", config)
     unet = UNetModel(
         in_channels=config.unet_inout_channels,

@@ -23,11 +23,14 @@ class GazeDiffusionModel(nn.Module):
         self.inout_head = inout_head
         self.frozen_streams: list[str] = []
 
-    def encode(self, image: torch.Tensor, head_mask: torch.Tensor, face: torch.Tensor) -> dict[str, torch.Tensor]:
-        """image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S] ->
+    def encode(self, image: torch.Tensor, head_mask: torch.Tensor, face: torch.Tensor,
+               depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S], depth [B,3,S,S]
+        (colour-mapped, only for a backbone with a depth stream) ->
         {"conditioning": [B, N, context_dim], "scene_face_feat": [B, C, h, w]}, plus "spatial" [B, 4, H, W] (image
         and head mask area-resized to the heatmap grid) when the UNet takes the scene as extra channels."""
-        features = dict(self.gaze_backbone(image, head_mask, face))
+        features = dict(self.gaze_backbone(image, head_mask, face) if depth is None
+                        else self.gaze_backbone(image, head_mask, face, depth))
         if self.spatial_size is not None:
             scene = torch.cat([image, head_mask.to(image.dtype)], dim=1)
             features["spatial"] = F.interpolate(scene, size=(self.spatial_size,) * 2, mode="area")

@@ -329,7 +329,7 @@ def test_chong_layout_at_final_size_needs_context_512():
     (dict(list_resnet_face_layers=[1, 1, 1, 1]), ValueError, "same shape"),
     (dict(output_size=15), ValueError, "divisible by 2"),
     (dict(list_unet_attention_levels=[4]), ValueError, "never reaches"),
-    (dict(depth_flag=True), NotImplementedError, "depth_flag"),
+    (dict(depth_flag=True, list_resnet_depth_layers=[1, 1, 1, 1]), ValueError, "scene and depth ResNets"),
 ])
 def test_inconsistent_options_are_rejected(overrides, error, message):
     with pytest.raises(error, match=message):

@@ -135,7 +135,7 @@ def test_tonini_checkpoint_round_trip(tmp_path):
     target = chong_layout_model(seed=2)
     report = load_init_weights(target, path, scheme="auto")
     assert report.scheme == "tonini"
-    # Tonini's depth branch has a place once depth_flag is implemented; this model has none.
+    # Tonini's depth branch has a place only in a model built with depth_flag; this model has none.
     assert report.unexpected == ["gaze_backbone.depth_backbone.conv1.weight", "gaze_backbone.depth_encoder.bn1.bias"]
     assert report.dropped == list(decoder) and report.unmatched == []
     assert report.missing == expected_missing(target)

@@ -1,0 +1,214 @@
+"""The one sample-building path of every gaze-following dataset: read the image (and depth map), turn the stored
+coordinates into pixels, augment, crop the face, draw the target heatmap and pad the gaze points.
+
+A dataset subclass only parses its annotation format into the columns `_store_samples` takes and states two
+parameters: the units its head boxes and its points are stored in (`head_box_units`, `point_units`, each "pixels" of
+the image the annotation belongs to or "normalised" to [0, 1]), and where its images and depth maps live
+(`image_path`, `depth_path`). Everything else (augmentation, face crop, heatmap, padding, depth) is this file's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datasets.heatmap import gaze_heatmap
+from datasets.transforms import (
+    Annotation, apply_augmentation, apply_geometry, clamp_box, depth_tensor, model_inputs, sample_augmentation,
+)
+
+MAX_GAZE_POINTS = 20  # gaze points are padded to this many rows (with -1) so samples of any dataset batch
+UNITS = ("pixels", "normalised")
+
+
+class GazeTargetDataset(Dataset):
+    """Base of the GazeFollow, VideoAttentionTarget and GOO loaders: samples as dicts of tensors (see __getitem__).
+
+    Subclasses call `_init_sampling(...)` with the shared options, then `_store_samples(...)`, and define
+    `head_box_units`, `point_units`, `protocol` (the evaluation protocol of the dataset, see eval/evaluate.py),
+    `image_path(relative)` and `depth_path(relative)`.
+
+    heatmap_sigma: Gaussian sigma of the target heatmap in output cells.
+    random_sigma (train only): a (low, high) range drawn uniformly per sample, or a callable taking the sample's numpy
+        Generator; replaces heatmap_sigma for training targets.
+    seed: with set_epoch(epoch), the augmentation and random sigma of sample i are drawn from
+        default_rng([seed, epoch, i]), so a sample is the same whatever the worker count or order.
+    depth: also return the sample's precomputed depth map ("depth", [3, S, S], see transforms.depth_tensor).
+    """
+
+    head_box_units: str = "pixels"
+    point_units: str = "pixels"
+    protocol: str = "gazefollow"
+
+    def _init_sampling(self, split: str, input_size: int, output_size: int, augment: bool | None,
+                       heatmap_sigma: float, random_sigma, seed: int, depth: bool) -> None:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', found {split!r}")
+        is_test = split == "test"
+        augment = (not is_test) if augment is None else augment
+        if is_test and augment:
+            raise ValueError("test samples are never augmented: their coordinates are the original image's")
+        if is_test and random_sigma is not None:
+            raise ValueError("random_sigma applies to training targets only; test targets use heatmap_sigma")
+        if heatmap_sigma <= 0:
+            raise ValueError(f"heatmap_sigma must be positive, found {heatmap_sigma}")
+        if random_sigma is not None and not callable(random_sigma):
+            low, high = random_sigma
+            if not 0 < low <= high:
+                raise ValueError(f"random_sigma must be a range (low, high) with 0 < low <= high, found {random_sigma}")
+            random_sigma = (float(low), float(high))
+        self.split = split
+        self.input_size = input_size
+        self.output_size = output_size
+        self.augment = augment
+        self.heatmap_sigma = heatmap_sigma
+        self.random_sigma = random_sigma
+        self.seed = seed
+        self.depth = depth
+        self.epoch = 0
+
+    def _store_samples(self, paths, annotation_files, lines, head_boxes, eye_points, gaze_points, inout) -> None:
+        """Keep the samples as numpy columns: workers forked by a DataLoader then share them without Python reference
+        counts copying every page. `gaze_points` is a list of (N_i, 2) arrays (empty for out-of-frame samples);
+        `annotation_files` names the annotation file of each sample and `lines` its line (or record) number, for errors."""
+        if not len(paths):
+            raise ValueError(f"{self.__class__.__name__}: no {self.split} samples left after cleaning")
+        self._paths = np.array(paths)
+        self._annotation_names, source_ids = np.unique(np.array([str(s) for s in annotation_files]), return_inverse=True)
+        self._annotation_ids = source_ids.astype(np.int32)
+        self._lines = np.array(lines, dtype=np.int64)
+        self._head_boxes = np.asarray(head_boxes, dtype=np.float64).reshape(-1, 4)
+        self._eye_points = np.asarray(eye_points, dtype=np.float64).reshape(-1, 2)
+        self._inout = np.asarray(inout, dtype=np.int64)
+        self._gaze_points = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in gaze_points])
+        self._point_offsets = np.cumsum([0] + [len(np.asarray(p).reshape(-1, 2)) for p in gaze_points])
+        columns = {"annotation_files": self._annotation_ids, "lines": self._lines, "head_boxes": self._head_boxes,
+                   "eye_points": self._eye_points, "inout": self._inout}
+        for name, column in columns.items():
+            if len(column) != len(self._paths):
+                raise ValueError(f"_store_samples: {len(column)} {name} for {len(self._paths)} paths")
+
+    # --- what subclasses define -------------------------------------------------------------------------------------
+
+    def image_path(self, relative: str) -> Path:
+        raise NotImplementedError
+
+    def depth_path(self, relative: str) -> Path:
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations __getitem__ draws. Call it before iterating a DataLoader: workers
+        copy the dataset when an iterator starts (persistent workers would keep the old epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, found {epoch}")
+        self.epoch = int(epoch)
+
+    def where(self, index: int) -> str:
+        """"file:line" of sample `index`'s annotation, for messages."""
+        return f"{self._annotation_names[self._annotation_ids[index]]}:{self._lines[index]}"
+
+    def sample_gaze_points(self, index: int) -> np.ndarray:
+        start, end = self._point_offsets[index], self._point_offsets[index + 1]
+        return self._gaze_points[start:end].copy()
+
+    def inout_labels(self) -> np.ndarray:
+        """The in/out label of every sample (1 in frame, 0 out), without reading any image."""
+        return self._inout.copy()
+
+    def pixel_annotation(self, index: int, image_size: tuple[int, int]) -> Annotation:
+        """Sample `index`'s coordinates in pixels of its image of (width, height): the one place where the stored
+        units (head_box_units, point_units) are turned into the convention of datasets/transforms.py."""
+        size_xy = np.array(image_size, dtype=np.float64)
+        box_scale = np.tile(size_xy, 2) if self.head_box_units == "normalised" else 1.0
+        point_scale = size_xy if self.point_units == "normalised" else 1.0
+        inside = self._inout[index] == 1
+        return Annotation(
+            head_box=clamp_box(self._head_boxes[index] * box_scale, image_size),
+            eye_point=self._eye_points[index] * point_scale,
+            gaze_points=self.sample_gaze_points(index) * point_scale if inside else np.zeros((0, 2)),
+        )
+
+    def __getitem__(self, index: int) -> dict:
+        """A sample:
+
+        image [3, S, S] and face [3, S, S] ImageNet-normalised; head_mask [1, S, S] (1 inside the head box);
+        heatmap [O, O] in [0, 1] (peak-1 Gaussian at the mean gaze point, all zeros out of frame); inout scalar
+        (1 in, 0 out); gaze_points [20, 2], eye_point [2] and head_box [4] (x_min, y_min, x_max, y_max) normalised
+        to the returned image, gaze points padded with -1 (an out-of-frame person has none); image_size [2]
+        (original width, height); index; path; with depth, depth [3, S, S] (colour-mapped, in [0, 1]).
+        """
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        relative = str(self._paths[index])
+        where = self.where(index)
+        image = _open(self.image_path(relative), "RGB", f"image of the annotation at {where}")
+        original_size = image.size
+        depth = None
+        if self.depth:
+            depth = _open(self.depth_path(relative), "L", f"depth map of the annotation at {where}")
+            if depth.size != original_size:  # depth estimators often work at another resolution
+                depth = depth.resize(original_size, Image.Resampling.BILINEAR)
+        annotation = self.pixel_annotation(index, original_size)
+        inside = self._inout[index] == 1
+
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            if self.augment:
+                params = sample_augmentation(rng, image.size, annotation)
+                image, annotation = apply_augmentation(image, annotation, params)
+                if depth is not None:
+                    depth = apply_geometry(depth, params)
+            inputs = model_inputs(image, annotation.head_box, self.input_size)
+        except ValueError as error:
+            raise ValueError(f"{where} ({self.image_path(relative)}): {error}") from error
+        size_xy = np.array(image.size, dtype=np.float64)
+        gaze_points = annotation.gaze_points / size_xy
+
+        if inside:
+            heatmap = gaze_heatmap(tuple(gaze_points.mean(axis=0)), self.output_size, self._sigma(rng))
+        else:
+            heatmap = gaze_heatmap(None, self.output_size)
+        if len(gaze_points) > MAX_GAZE_POINTS:
+            raise ValueError(f"{where}: {len(gaze_points)} gaze points; at most {MAX_GAZE_POINTS} are supported")
+        padded = np.full((MAX_GAZE_POINTS, 2), -1.0)
+        padded[: len(gaze_points)] = gaze_points
+        sample = {
+            **inputs,  # image, head_mask, face, head_box (as prediction builds them: datasets.transforms.model_inputs)
+            "heatmap": torch.from_numpy(heatmap),
+            "inout": torch.tensor(float(inside)),
+            "gaze_points": torch.from_numpy(padded).float(),
+            "eye_point": torch.from_numpy(annotation.eye_point / size_xy).float(),
+            "image_size": torch.tensor(original_size, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "path": relative,
+        }
+        if depth is not None:
+            sample["depth"] = depth_tensor(depth, self.input_size)
+        return sample
+
+    def _sigma(self, rng: np.random.Generator) -> float:
+        if self.random_sigma is None:
+            return self.heatmap_sigma
+        if callable(self.random_sigma):
+            return float(self.random_sigma(rng))
+        return float(rng.uniform(*self.random_sigma))
+
+
+def _open(path: Path, mode: str, what: str) -> Image.Image:
+    """Open an image file fully (the file handle is closed), converted to `mode`; a missing file names `what`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} does not exist")
+    with Image.open(path) as opened:
+        return opened.convert(mode)
+
+
+RandomSigma = tuple[float, float] | Callable[[np.random.Generator], float] | None
