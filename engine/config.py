@@ -257,7 +257,6 @@ _NOT_IMPLEMENTED_YET = {
     "noise_changer": "issue 3 (offset noise)",
     "fix_snr": "issue 3 (zero terminal SNR)",
     "eval_from_picture": "issue 3 (SDEdit start)",
-    "ema_on": "issue 5 (EMA)",
 }
 _NOT_IMPLEMENTED_DATASETS = {"videoattentiontarget": "issue 4", "goo": "issue 4"}
 _ADM_OPTIONS = ("adm_predict_xstart", "adm_predict_v", "adm_learn_sigma", "adm_use_kl", "adm_rescale_learned_sigmas",

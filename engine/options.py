@@ -49,7 +49,12 @@ OPTIONS: tuple[Option, ...] = (
     _o("init_weights_rules", RULES, None, RUN,
        "Extra renaming rules for init_weights, YAML only: a list of [regex, replacement] pairs applied first.",
        nullable=True),
-    _o("eval_weights", STR, None, RUN, "If set, only evaluate these weights (no training).", nullable=True),
+    _o("eval_weights", STR, None, RUN,
+       "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme or a "
+       ".safetensors export; with ema_on, the file's EMA weights.", nullable=True),
+    _o("trust_legacy_checkpoint", BOOL, False, RUN,
+       "Allow init_weights / eval_weights files that need full (unsafe) unpickling, e.g. the original DiffusionGaze "
+       "checkpoints; only for files you trust. Without it such files are refused."),
     # --- data ----------------------------------------------------------------------------------------------------
     _o("source_dataset", STR, "gazefollow", DATA, "Dataset to train and evaluate on.",
        choices=("gazefollow", "videoattentiontarget", "goo")),
@@ -159,8 +164,10 @@ OPTIONS: tuple[Option, ...] = (
        "float16 with a GradScaler; bf16 = autocast bfloat16 without a scaler.",
        choices=("off", "O0", "O1", "O2", "O3", "fp16", "bf16"), nullable=True),
     _o("channels_last", BOOL, False, TRAIN, "Use the channels-last memory format for the model and inputs."),
-    _o("ema_on", BOOL, False, TRAIN, "Keep an exponential moving average of the weights and evaluate with it."),
-    _o("ema_rate", FLOAT, 0.9999, TRAIN, "EMA decay rate."),
+    _o("ema_on", BOOL, False, TRAIN,
+       "Keep an exponential moving average of the parameters and BatchNorm statistics (saved in checkpoints) and "
+       "evaluate with it; metrics.json names the evaluated weights."),
+    _o("ema_rate", FLOAT, 0.9999, TRAIN, "EMA decay rate: ema <- rate * ema + (1 - rate) * weights after each step."),
     _o("evaluate_every", INT, 5, TRAIN, "Evaluate every N epochs (and after the last)."),
     _o("save_every", INT, 5, TRAIN, "Keep a numbered checkpoint every N epochs (the latest is always kept)."),
     # --- evaluation ----------------------------------------------------------------------------------------------

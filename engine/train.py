@@ -19,6 +19,7 @@ from datasets import build_dataset
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling
 from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine.data import EpochShuffleSampler, make_loader
+from engine.ema import ExponentialMovingAverage
 from engine.logging import RunLogger
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import evaluate, format_table
@@ -58,20 +59,22 @@ def run(config) -> dict:
     model = get_model(config).to(device, memory_format=memory_format)
     test_loader = make_loader(build_dataset(config, "test"), config, train=False)
 
-    if config.eval_weights:
-        report = load_init_weights(model, config.eval_weights, scheme="auto")
+    if config.eval_weights:  # with ema_on, the file's averaged weights ("ema" / DiffusionGaze "ema_params")
+        report = load_init_weights(model, config.eval_weights, scheme="auto", ema=config.ema_on,
+                                   trust_legacy=config.trust_legacy_checkpoint)
         print(report.summary())
         if report.missing:
             raise RuntimeError(f"{config.eval_weights}: {len(report.missing)} model weights are missing, e.g. "
                                f"{report.missing[:5]}; cannot evaluate a partly loaded model")
         summary = evaluate(model, config, test_loader, device, run_dir, weights=str(config.eval_weights),
-                           autocast=autocast)
+                           autocast=autocast, evaluated_weights="ema" if config.ema_on else "model")
         print(format_table(summary))
         return summary
 
     if config.init_weights:
         report = load_init_weights(model, config.init_weights, scheme=config.init_weights_scheme,
-                                   extra_rules=config.init_weights_rules)
+                                   extra_rules=config.init_weights_rules,
+                                   trust_legacy=config.trust_legacy_checkpoint)
         print(report.summary())
     train_set = build_dataset(config, "train")
     sampler = EpochShuffleSampler(len(train_set), seed=config.seed)
@@ -87,6 +90,7 @@ def run(config) -> dict:
     diffusion = build_training_diffusion(config)
     scaling = heatmap_scaling(config)
     denoise = denoiser(model, config)
+    ema = ExponentialMovingAverage(model, config.ema_rate) if config.ema_on else None  # starts at the initial weights
 
     epoch, step, wandb_run_id = 0, 0, None
     checkpoint_path = run_dir / "last.pt"
@@ -100,6 +104,11 @@ def run(config) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
+        elif ema is not None:
+            ema = ExponentialMovingAverage(model, config.ema_rate)
+            print(f"{checkpoint_path} holds no EMA weights (trained without ema_on): the EMA starts from its weights")
         set_rng_state(state["rng"])
         epoch, step, wandb_run_id = state["epoch"], state["step"], state.get("wandb_run_id")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}")
@@ -118,7 +127,7 @@ def run(config) -> dict:
         started, seen = time.perf_counter(), 0
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
             losses = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
-                                   scaler, autocast, memory_format, step)
+                                   scaler, autocast, memory_format, step, ema)
             step += 1
             seen += batch["image"].shape[0]
             if step % config.print_every == 0 or step == total_steps:
@@ -132,26 +141,33 @@ def run(config) -> dict:
         state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                  "rng": rng_state(), "config": config.to_dict(), "wandb_run_id": logger.wandb_run_id}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
         save_checkpoint(checkpoint_path, state)
         if not config.no_save and (epoch % config.save_every == 0 or finished):
             save_checkpoint(run_dir / f"ckpt_epoch_{epoch}.pt", state)
         if epoch % config.evaluate_every == 0 or finished:
-            summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
-                               autocast=autocast)
+            summary = evaluate_trained(model, ema, config, test_loader, device, run_dir, checkpoint_path, autocast)
             logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
             print(f"epoch {epoch}: auc {summary['auc']:.4f}  min_l2 {summary['min_l2']:.4f}  "
                   f"avg_l2 {summary['avg_l2']:.4f}")
     if summary is None:  # resumed a run that had already finished: evaluate its final weights
-        summary = evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path),
-                           autocast=autocast)
+        summary = evaluate_trained(model, ema, config, test_loader, device, run_dir, checkpoint_path, autocast)
     logger.close()
     print(format_table(summary))
     return summary
 
 
+def evaluate_trained(model, ema, config, test_loader, device, run_dir, checkpoint_path, autocast) -> dict:
+    """Evaluate the EMA weights when `ema_on` (metrics.json says "evaluated_weights": "ema"), else the model's."""
+    with ema.swapped_in(model) if ema is not None else nullcontext():
+        return evaluate(model, config, test_loader, device, run_dir, weights=str(checkpoint_path), autocast=autocast,
+                        evaluated_weights="model" if ema is None else "ema")
+
+
 def training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler, scaler,
-                  autocast, memory_format, step: int) -> dict[str, float]:
-    """One optimisation step. Loss = diffusion_weight * (diffusion loss over in-frame samples only)
+                  autocast, memory_format, step: int, ema: ExponentialMovingAverage | None = None) -> dict[str, float]:
+    """One optimisation step (and EMA update). Loss = diffusion_weight * (diffusion loss over in-frame samples only)
     + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target heatmap to denoise."""
     image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
     heatmap, inout = batch["heatmap"].to(device), batch["inout"].to(device)
@@ -188,6 +204,8 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     scaler.update()
     if scale is None or scaler.get_scale() >= scale:  # a step skipped for inf/NaN fp16 gradients lowers the scale
         scheduler.step()
+        if ema is not None:
+            ema.update(model)
     losses = {"loss": loss.item(), "loss_diffusion": diffusion_loss.item(), "loss_inout": inout_loss.item(),
               "in_frame": int(in_frame.sum())}
     if config.other_loss:

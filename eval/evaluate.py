@@ -54,9 +54,10 @@ def sample_metrics(heatmap: np.ndarray, batch: dict, i: int) -> dict:
 
 
 def evaluate(model, config, loader, device: torch.device, run_dir: Path | None = None, weights: str = "",
-             autocast=nullcontext, progress: bool = True) -> dict:
+             autocast=nullcontext, progress: bool = True, evaluated_weights: str = "model") -> dict:
     """Predict every test sample, compute the per-sample GazeFollow metrics and their means, and the same metrics for
-    a centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` into `run_dir`."""
+    a centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` into `run_dir`.
+    `evaluated_weights` ("model" or "ema", the exponential moving average) is recorded in the summary."""
     was_training = model.training
     model.eval()
     rows, labels, scores = [], [], []
@@ -89,7 +90,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     summary["inout_ap"] = metrics.inout_ap(labels, scores) if len(set(labels)) > 1 else None
     summary.update(
         protocol=PROTOCOL, dataset=config.source_dataset, n_samples=len(rows), sample_steps=config.sample_time_steps,
-        sampler=default_sampler(diffusion), weights=weights, seconds=round(seconds, 2),
+        sampler=default_sampler(diffusion), weights=weights, evaluated_weights=evaluated_weights, seconds=round(seconds, 2),
         images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: float(np.mean([row[key] for row in prior_rows])) for key in METRIC_KEYS},
     )

@@ -115,7 +115,7 @@ def test_a_key_set_differently_in_the_two_files_is_an_error(tmp_path):
 
 
 def test_options_of_later_issues_are_refused_not_ignored():
-    for name, value in [("ema_on", True), ("fix_snr", True), ("depth_flag", True), ("noise_changer", True),
+    for name, value in [("fix_snr", True), ("depth_flag", True), ("noise_changer", True),
                         ("mse_loss_weight_type", "min_snr_5"), ("source_dataset", "goo")]:
         with pytest.raises(ConfigError, match="not implemented yet"):
             load_config([], {name: value})
