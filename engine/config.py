@@ -294,7 +294,7 @@ def validate(config: Config) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
-    for name in ("num_workers", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
+    for name in ("num_workers", "save_every_steps", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
                  "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")

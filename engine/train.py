@@ -18,7 +18,7 @@ from tqdm import tqdm
 from datasets import build_dataset
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling
 from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
-from engine.data import EpochShuffleSampler, make_loader
+from engine.data import EpochShuffleSampler, diffusion_draws, make_loader
 from engine.ema import ExponentialMovingAverage
 from engine.logging import RunLogger
 from engine.losses import extra_heatmap_loss
@@ -57,6 +57,8 @@ def run(config) -> dict:
     autocast = autocast_for(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = get_model(config).to(device, memory_format=memory_format)
+    if config.torch_compile:
+        compile_model(model)
     test_loader = make_loader(build_dataset(config, "test"), config, train=False)
 
     if config.eval_weights:  # with ema_on, the file's averaged weights ("ema" / DiffusionGaze "ema_params")
@@ -92,7 +94,7 @@ def run(config) -> dict:
     denoise = denoiser(model, config)
     ema = ExponentialMovingAverage(model, config.ema_rate) if config.ema_on else None  # starts at the initial weights
 
-    epoch, step, wandb_run_id = 0, 0, None
+    epoch, step, batch_in_epoch, wandb_run_id = 0, 0, 0, None
     checkpoint_path = run_dir / "last.pt"
     if checkpoint_path.is_file() and not config.no_resume:
         state = load_checkpoint(checkpoint_path)
@@ -111,17 +113,29 @@ def run(config) -> dict:
             print(f"{checkpoint_path} holds no EMA weights (trained without ema_on): the EMA starts from its weights")
         set_rng_state(state["rng"])
         epoch, step, wandb_run_id = state["epoch"], state["step"], state.get("wandb_run_id")
-        print(f"resuming {run_dir} at epoch {epoch}, step {step}")
+        batch_in_epoch = state.get("batch_in_epoch", 0)  # > 0: written in the middle of an epoch (save_every_steps)
+        print(f"resuming {run_dir} at epoch {epoch}, step {step}"
+              + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
     elif checkpoint_path.is_file():
         print(f"--no_resume: starting afresh; checkpoints in {run_dir} will be overwritten")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id)
 
+    def training_state(epoch: int, batch_in_epoch: int) -> dict:
+        """Everything a resume needs; `epoch` epochs and `batch_in_epoch` batches of the next one are done."""
+        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
+                 "batch_in_epoch": batch_in_epoch, "rng": rng_state(), "config": config.to_dict(),
+                 "wandb_run_id": logger.wandb_run_id}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        return state
+
     summary = None
     finished = step >= total_steps
     while not finished:
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch, start=batch_in_epoch * config.batch_size)
         train_set.set_epoch(epoch)
         model.train()
         started, seen = time.perf_counter(), 0
@@ -129,6 +143,7 @@ def run(config) -> dict:
             losses = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
                                    scaler, autocast, memory_format, step, ema)
             step += 1
+            batch_in_epoch += 1
             seen += batch["image"].shape[0]
             if step % config.print_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - started
@@ -136,13 +151,12 @@ def run(config) -> dict:
                            images_per_second=seen / max(elapsed, 1e-9), **memory_stats(device))
             if step >= total_steps:
                 break
+            if config.save_every_steps and step % config.save_every_steps == 0 and batch_in_epoch < steps_per_epoch:
+                save_checkpoint(checkpoint_path, training_state(epoch, batch_in_epoch))
         epoch += 1
+        batch_in_epoch = 0
         finished = step >= total_steps
-        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                 "rng": rng_state(), "config": config.to_dict(), "wandb_run_id": logger.wandb_run_id}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
+        state = training_state(epoch, 0)
         save_checkpoint(checkpoint_path, state)
         if not config.no_save and (epoch % config.save_every == 0 or finished):
             save_checkpoint(run_dir / f"ckpt_epoch_{epoch}.pt", state)
@@ -178,9 +192,11 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():
             x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
-            t = torch.randint(0, diffusion.num_timesteps, (x_start.shape[0],), device=device)
+            t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed, diffusion.num_timesteps,
+                                       tuple(x_start.shape[1:]))
             kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
-            terms = diffusion.training_losses(denoise, x_start, t, model_kwargs=kwargs)
+            terms = diffusion.training_losses(denoise, x_start, t.to(device), model_kwargs=kwargs,
+                                              noise=noise.to(device))
             diffusion_loss = terms["loss"].float().mean()
             if config.other_loss:
                 extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],
@@ -192,7 +208,8 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     if config.other_loss:
         loss = loss + extra_loss
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"the loss is {loss.item()} at step {step + 1}; the last good checkpoint is kept")
+        raise FloatingPointError(f"training stopped: the loss is {loss.item()} at step {step + 1}; nothing of this "
+                                 "step was applied and the last good checkpoint is kept")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if config.grad_clip > 0:
@@ -213,7 +230,15 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     return losses
 
 
-def memory_stats(device: torch.device) -> dict[str, float]:
+def compile_model(model, **compile_options) -> None:
+    """torch.compile the UNet and the gaze backbone in place (nn.Module.compile), so parameter names, the optimizer
+    and checkpoints stay as they are. The in/out head is a few small layers and is left alone."""
+    model.unet.compile(**compile_options)
+    model.gaze_backbone.compile(**compile_options)
+
+
+def memory_stats(device: torch.device) -> dict[str, float | None]:
+    """Peak GPU memory allocated so far (GiB); null on a CPU run, so every JSONL record has the same fields."""
     if device.type != "cuda":
-        return {}
+        return {"gpu_memory_gb": None}
     return {"gpu_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30}

@@ -38,7 +38,7 @@ def batch(size=4, side=64, out=16, in_frame=(1, 1, 0, 1)):
     heatmap[:, 5:8, 9:12] = 1.0
     inout = torch.tensor(in_frame, dtype=torch.float32)
     return {"image": torch.randn(size, 3, side, side), "head_mask": head_mask, "face": torch.randn(size, 3, side, side),
-            "heatmap": heatmap * inout[:, None, None], "inout": inout,
+            "heatmap": heatmap * inout[:, None, None], "inout": inout, "index": torch.arange(size),
             "gaze_points": torch.tensor([[10.5 / out, 6.5 / out]]).repeat(size, 1)[:, None, :]}
 
 
