@@ -307,6 +307,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{at('diff_normalization')} must be positive, found {config.diff_normalization}")
     if not 0.0 <= config.ema_rate < 1.0:
         raise ConfigError(f"{at('ema_rate')} must be in [0, 1), found {config.ema_rate}")
+    if config.sync_batchnorm and config.device != "cuda":
+        raise ConfigError(f"{at('sync_batchnorm')} needs {at('device')} = 'cuda' (SyncBatchNorm has no CPU backend)")
     if config.random_sigma <= 0:
         raise ConfigError(f"{at('random_sigma')} must be positive, found {config.random_sigma}")
 

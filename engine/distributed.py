@@ -76,20 +76,29 @@ def gather_objects(items: list, context: Distributed) -> list:
     return [item for part in gathered for item in part]
 
 
-def state_fingerprint(module: torch.nn.Module) -> str:
-    """A hash of every parameter and buffer, bit for bit."""
+def broadcast_buffers(module: torch.nn.Module, context: Distributed) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP broadcasts them at the start of each
+    forward, but after the forward each rank has updated them with its own half batch; synchronising after the step
+    keeps the EMA, checkpoints and evaluation identical on all ranks."""
+    if context.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A hash of every tensor of a state dict, bit for bit."""
     digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
+    for name, tensor in state.items():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
-def check_identical_on_ranks(module: torch.nn.Module, context: Distributed) -> None:
-    """Raise if the ranks' weights are not bitwise identical (they must be after every DDP step)."""
+def check_identical_on_ranks(state: dict[str, torch.Tensor], context: Distributed) -> None:
+    """Raise if the ranks' tensors (weights, EMA) are not bitwise identical (they must be after every DDP step)."""
     if not context.enabled:
         return
-    fingerprints = gather_objects([state_fingerprint(module)], context)
+    fingerprints = gather_objects([state_fingerprint(state)], context)
     if len(set(fingerprints)) != 1:
         raise RuntimeError(f"the ranks' weights differ (fingerprints by rank: {fingerprints}); DDP synchronisation "
                            "failed")

@@ -169,6 +169,8 @@ OPTIONS: tuple[Option, ...] = (
        "float16 with a GradScaler; bf16 = autocast bfloat16 without a scaler.",
        choices=("off", "O0", "O1", "O2", "O3", "fp16", "bf16"), nullable=True),
     _o("channels_last", BOOL, False, TRAIN, "Use the channels-last memory format for the model and inputs."),
+    _o("sync_batchnorm", BOOL, False, TRAIN,
+       "Under torchrun on CUDA: synchronise BatchNorm statistics across processes (SyncBatchNorm)."),
     _o("torch_compile", BOOL, False, TRAIN,
        "Compile the UNet and the gaze backbone with torch.compile (parameter names and checkpoints unchanged); the "
        "first steps are slow while it compiles."),

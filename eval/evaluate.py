@@ -54,10 +54,12 @@ def sample_metrics(heatmap: np.ndarray, batch: dict, i: int) -> dict:
 
 
 def evaluate(model, config, loader, device: torch.device, run_dir: Path | None = None, weights: str = "",
-             autocast=nullcontext, progress: bool = True, evaluated_weights: str = "model") -> dict:
+             autocast=nullcontext, progress: bool = True, evaluated_weights: str = "model", gather=None) -> dict:
     """Predict every test sample, compute the per-sample GazeFollow metrics and their means, and the same metrics for
     a centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` into `run_dir`.
-    `evaluated_weights` ("model" or "ema", the exponential moving average) is recorded in the summary."""
+    `evaluated_weights` ("model" or "ema", the exponential moving average) is recorded in the summary.
+    Under DDP each rank predicts its shard of the loader and `gather` (a list -> every rank's list concatenated)
+    brings every prediction together exactly once, in dataset order."""
     was_training = model.training
     model.eval()
     rows, labels, scores = [], [], []
@@ -81,6 +83,9 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
                              "inout_label": float(batch["inout"][i]), "inout_score": float(inout[i]), **values})
                 labels.append(float(batch["inout"][i]))
                 scores.append(float(inout[i]))
+    if gather is not None:
+        records = sorted(gather(list(zip(rows, prior_rows, labels, scores))), key=lambda record: record[0]["index"])
+        rows, prior_rows, labels, scores = (list(part) for part in zip(*records)) if records else ([], [], [], [])
     seconds = time.perf_counter() - started
     model.train(was_training)
     if not rows:

@@ -1,5 +1,5 @@
 """EMA: the update rule on parameters and BatchNorm statistics, checkpointing, and evaluation with the averaged
-weights (named in metrics.json), also through --eval_weights."""
+weights (named in metrics.json), also through --eval_weights and after export to safetensors; the JSONL log fields."""
 import json
 
 import pytest
@@ -9,6 +9,8 @@ from torch import nn
 from engine.checkpoint import load_checkpoint
 from engine.ema import ExponentialMovingAverage
 from engine.train import run
+from pretrained.export import main as export_main
+from pretrained.loading import load_safetensors
 from tests.tiny_runs import make_tiny_dataset, tiny_config
 
 
@@ -67,6 +69,24 @@ def test_training_with_ema_saves_and_evaluates_the_average(tmp_path, single_thre
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-9), key
     plain = run(tiny_config(dataset, tmp_path, "eval_model", "--eval_weights", str(tmp_path / "ema" / "last.pt")))
     assert plain["evaluated_weights"] == "model"
+
+    # Export of the evaluation weights (the EMA: trained with ema_on) to safetensors, evaluated again.
+    code = export_main([str(tmp_path / "ema" / "last.pt"), str(tmp_path / "ema.safetensors")])
+    assert code == 0
+    tensors, metadata = load_safetensors(tmp_path / "ema.safetensors")
+    assert metadata["evaluated_weights"] == "ema" and set(tensors) == set(state["ema"])
+    assert all(torch.equal(tensors[k], state["ema"][k]) for k in tensors)
+    exported = run(tiny_config(dataset, tmp_path, "eval_st", "--eval_weights", str(tmp_path / "ema.safetensors")))
+    assert exported["evaluated_weights"] == "ema"
+    for key in ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang"):
+        assert exported[key] == pytest.approx(trained[key], abs=1e-9), key
+
+    # The JSONL log: every loss, each group's learning rate, throughput and GPU memory (null on CPU).
+    log = [json.loads(line) for line in (tmp_path / "ema" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in log if r["type"] == "train"]
+    assert {"loss", "loss_diffusion", "loss_inout", "in_frame", "lr_unet", "lr_gaze", "images_per_second",
+            "gpu_memory_gb"} <= set(train[0]) and train[0]["gpu_memory_gb"] is None
+    assert {"auc", "min_l2", "avg_l2", "min_ang", "avg_ang"} <= set(next(r for r in log if r["type"] == "eval"))
 
 
 def test_ema_on_with_a_file_without_ema_is_an_error(tmp_path):

@@ -164,11 +164,3 @@ def test_concat_scene_gives_the_unet_the_resized_scene_and_head_mask():
     with pytest.raises(ValueError, match="takes 4 spatial condition channels; got none"):
         model.unet(torch.randn(4, 1, 16, 16), torch.zeros(4), context=features["conditioning"])
     assert model.unet.input_blocks[0][0].in_channels == 1 + 4
-
-
-def test_multi_process_launch_is_refused_until_distributed_training_exists(monkeypatch):
-    from engine.train import run
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match="WORLD_SIZE > 1"):
-        run(load_config([], TINY))
