@@ -285,7 +285,7 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
         scheduler.step()
         if ema is not None:
             ema.update(model)
-    losses = {key: float(value) for key, value in terms.items() if key != "loss_extra" or config.other_loss}
+    losses = {key: float(value.detach()) for key, value in terms.items() if key != "loss_extra" or config.other_loss}
     return distributed.reduce_means(losses, context, summed=("in_frame",))
 
 
