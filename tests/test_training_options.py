@@ -69,3 +69,19 @@ def test_torch_compile_option_compiles_unet_and_backbone_in_place(single_thread)
     with torch.no_grad():
         found = model.inout_logit(model.encode(data["image"], data["head_mask"], data["face"])["scene_face_feat"])
     assert torch.allclose(found, expected, atol=1e-5)
+
+
+def test_readme_amp_table_is_the_mapping_in_code():
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("<!-- amp:start -->"):text.index("<!-- amp:end -->")].splitlines()[3:]
+    documented = {}
+    for row in table:
+        levels, dtype, scaler = (cell.strip() for cell in row.strip("|").split("|")[:3])
+        for level in levels.replace("`", "").split(", "):
+            documented[level] = (dtype, scaler)
+    assert set(documented) == set(AMP_DTYPES)
+    for level, dtype in AMP_DTYPES.items():
+        expected = ("none (float32)", "no") if dtype is None else (str(dtype).split(".")[1], "yes" if dtype is torch.float16 else "no")
+        assert documented[level] == expected, level
