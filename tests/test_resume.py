@@ -124,14 +124,20 @@ def test_sampler_resumes_mid_epoch_and_draws_depend_only_on_seed_step_index():
 
 def test_unsafe_legacy_checkpoint_refused_unless_trusted(tmp_path):
     model = torch.nn.Module()
-    model.unet = torch.nn.Linear(2, 2)
+    model.unet, model.gaze_backbone = torch.nn.Linear(2, 2), torch.nn.Module()
+    model.gaze_backbone.attn = torch.nn.Linear(2, 1)
+    weights = {"gaze_model.attn.weight": torch.ones(1, 2), "gaze_model.attn.bias": torch.ones(1),
+               "model.weight": torch.ones(2, 2), "model.bias": torch.ones(2)}
+    averaged = {key: value * 0.5 for key, value in weights.items()}
     path = tmp_path / "legacy.pt"
-    # Like the original DiffusionGaze checkpoints, which pickle the loss function itself.
-    torch.save({"model": {f"unet.{k}": v for k, v in model.unet.state_dict().items()}, "mse_loss": F.mse_loss}, path)
+    # The original DiffusionGaze layout: it pickles the loss function itself next to `model` and `ema_params`.
+    torch.save({"run_id": "x", "epoch": 3, "model": weights, "mse_loss": F.mse_loss, "ema_params": averaged}, path)
     with pytest.raises(RuntimeError, match=r"refused.*mse_loss.*--trust_legacy_checkpoint"):
         load_init_weights(model, path)
     report = load_init_weights(model, path, trust_legacy=True)
-    assert sorted(report.loaded) == ["unet.bias", "unet.weight"]
+    assert report.scheme == "diffusiongaze" and len(report.loaded) == 4 and torch.equal(model.unet.bias, torch.ones(2))
+    load_init_weights(model, path, trust_legacy=True, ema=True)  # --eval_weights with --ema_on: ema_params
+    assert torch.equal(model.unet.bias, torch.full((2,), 0.5))
     (tmp_path / "torn.pt").write_bytes(path.read_bytes()[:200])
     with pytest.raises(RuntimeError, match="corrupt"):
         load_checkpoint(tmp_path / "torn.pt")
