@@ -135,6 +135,10 @@ def run(config) -> dict:
         set_rng_state(state["rng"])
         epoch, step, wandb_run_id = state["epoch"], state["step"], state.get("wandb_run_id")
         batch_in_epoch = state.get("batch_in_epoch", 0)  # > 0: written in the middle of an epoch (save_every_steps)
+        if batch_in_epoch and state.get("world_size", 1) != context.world_size:
+            raise RuntimeError(f"{checkpoint_path} was written in the middle of an epoch by {state.get('world_size', 1)} "
+                               f"processes; resuming it with {context.world_size} would skip or repeat samples of "
+                               "that epoch: resume with the same number of processes")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}"
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
     elif checkpoint_path.is_file():
