@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from engine.train import run  # imported late so --help and --print_config stay fast
 
-    run(config)
+    try:
+        run(config)
+    except FloatingPointError as error:  # a NaN / inf loss: say where, keep the last good checkpoint
+        print(str(error), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,6 +7,7 @@ with `os.replace`, so a crash during the write leaves the previous checkpoint in
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically (temporary file + fsync + os.replace + fsync of the folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -39,18 +42,38 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         os.close(folder)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by `save_checkpoint` (weights_only: no arbitrary code is unpickled)."""
+def load_checkpoint(path: str | Path, trust_legacy: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with `torch.load(weights_only=True)`: no arbitrary code is unpickled.
+
+    A file that needs unsafe unpickling (e.g. the original DiffusionGaze checkpoints, which pickle the function
+    `F.mse_loss`) is refused with an explanation, unless `trust_legacy` (option `trust_legacy_checkpoint`) allows a
+    full unpickling of a file the user trusts.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError or RuntimeError for unsafe / corrupt files
+    except pickle.UnpicklingError as error:  # torch's message for objects outside the weights-only allow-list
+        if trust_legacy:
+            print(f"{path}: loading with full unpickling (trust_legacy_checkpoint): it holds Python objects beyond "
+                  "tensors and containers")
+            return torch.load(path, map_location="cpu", weights_only=False)
         raise RuntimeError(
-            f"{path}: cannot be loaded with torch.load(weights_only=True) ({type(error).__name__}: {error}). "
-            "It is corrupt or holds objects that need unsafe unpickling."
+            f"{path}: refused: torch.load(weights_only=True) cannot load it because it holds Python objects other "
+            f"than tensors, numbers, strings and containers ({_unsupported_global(error)}). Unpickling such a file "
+            "can run arbitrary code. If you trust its origin (e.g. a checkpoint written by the original DiffusionGaze "
+            "code, which pickles F.mse_loss), pass --trust_legacy_checkpoint."
         ) from error
+    except Exception as error:  # truncated or otherwise corrupt files
+        raise RuntimeError(f"{path}: cannot be loaded, the file is corrupt or not a torch checkpoint "
+                           f"({type(error).__name__}: {error})") from error
+
+
+def _unsupported_global(error: Exception) -> str:
+    """The line of torch's weights-only error that names the refused object, e.g. 'Unsupported global: GLOBAL x.y'."""
+    lines = [line.strip() for line in str(error).splitlines() if "Unsupported" in line]
+    return lines[0].split(" was not an allowed")[0] if lines else str(error).splitlines()[0]
 
 
 def rng_state() -> dict[str, Any]:

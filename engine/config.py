@@ -265,10 +265,6 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
     return config
 
 
-# Options whose behaviour arrives in a later issue: any value other than the default is refused, never ignored.
-_NOT_IMPLEMENTED_YET = {
-    "ema_on": "issue 5 (EMA)",
-}
 _ADM_OPTIONS = ("adm_predict_xstart", "adm_predict_v", "adm_learn_sigma", "adm_use_kl", "adm_rescale_learned_sigmas",
                 "adm_rescale_timesteps", "adm_sigma_small")
 
@@ -279,9 +275,6 @@ def validate(config: Config) -> None:
     def at(name: str) -> str:
         return f"'{name}' ({config.sources[name]})"
 
-    for name, issue in _NOT_IMPLEMENTED_YET.items():
-        if getattr(config, name) != OPTIONS_BY_NAME[name].default:
-            raise ConfigError(f"{at(name)} = {getattr(config, name)!r}: not implemented yet, arrives with {issue}")
     if (config.eval_dataset not in (None, config.source_dataset)) and config.eval_dataset_dir is None:
         raise ConfigError(f"{at('eval_dataset')} = {config.eval_dataset!r} differs from {at('source_dataset')} = "
                           f"{config.source_dataset!r}: set 'eval_dataset_dir' to the folder of that dataset")
@@ -308,8 +301,8 @@ def validate(config: Config) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
-    for name in ("num_workers", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout", "inout_weight",
-                 "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta",
+    for name in ("num_workers", "save_every_steps", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout",
+                 "inout_weight", "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta",
                  "debug_maps_per_group", "debug_trajectories", "eval_metric_workers"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
@@ -322,6 +315,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{at('diff_normalization')} must be positive, found {config.diff_normalization}")
     if not 0.0 <= config.ema_rate < 1.0:
         raise ConfigError(f"{at('ema_rate')} must be in [0, 1), found {config.ema_rate}")
+    if config.sync_batchnorm and config.device != "cuda":
+        raise ConfigError(f"{at('sync_batchnorm')} needs {at('device')} = 'cuda' (SyncBatchNorm has no CPU backend)")
     if config.random_sigma <= 0:
         raise ConfigError(f"{at('random_sigma')} must be positive, found {config.random_sigma}")
 

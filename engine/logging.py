@@ -23,11 +23,13 @@ def wandb_credentials_available() -> bool:
 class RunLogger:
     """Appends one JSON object per record to metrics.jsonl (type, step, wall time, values) and mirrors to wandb."""
 
-    def __init__(self, run_dir: Path, config, model=None, wandb_run_id: str | None = None):
+    def __init__(self, run_dir: Path, config, model=None, wandb_run_id: str | None = None, enabled: bool = True):
+        """enabled=False (ranks other than 0 under torchrun): log() and close() do nothing."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.wandb = None
         self.wandb_run_id = wandb_run_id
-        if not config.no_wandb:
+        self.enabled = enabled
+        if enabled and not config.no_wandb:
             import wandb
 
             mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_available() else "offline")
@@ -41,6 +43,8 @@ class RunLogger:
                 self.wandb.watch(model, log="all", log_freq=config.print_every)
 
     def log(self, kind: str, step: int, **values) -> None:
+        if not self.enabled:
+            return
         record = {"type": kind, "step": step, "time": time.time(), **values}
         with open(self.path, "a") as stream:
             stream.write(json.dumps(record) + "\n")

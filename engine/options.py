@@ -49,7 +49,12 @@ OPTIONS: tuple[Option, ...] = (
     _o("init_weights_rules", RULES, None, RUN,
        "Extra renaming rules for init_weights, YAML only: a list of [regex, replacement] pairs applied first.",
        nullable=True),
-    _o("eval_weights", STR, None, RUN, "If set, only evaluate these weights (no training).", nullable=True),
+    _o("eval_weights", STR, None, RUN,
+       "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme or a "
+       ".safetensors export; with ema_on, the file's EMA weights.", nullable=True),
+    _o("trust_legacy_checkpoint", BOOL, False, RUN,
+       "Allow init_weights / eval_weights files that need full (unsafe) unpickling, e.g. the original DiffusionGaze "
+       "checkpoints; only for files you trust. Without it such files are refused."),
     # --- data ----------------------------------------------------------------------------------------------------
     _o("source_dataset", STR, "gazefollow", DATA, "Dataset to train and evaluate on.",
        choices=("gazefollow", "videoattentiontarget", "goo")),
@@ -189,7 +194,12 @@ OPTIONS: tuple[Option, ...] = (
     _o("lr_gaze", FLOAT, None, TRAIN,
        "Learning rate of the gaze backbone and in/out head group; unset = lr. Both groups follow one schedule.",
        nullable=True),
-    _o("weight_decay", FLOAT, 0.0, TRAIN, "AdamW decoupled weight decay."),
+    _o("weight_decay", FLOAT, 0.0, TRAIN,
+       "Weight decay: AdamW's decoupled decay (w <- w - lr * weight_decay * w), or with coupled_weight_decay the "
+       "original's Adam L2 term added to the gradient."),
+    _o("coupled_weight_decay", BOOL, False, TRAIN,
+       "Use Adam with weight_decay as a coupled L2 penalty on the gradient (the original's optimizer) instead of "
+       "AdamW."),
     _o("epochs", INT, 60, TRAIN, "Number of training epochs."),
     _o("lr_schedular", BOOL, False, TRAIN, "Linear warm-up over 10 % of the steps, then cosine to 0 (per iteration)."),
     _o("warmup_linear", BOOL, False, TRAIN, "Linear warm-up over 10 % of the steps, then constant."),
@@ -200,10 +210,20 @@ OPTIONS: tuple[Option, ...] = (
        "float16 with a GradScaler; bf16 = autocast bfloat16 without a scaler.",
        choices=("off", "O0", "O1", "O2", "O3", "fp16", "bf16"), nullable=True),
     _o("channels_last", BOOL, False, TRAIN, "Use the channels-last memory format for the model and inputs."),
-    _o("ema_on", BOOL, False, TRAIN, "Keep an exponential moving average of the weights and evaluate with it."),
-    _o("ema_rate", FLOAT, 0.9999, TRAIN, "EMA decay rate."),
+    _o("sync_batchnorm", BOOL, False, TRAIN,
+       "Under torchrun on CUDA: synchronise BatchNorm statistics across processes (SyncBatchNorm)."),
+    _o("torch_compile", BOOL, False, TRAIN,
+       "Compile the UNet and the gaze backbone with torch.compile (parameter names and checkpoints unchanged); the "
+       "first steps are slow while it compiles."),
+    _o("ema_on", BOOL, False, TRAIN,
+       "Keep an exponential moving average of the parameters and BatchNorm statistics (saved in checkpoints) and "
+       "evaluate with it; metrics.json names the evaluated weights."),
+    _o("ema_rate", FLOAT, 0.9999, TRAIN, "EMA decay rate: ema <- rate * ema + (1 - rate) * weights after each step."),
     _o("evaluate_every", INT, 5, TRAIN, "Evaluate every N epochs (and after the last)."),
     _o("save_every", INT, 5, TRAIN, "Keep a numbered checkpoint every N epochs (the latest is always kept)."),
+    _o("save_every_steps", INT, 0, TRAIN,
+       "Also write the resumable last.pt every N optimisation steps inside an epoch, so a crash loses at most N steps "
+       "(0 = at the end of each epoch only)."),
     # --- evaluation ----------------------------------------------------------------------------------------------
     _o("eval_batch_size", INT, None, EVAL, "Batch size for evaluation; unset = batch_size.", nullable=True),
     _o("eval_dataset", STR, None, EVAL,

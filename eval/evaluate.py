@@ -128,17 +128,21 @@ def sampling_summary(config, diffusion) -> dict:
 
 
 def evaluate(model, config, loader, device: torch.device, run_dir: Path | None = None, weights: str = "",
-             autocast=nullcontext, progress: bool = True) -> dict:
+             autocast=nullcontext, progress: bool = True, evaluated_weights: str = "model", gather=None) -> dict:
     """Predict every test sample, score it with the protocol of the loader's dataset (`dataset.protocol`), and score a
     centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` (one row per sample, every
     metric) into `run_dir`, and with Debugging_maps or eval_weights the figures of eval/figures.py.
 
     With eval_metric_workers > 0 the metrics of each batch are computed in worker processes while the model predicts
-    the next batches (the full-resolution GazeFollow AUC is the slow part)."""
+    the next batches (the full-resolution GazeFollow AUC is the slow part). `evaluated_weights` ("model" or "ema", the
+    exponential moving average) is recorded in the summary. Under DDP each rank predicts its shard of the loader and
+    `gather` (a list -> every rank's list concatenated) brings every prediction together exactly once, in dataset
+    order; the figures are drawn by the rank with a `run_dir`."""
     dataset = loader.dataset
     protocol = dataset.protocol
     keys = PROTOCOLS[protocol]
-    draw_figures = run_dir is not None and (config.Debugging_maps or bool(config.eval_weights))
+    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights)  # for the figures; the same on every rank
+    draw_figures = run_dir is not None and keep_heatmaps
     was_training = model.training
     model.eval()
     rows, pending, kept_heatmaps = [], [], {}
@@ -163,7 +167,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
                                  "eye_y": float(batch["eye_point"][i][1]), "pred_x": x, "pred_y": y,
                                  "n_annotators": int((batch["gaze_points"][i][:, 0] >= 0).sum()),
                                  "inout_label": float(batch["inout"][i]), "inout_score": float(inout[i])})
-                    if draw_figures:
+                    if keep_heatmaps:
                         kept_heatmaps[rows[-1]["index"]] = heatmap.astype(np.float16)
                 arguments = (protocol, heatmaps, prior, targets)
                 pending.append(pool.submit(batch_metrics, *arguments) if pool else batch_metrics(*arguments))
@@ -171,6 +175,11 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    if gather is not None:
+        records = sorted(gather([(row, result, kept_heatmaps.get(row["index"])) for row, result in zip(rows, scored)]),
+                         key=lambda record: record[0]["index"])
+        rows, scored = [record[0] for record in records], [record[1] for record in records]
+        kept_heatmaps = {record[0]["index"]: record[2] for record in records if record[2] is not None}
     seconds = time.perf_counter() - started
     model.train(was_training)
     if not rows:
@@ -187,7 +196,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     summary.update(
         protocol=protocol, protocol_description=PROTOCOL_NOTES[protocol], dataset=type(dataset).__name__,
         dataset_root=str(getattr(dataset, "root", "")), n_samples=len(rows), n_in_frame=int(sum(labels)),
-        **sampling_summary(config, diffusion), weights=weights,
+        **sampling_summary(config, diffusion), weights=weights, evaluated_weights=evaluated_weights,
         seconds=round(seconds, 2), images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: _mean([values.get(key, "") for values in prior_values]) for key in keys},
     )

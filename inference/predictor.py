@@ -24,7 +24,9 @@ from eval.evaluate import predict_heatmaps
 from eval.metrics import argmax_point
 from inference.sources import HeadBox, checked_head_box
 from models.build import get_model
-from pretrained.loading import load_init_weights, unwrap_state_dict
+from pretrained.loading import (
+    EMA_CONTAINERS, STATE_DICT_CONTAINERS, load_init_weights, load_safetensors, unwrap_state_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,22 @@ class Predictor:
     def __init__(self, weights: str | Path, config_paths: Sequence[str | Path] = (),
                  overrides: Mapping[str, object] | None = None):
         self.weights = Path(weights)
-        checkpoint = load_checkpoint(self.weights)  # FileNotFoundError naming the file when it is missing
+        if self.weights.suffix == ".safetensors":  # an export (pretrained.export): weights only, no configuration
+            if not self.weights.is_file():
+                raise FileNotFoundError(f"weights not found: {self.weights}")
+            state, metadata = load_safetensors(self.weights)
+            checkpoint, self.evaluated_weights = {"model": state}, metadata.get("evaluated_weights", "model")
+        else:
+            checkpoint = load_checkpoint(self.weights)  # FileNotFoundError naming the file when it is missing
         self.config = _config(self.weights, checkpoint, config_paths, overrides or {})
+        if self.weights.suffix != ".safetensors":
+            # A run trained with ema_on is evaluated with its averaged weights; prediction does the same.
+            self.evaluated_weights = "ema" if self.config.ema_on and "ema" in checkpoint else "model"
         self.device = resolve_device(self.config.device)
         self.model = get_model(self.config)
-        report = load_init_weights(self.model, unwrap_state_dict(checkpoint, str(self.weights)), scheme="auto",
-                                   extra_rules=self.config.init_weights_rules)
+        containers = EMA_CONTAINERS if self.evaluated_weights == "ema" and "ema" in checkpoint else STATE_DICT_CONTAINERS
+        report = load_init_weights(self.model, unwrap_state_dict(checkpoint, str(self.weights), containers),
+                                   scheme="auto", extra_rules=self.config.init_weights_rules)
         if report.missing:
             raise RuntimeError(f"{self.weights}: {len(report.missing)} model weights are missing, e.g. "
                                f"{report.missing[:5]}; cannot predict with a partly loaded model")
@@ -97,7 +109,8 @@ class Predictor:
 
     def settings(self) -> dict:
         """The settings a prediction was made with, for the JSON output."""
-        return {"weights": str(self.weights), "device": str(self.device), "sampler": self.sampler,
+        return {"weights": str(self.weights), "evaluated_weights": self.evaluated_weights,
+                "device": str(self.device), "sampler": self.sampler,
                 "sample_time_steps": self.config.sample_time_steps, "sample_k": self.config.sample_k,
                 "ddim_eta": self.config.ddim_eta,
                 "seed": self.config.seed, "input_size": self.config.input_size,

@@ -13,14 +13,16 @@ import torch
 GROUP_NAMES = ("unet", "gaze")
 
 
-def build_optimizer(unet_params, gaze_params, config) -> torch.optim.AdamW:
-    """AdamW with decoupled `weight_decay`; group "unet" at `lr`, group "gaze" at `lr_gaze` (or `lr`)."""
+def build_optimizer(unet_params, gaze_params, config) -> torch.optim.Optimizer:
+    """AdamW with decoupled `weight_decay` (with `coupled_weight_decay`: Adam with the L2 term added to the
+    gradient, as the original); group "unet" at `lr`, group "gaze" at `lr_gaze` (or `lr`)."""
     groups = [
         {"name": "unet", "params": list(unet_params), "lr": config.lr},
         {"name": "gaze", "params": list(gaze_params), "lr": config.lr if config.lr_gaze is None else config.lr_gaze},
     ]
     groups = [group for group in groups if group["params"]]  # a fully frozen group has nothing to optimise
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam if config.coupled_weight_decay else torch.optim.AdamW
+    return optimizer(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def lr_factor_fn(config, total_steps: int) -> Callable[[int], float]:

@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 # Where the known projects keep the state dict inside a checkpoint file (Chong: "model"; Tonini, DiffusionGaze:
 # "model_state_dict"; many others: "state_dict").
 STATE_DICT_CONTAINERS = ("model", "model_state_dict", "state_dict")
+# Where the exponential moving average of the weights is kept: this project ("ema"), DiffusionGaze ("ema_params", a
+# full state dict whose parameters are averaged and whose buffers are the model's).
+EMA_CONTAINERS = ("ema", "ema_params")
 
 # A key starting with one of these identifies the scheme; the prefixes of different schemes never overlap.
 SCHEME_SIGNATURES = {
@@ -59,26 +62,47 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def load_checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_checkpoint_state(path: str | os.PathLike, trust_legacy: bool = False,
+                          ema: bool = False) -> dict[str, torch.Tensor]:
     """The state dict of a checkpoint file: a raw state dict, or one under "model" / "model_state_dict" /
-    "state_dict". A "module." prefix on every key (DataParallel) is removed."""
-    return unwrap_state_dict(load_checkpoint(path), source=str(path))
+    "state_dict" (with `ema`: the averaged weights under "ema" / "ema_params"). A "module." prefix on every key
+    (DataParallel) is removed. `.safetensors` files hold a raw state dict. `trust_legacy`: see
+    engine.checkpoint.load_checkpoint."""
+    if str(path).endswith(".safetensors"):
+        state, metadata = load_safetensors(path)
+        if ema and metadata.get("evaluated_weights") != "ema":
+            raise ValueError(f"{path}: EMA weights were requested (ema_on) but this file holds "
+                             f"{metadata.get('evaluated_weights', 'model')!r} weights (its metadata)")
+        return state
+    containers = EMA_CONTAINERS if ema else STATE_DICT_CONTAINERS
+    return unwrap_state_dict(load_checkpoint(path, trust_legacy=trust_legacy), source=str(path),
+                             containers=containers)
 
 
-def unwrap_state_dict(checkpoint, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(state dict, metadata) of a .safetensors file (see pretrained.export)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as stream:
+        return {key: stream.get_tensor(key) for key in stream.keys()}, dict(stream.metadata() or {})
+
+
+def unwrap_state_dict(checkpoint, source: str = "checkpoint",
+                      containers: tuple[str, ...] = STATE_DICT_CONTAINERS) -> dict[str, torch.Tensor]:
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{source}: expected a mapping (a state dict or a checkpoint dict), got {type(checkpoint)}")
-    if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+    if containers != EMA_CONTAINERS and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         state = checkpoint
     else:
-        containers = [name for name in STATE_DICT_CONTAINERS if isinstance(checkpoint.get(name), Mapping)]
-        if not containers:
+        found = [name for name in containers if isinstance(checkpoint.get(name), Mapping)]
+        if not found:
+            what = "EMA weights" if containers == EMA_CONTAINERS else "state dict"
             raise ValueError(
-                f"{source}: no state dict found: expected a mapping of tensors or one under "
-                f"{' / '.join(STATE_DICT_CONTAINERS)}; top-level keys are {sorted(checkpoint)[:20]}"
+                f"{source}: no {what} found: expected a mapping of tensors or one under "
+                f"{' / '.join(containers)}; top-level keys are {sorted(checkpoint)[:20]}"
             )
-        state = checkpoint[containers[0]]
-        source = f"{source}[{containers[0]!r}]"
+        state = checkpoint[found[0]]
+        source = f"{source}[{found[0]!r}]"
     not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"{source}: state dict entries that are not tensors: {not_tensors[:10]}")
@@ -102,19 +126,21 @@ def detect_scheme(state_dict: Mapping[str, torch.Tensor]) -> str:
     return found[0]
 
 
-def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "auto", extra_rules=None) -> LoadReport:
+def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "auto", extra_rules=None,
+                      trust_legacy: bool = False, ema: bool = False) -> LoadReport:
     """Rename a checkpoint's keys into `model`'s names, report the result and load the matching tensors.
 
     scheme: a name in SCHEMES, "auto" (detect_scheme) or None (extra_rules only). extra_rules (a list of
     (pattern, replacement) pairs or a mapping, e.g. from YAML) are tried before the scheme's rules.
     Raises ValueError, listing the keys, if any renamed tensor has a different shape from the model's.
+    ema: load the file's averaged weights (EMA_CONTAINERS) instead of its model weights.
     """
     if isinstance(path_or_state, Mapping):
         source = "state dict"
         state = unwrap_state_dict(path_or_state, source)
     else:
         source = str(path_or_state)
-        state = load_checkpoint_state(path_or_state)
+        state = load_checkpoint_state(path_or_state, trust_legacy=trust_legacy, ema=ema)
     if scheme == "auto":
         scheme = detect_scheme(state)
     if scheme is not None and scheme not in SCHEMES:

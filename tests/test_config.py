@@ -114,11 +114,6 @@ def test_a_key_set_differently_in_the_two_files_is_an_error(tmp_path):
         load_config([duplicate])
 
 
-def test_options_of_later_issues_are_refused_not_ignored():
-    for name, value in [("ema_on", True)]:
-        with pytest.raises(ConfigError, match="not implemented yet"):
-            load_config([], {name: value})
-
 
 def test_adm_options_in_the_simple_formulation_are_an_error():
     with pytest.raises(ConfigError, match="'adm_predict_xstart'.*'adm' .*is false"):

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from PIL import Image
 
@@ -15,7 +16,7 @@ import predict
 from datasets.gazefollow import GazeFollow
 from datasets.synthetic import generate_gazefollow
 from engine.checkpoint import load_checkpoint
-from engine.config import parse_command_line
+from engine.config import ConfigError, parse_command_line
 from engine.train import run
 from eval.evaluate import predict_heatmaps
 from inference.predictor import Predictor
@@ -268,3 +269,28 @@ def test_bad_input_is_a_clear_error(trained, tmp_path, capsys, case):
     assert code == 2
     assert expected in err
     assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_an_ema_run_predicts_with_its_averaged_weights_and_a_safetensors_export_loads(trained, tmp_path):
+    """As its evaluation does, a checkpoint trained with ema_on predicts with the weights under "ema"; a safetensors
+    export (weights only) needs --config and predicts with the exported weights."""
+    from engine.checkpoint import save_checkpoint
+    from safetensors.torch import save_file
+
+    checkpoint = torch.load(trained[0], weights_only=True)
+    averaged = {key: value + 0.5 if value.is_floating_point() else value.clone()
+                for key, value in checkpoint["model"].items()}
+    save_checkpoint(tmp_path / "ema.pt", {**checkpoint, "ema": averaged, "config": {**checkpoint["config"],
+                                                                                    "ema_on": True}})
+    predictor = Predictor(tmp_path / "ema.pt", overrides={"device": "cpu"})
+    assert predictor.settings()["evaluated_weights"] == "ema"
+    assert all(torch.equal(value, averaged[key]) for key, value in predictor.model.state_dict().items())
+    assert Predictor(trained[0], overrides={"device": "cpu"}).settings()["evaluated_weights"] == "model"
+
+    save_file(averaged, str(tmp_path / "w.safetensors"), metadata={"evaluated_weights": "ema"})
+    with pytest.raises(ConfigError, match="stores no configuration"):
+        Predictor(tmp_path / "w.safetensors", overrides={"device": "cpu"})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({k: v for k, v in checkpoint["config"].items()}))
+    exported = Predictor(tmp_path / "w.safetensors", [tmp_path / "run.yaml"], overrides={"device": "cpu"})
+    assert exported.settings()["evaluated_weights"] == "ema"
+    assert all(torch.equal(value, averaged[key]) for key, value in exported.model.state_dict().items())

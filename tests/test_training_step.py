@@ -38,7 +38,7 @@ def batch(size=4, side=64, out=16, in_frame=(1, 1, 0, 1)):
     heatmap[:, 5:8, 9:12] = 1.0
     inout = torch.tensor(in_frame, dtype=torch.float32)
     return {"image": torch.randn(size, 3, side, side), "head_mask": head_mask, "face": torch.randn(size, 3, side, side),
-            "heatmap": heatmap * inout[:, None, None], "inout": inout,
+            "heatmap": heatmap * inout[:, None, None], "inout": inout, "index": torch.arange(size),
             "gaze_points": torch.tensor([[10.5 / out, 6.5 / out]]).repeat(size, 1)[:, None, :]}
 
 
@@ -165,11 +165,3 @@ def test_concat_scene_gives_the_unet_the_resized_scene_and_head_mask():
     with pytest.raises(ValueError, match="takes 4 spatial condition channels; got none"):
         model.unet(torch.randn(4, 1, 16, 16), torch.zeros(4), context=features["conditioning"])
     assert model.unet.input_blocks[0][0].in_channels == 1 + 4
-
-
-def test_multi_process_launch_is_refused_until_distributed_training_exists(monkeypatch):
-    from engine.train import run
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(RuntimeError, match="WORLD_SIZE > 1"):
-        run(load_config([], TINY))
