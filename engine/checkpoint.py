@@ -106,3 +106,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def resume_state(checkpoint_path: str | Path, config) -> dict[str, Any] | None:
+    """The state to resume a run from: the checkpoint at `checkpoint_path` (the run's last.pt), or None when there is
+    none or `config.no_resume` asks to start afresh (said aloud: the folder's checkpoints will be overwritten).
+    Options that differ from the checkpoint's are printed (epochs may be raised to train longer)."""
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.is_file():
+        return None
+    if config.no_resume:
+        print(f"--no_resume: starting afresh; checkpoints in {checkpoint_path.parent} will be overwritten")
+        return None
+    state = load_checkpoint(checkpoint_path)
+    changed = {k: (v, getattr(config, k)) for k, v in state["config"].items()
+               if k not in ("no_resume", "epochs") and getattr(config, k, v) != v}
+    if changed:
+        print(f"resuming with options that differ from the checkpoint's (was, now): {changed}")
+    return state

@@ -18,11 +18,12 @@ from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling
-from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from engine.checkpoint import CHECKPOINT_FORMAT, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
 from engine.ema import ExponentialMovingAverage
 from engine.logging import RunLogger
+from engine.optimizer_step import optimizer_step
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
@@ -117,12 +118,8 @@ def run(config) -> dict:
 
     epoch, step, batch_in_epoch, wandb_run_id = 0, 0, 0, None
     checkpoint_path = run_dir / "last.pt"
-    if checkpoint_path.is_file() and not config.no_resume:
-        state = load_checkpoint(checkpoint_path)
-        changed = {k: (v, getattr(config, k)) for k, v in state["config"].items()
-                   if k not in ("no_resume", "epochs") and getattr(config, k, v) != v}
-        if changed:
-            print(f"resuming with options that differ from the checkpoint's (was, now): {changed}")
+    state = resume_state(checkpoint_path, config)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -141,8 +138,6 @@ def run(config) -> dict:
                                "that epoch: resume with the same number of processes")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}"
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
-    elif checkpoint_path.is_file():
-        print(f"--no_resume: starting afresh; checkpoints in {run_dir} will be overwritten")
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config.to_yaml())
@@ -277,17 +272,9 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     if distributed.all_reduce_sum((~torch.isfinite(loss.detach())).float(), context) > 0:  # every rank stops
         raise FloatingPointError(f"training stopped: the loss is {loss.item()} at step {step + 1}; nothing of this "
                                  "step was applied and the last good checkpoint is kept")
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if config.grad_clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
-                                       config.grad_clip)
-    scale = scaler.get_scale() if scaler.is_enabled() else None
-    scaler.step(optimizer)
-    scaler.update()
+    stepped = optimizer_step(loss, optimizer, scaler, config.grad_clip)
     distributed.broadcast_buffers(model, context)
-    if scale is None or scaler.get_scale() >= scale:  # a step skipped for inf/NaN fp16 gradients lowers the scale
+    if stepped:  # a step skipped for inf/NaN fp16 gradients lowers the scale and holds the schedule and the EMA
         scheduler.step()
         if ema is not None:
             ema.update(model)

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from engine.checkpoint import (
+    CHECKPOINT_FORMAT, load_checkpoint, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state,
+)
 from engine.data import EpochShuffleSampler, make_loader
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
@@ -98,20 +100,14 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
 
     epoch, step, best, wandb_run_id = 0, 0, {"epoch": 0, "validation_deg": float("inf")}, None
     checkpoint_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if checkpoint_path.is_file() and not config.no_resume:
-        state = load_checkpoint(checkpoint_path)
-        changed = {k: (v, getattr(config, k)) for k, v in state["config"].items()
-                   if k not in ("no_resume", "epochs") and getattr(config, k, v) != v}
-        if changed:
-            print(f"resuming with options that differ from the checkpoint's (was, now): {changed}")
+    state = resume_state(checkpoint_path, config)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         epoch, step, best, wandb_run_id = state["epoch"], state["step"], state["best"], state.get("wandb_run_id")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}")
-    elif checkpoint_path.is_file():
-        print(f"--no_resume: starting afresh; checkpoints in {run_dir} will be overwritten")
     (run_dir / "config.yaml").write_text(config.to_yaml())
     logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id)
 
