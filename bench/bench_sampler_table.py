@@ -2,7 +2,8 @@
 per input, with the same seed and test samples for every cell (the GazeFollow protocol of eval/evaluate.py).
 
 Run `python -m bench.bench_sampler_table --run_dir output/RUN/TAG [--fraction 0.25]` from the project root: it reads
-the run's config.yaml and last.pt, prints a Markdown table and writes sampler_table.json into the run folder.
+the run's config.yaml and last.pt, prints a Markdown table and writes sampler_table.json (--out) into the run folder.
+Samplers can run as separate processes (--samplers ddim / --samplers dpm++2m with different --out).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from models.build import get_model
 
 
 def main(run_dir: Path, fraction: float, steps_list, samplers, ks, checkpoint: str = "last.pt",
-         threads: int = 1) -> list[dict]:
+         threads: int = 1, out: str = "sampler_table.json") -> list[dict]:
     torch.set_num_threads(threads)  # see bench_unet: extra threads on a busy machine only wait
     common = {"device": "cpu", "num_workers": 0, "is_subsample_test_set": fraction, "no_wandb": True}
     base = load_config([run_dir / "config.yaml"], common)
@@ -51,7 +52,7 @@ def main(run_dir: Path, fraction: float, steps_list, samplers, ks, checkpoint: s
         print(f"| {row['sampler']} | {row['k']} | {row['steps']} | {row['auc']:.4f} | {row['min_l2']:.4f} | "
               f"{row['avg_l2']:.4f} |")
     print(f"| centre prior | - | - | {prior['auc']:.4f} | {prior['min_l2']:.4f} | {prior['avg_l2']:.4f} |")
-    (run_dir / "sampler_table.json").write_text(json.dumps(
+    (run_dir / out).write_text(json.dumps(
         {"checkpoint": str(run_dir / checkpoint), "epoch": state["epoch"], "rows": rows}, indent=2) + "\n")
     return rows
 
@@ -64,6 +65,7 @@ if __name__ == "__main__":
     parser.add_argument("--steps", default="1,2,5,10,25,50")
     parser.add_argument("--samplers", default="ddim,dpm++2m")
     parser.add_argument("--k", default="1,4")
+    parser.add_argument("--out", default="sampler_table.json", help="JSON file written into the run folder")
     args = parser.parse_args()
     main(args.run_dir, args.fraction, [int(s) for s in args.steps.split(",")], args.samplers.split(","),
-         [int(k) for k in args.k.split(",")], args.checkpoint)
+         [int(k) for k in args.k.split(",")], args.checkpoint, out=args.out)
