@@ -29,6 +29,7 @@ def create_gaussian_diffusion(
     mse_loss_weight_type: str = "constant",
     offset_noise_strength: float = 0.0,
     compat_original_ddim_step: bool = False,
+    use_timesteps=None,
 ) -> SpacedDiffusion:
     """A SpacedDiffusion over a `steps`-step schedule, kept at every step when `timestep_respacing` is empty.
 
@@ -37,7 +38,8 @@ def create_gaussian_diffusion(
     with rescale_learned_sigmas, else MSE. `timestep_respacing` takes space_timesteps' forms ("ddim50", "10,15,20").
     Our additions: `zero_terminal_snr` rescales the schedule (after factor_multiplier) to abar_{T-1} = 0, which
     needs x_0 or v prediction and a grid that keeps t = T - 1 (sampling starts from pure noise there);
-    `mse_loss_weight_type`, `offset_noise_strength` and `compat_original_ddim_step` are passed to the diffusion.
+    `mse_loss_weight_type`, `offset_noise_strength` and `compat_original_ddim_step` are passed to the diffusion;
+    `use_timesteps` (a set of steps to keep) replaces `timestep_respacing` when given.
     """
     if predict_xstart and predict_v:
         raise ValueError("predict_xstart and predict_v: expected at most one of them true, found both")
@@ -58,7 +60,10 @@ def create_gaussian_diffusion(
     else:
         var_type = ModelVarType.FIXED_SMALL if sigma_small else ModelVarType.FIXED_LARGE
     betas = get_named_beta_schedule(noise_schedule, steps, factor_multiplier)
-    use_timesteps = space_timesteps(steps, timestep_respacing or [steps])
+    if use_timesteps is None:
+        use_timesteps = space_timesteps(steps, timestep_respacing or [steps])
+    elif timestep_respacing:
+        raise ValueError("use_timesteps and timestep_respacing: pass at most one of them")
     if zero_terminal_snr:
         betas = rescale_zero_terminal_snr(betas)
         if mean_type is ModelMeanType.EPSILON:
@@ -67,7 +72,7 @@ def create_gaussian_diffusion(
         if steps - 1 not in use_timesteps:
             raise ValueError(
                 f"zero_terminal_snr: the sampling grid {timestep_respacing!r} leaves out t = {steps - 1}, the only "
-                f"step whose x_t is pure noise; use an evenly spaced grid such as '{len(use_timesteps)}'"
+                f"step whose x_t is pure noise; use an evenly spaced grid such as '{max(len(use_timesteps), 2)}'"
             )
     return SpacedDiffusion(
         use_timesteps=use_timesteps,

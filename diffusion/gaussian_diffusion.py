@@ -227,9 +227,8 @@ class GaussianDiffusion:
         if not (math.isfinite(clip_range) and clip_range > 0):
             raise ValueError(f"clip_range: expected a finite number > 0, found {clip_range!r}")
         betas = np.asarray(betas, dtype=np.float64)
-        # Two steps at least: the clipped posterior log-variance at t = 0 borrows the value at t = 1.
-        if betas.ndim != 1 or betas.shape[0] < 2:
-            raise ValueError(f"betas: expected a 1-D array of at least 2 steps, found shape {betas.shape}")
+        if betas.ndim != 1 or betas.shape[0] < 1:
+            raise ValueError(f"betas: expected a 1-D array of at least 1 step, found shape {betas.shape}")
         if not ((betas > 0) & (betas <= 1)).all():
             raise ValueError(f"betas: expected every beta in (0, 1], found min {betas.min()} and max {betas.max()}")
 
@@ -267,13 +266,15 @@ class GaussianDiffusion:
 
         # q(x_{t-1} | x_t, x_0)
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
-        # The posterior variance is 0 at t = 0; its log borrows the value at t = 1 to stay finite.
-        self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        # The posterior variance is 0 at t = 0; its log borrows the value at t = 1 to stay finite (beta_0 for a
+        # one-step process, e.g. one sampling step from T-1: its only step adds no noise, so the value is unused).
+        borrowed = self.posterior_variance[1] if self.num_timesteps > 1 else betas[0]
+        self.posterior_log_variance_clipped = np.log(np.append(borrowed, self.posterior_variance[1:]))
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
 
         # FIXED_LARGE is beta_t, except at t = 0 where the posterior variance of t = 1 gives a better decoder NLL.
-        fixed_large = np.append(self.posterior_variance[1], betas[1:])
+        fixed_large = np.append(borrowed, betas[1:])
         self._fixed_variances = {
             ModelVarType.FIXED_SMALL: (self.posterior_variance, self.posterior_log_variance_clipped),
             ModelVarType.FIXED_LARGE: (fixed_large, np.log(fixed_large)),

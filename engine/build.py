@@ -33,11 +33,13 @@ def build_training_diffusion(config):
 
 def build_sampling_diffusion(config):
     """The process used for sampling: guided-diffusion's evenly spaced grid of S = sample_time_steps steps (respacing
-    string "S", which includes t = 0 and t = T-1; all T steps when S = T). Which sampler runs over it is
+    string "S", which includes t = 0 and t = T-1; all T steps when S = T). S = 1 keeps t = T-1 alone (one step from
+    pure noise straight to x0), where guided-diffusion's "1" would keep t = 0. Which sampler runs over the grid is
     `config.sampler` (see diffusion.sampling.resolve_sampler)."""
     steps = config.sample_time_steps
-    respacing = "" if steps == config.train_time_steps else str(steps)
-    return create_gaussian_diffusion(**diffusion_kwargs(config), timestep_respacing=respacing,
+    grid = dict(use_timesteps={config.train_time_steps - 1}) if steps == 1 else \
+        dict(timestep_respacing="" if steps == config.train_time_steps else str(steps))
+    return create_gaussian_diffusion(**diffusion_kwargs(config), **grid,
                                      compat_original_ddim_step=config.compat_original_ddim_step)
 
 

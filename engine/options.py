@@ -118,7 +118,8 @@ OPTIONS: tuple[Option, ...] = (
     # --- diffusion process ---------------------------------------------------------------------------------------
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
-       "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included)."),
+       "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included; "
+       "S = 1 is the single step from t = T-1)."),
     _o("sampler", STR, "auto", DIFF,
        "Sampler over the S-step grid: auto = the original's rule (DDIM when S < T, ancestral DDPM when S = T); ddim; "
        "ddpm; dpm++2m = DPM-Solver++(2M), deterministic, one network call per step.",

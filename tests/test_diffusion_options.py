@@ -387,3 +387,9 @@ def test_switching_an_option_changes_what_it_should_and_nothing_else(base, switc
     after = fingerprint_of(tuple(sorted({**base, **switch}.items())))
     changed = {part for part in before if before[part] != after[part]}
     assert changed == parts
+
+
+def test_sampling_grids_include_the_last_step_and_one_step_starts_there():
+    for steps, expected in ((1, [19]), (2, [0, 19]), (4, [0, 6, 13, 19])):
+        config = load_config([], {**TINY, "train_time_steps": 20, "sample_time_steps": steps})
+        assert build_sampling_diffusion(config).timestep_map == expected
