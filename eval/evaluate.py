@@ -244,6 +244,7 @@ def format_table(summary: dict) -> str:
     for key in PROTOCOLS[summary["protocol"]]:
         lines.append(f"{key:<13}{cell(summary[key], 10)}{cell(summary['baseline_centre_prior'][key], 14)}")
     lines.append(f"{'inout_ap':<13}{cell(summary['inout_ap'], 10)}")
-    lines.append(f"({summary['n_samples']} test samples, {summary['sampler']} with {summary['sample_steps']} steps, "
-                 f"protocol {summary['protocol']})")
+    averaged = f", mean of K = {summary['sample_k']} samples" if summary.get("sample_k", 1) > 1 else ""
+    lines.append(f"({summary['n_samples']} test samples, {summary['sampler']} with {summary['sample_steps']} steps"
+                 f"{averaged}, {summary.get('evaluated_weights', 'model')} weights, protocol {summary['protocol']})")
     return "\n".join(lines)

@@ -150,3 +150,15 @@ def test_depth_training_on_goo_synth_evaluated_on_vat_in_the_same_run(datasets, 
     weights = torch.load(tmp_path / "depth" / "last.pt", weights_only=True)["model"]
     assert "gaze_backbone.depth_backbone.conv1.weight" in weights
     assert not (tmp_path / "depth" / "figures").exists()  # figures only with Debugging_maps or eval_weights
+
+
+def test_the_printed_table_says_how_the_heatmaps_were_sampled_and_which_weights():
+    from eval.evaluate import format_table
+
+    keys = PROTOCOLS["gazefollow"]
+    summary = {key: 0.5 for key in keys} | {
+        "inout_ap": None, "baseline_centre_prior": {key: 0.25 for key in keys}, "protocol": "gazefollow",
+        "n_samples": 3, "sampler": "ddim", "sample_steps": 10, "sample_k": 4, "evaluated_weights": "ema"}
+    table = format_table(summary)
+    assert "ddim with 10 steps, mean of K = 4 samples, ema weights" in table
+    assert "mean of K" not in format_table(summary | {"sample_k": 1, "evaluated_weights": "model"})
