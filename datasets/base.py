@@ -137,8 +137,9 @@ class GazeTargetDataset(Dataset):
             gaze_points=self.sample_gaze_points(index) * point_scale if inside else np.zeros((0, 2)),
         )
 
-    def __getitem__(self, index: int) -> dict:
-        """A sample:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Sample `key`: an index, or an (epoch, index) pair (engine.data.EpochShuffleSampler) whose epoch overrides
+        `set_epoch`'s for the augmentations.
 
         image [3, S, S] and face [3, S, S] ImageNet-normalised; head_mask [1, S, S] (1 inside the head box);
         heatmap [O, O] in [0, 1] (peak-1 Gaussian at the mean gaze point, all zeros out of frame); inout scalar
@@ -146,6 +147,7 @@ class GazeTargetDataset(Dataset):
         to the returned image, gaze points padded with -1 (an out-of-frame person has none); image_size [2]
         (original width, height); index; path; with depth, depth [3, S, S] (colour-mapped, in [0, 1]).
         """
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         relative = str(self._paths[index])
@@ -160,7 +162,7 @@ class GazeTargetDataset(Dataset):
         annotation = self.pixel_annotation(index, original_size)
         inside = self._inout[index] == 1
 
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         try:
             if self.augment:
                 params = sample_augmentation(rng, image.size, annotation)

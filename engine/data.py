@@ -21,6 +21,9 @@ class EpochShuffleSampler(Sampler[int]):
     of W (at most W - 1 samples of an epoch are left out, a different few each epoch) and rank r takes positions
     r, r + W, r + 2W, ... So every sample is used at most once per epoch over all ranks, and batch k of B on every rank
     together holds exactly the samples of batch k of W * B in a single-process run with the same seed.
+
+    Indices are yielded as (epoch, index) pairs, which the datasets accept: a persistent loader worker, whose copy of
+    the dataset never sees `dataset.set_epoch`, still draws the augmentations of the right epoch.
     """
 
     def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -41,7 +44,7 @@ class EpochShuffleSampler(Sampler[int]):
         return order[:usable][self.rank::self.world_size].tolist()
 
     def __iter__(self):
-        return iter(self.share()[self.start:])
+        return iter([(self.epoch, index) for index in self.share()[self.start:]])
 
     def __len__(self) -> int:
         return self.n // self.world_size - self.start
@@ -73,7 +76,8 @@ def make_loader(dataset, config, train: bool, sampler: Sampler | None = None) ->
         drop_last=train and len(dataset) > batch_size,
         num_workers=config.num_workers,
         pin_memory=config.device == "cuda",
-        persistent_workers=False,  # workers are re-created each epoch so they see the dataset's current epoch
+        # Training workers live for the whole run (no start-up each epoch): the epoch reaches them with every index.
+        persistent_workers=train and config.num_workers > 0 and isinstance(sampler, EpochShuffleSampler),
         # The loader draws its workers' base seed from this generator, not from torch's global one, so starting an
         # epoch (or resuming in its middle) leaves the global random state -- saved in checkpoints -- untouched.
         generator=torch.Generator().manual_seed(config.seed),

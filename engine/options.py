@@ -63,7 +63,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("input_size", INT, 224, DATA, "Side of the scene and face inputs in pixels."),
     _o("output_size", INT, 64, DATA, "Side of the heatmap the diffusion model denoises."),
     _o("batch_size", INT, 16, DATA, "Images per optimisation step (per process)."),
-    _o("num_workers", INT, 8, DATA, "DataLoader worker processes (0 = load in the main process)."),
+    _o("num_workers", INT, 8, DATA,
+       "DataLoader worker processes (0 = load in the main process); training workers persist across epochs."),
     _o("gaze_point_threshold", FLOAT, 0.0, DATA,
        "Fraction in [0, 1): drop test annotator points farther from the group mean than this quantile of their "
        "distances (0 = keep all). The original declared it int but used it as a fraction."),

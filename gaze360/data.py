@@ -186,8 +186,11 @@ class HeadCropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frame_files)
 
-    def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Sample `key`: an index, or an (epoch, index) pair (engine.data.EpochShuffleSampler) whose epoch overrides
+        `set_epoch`'s for the augmentations."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
         views = []
         for path in self.frame_files[index]:
             views += frame_views(load_rgb(path), self.input_size, self.crops, rng=rng,

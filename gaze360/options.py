@@ -58,7 +58,8 @@ OPTIONS: tuple[Option, ...] = (
        choices=("inpainted", "original")),
     _o("rtgene_folds", INT_LIST, [1, 2, 3], DATA, "RT-GENE test folds to run (1..3); the mean is reported."),
     _o("batch_size", INT, 64, DATA, "Samples per optimisation step."),
-    _o("num_workers", INT, 4, DATA, "DataLoader worker processes (0 = load in the main process)."),
+    _o("num_workers", INT, 4, DATA,
+       "DataLoader worker processes (0 = load in the main process); training workers persist across epochs."),
     # --- model ---------------------------------------------------------------------------------------------------
     _o("backbone_layers", INT_LIST, [2, 2, 2, 2], MODEL, "Blocks per ResNet layer ([2,2,2,2] = ResNet-18)."),
     _o("backbone_block", STR, "basic", MODEL, "ResNet block type.", choices=("basic", "bottleneck")),

@@ -114,7 +114,8 @@ def test_sampler_resumes_mid_epoch_and_draws_depend_only_on_seed_step_index():
     sampler.set_epoch(3, start=4)
     assert list(sampler) == full[4:] and len(sampler) == 6
     sampler.set_epoch(4)
-    assert list(sampler) != full and sorted(sampler) == list(range(10))
+    assert list(sampler) != full and sorted(index for _, index in sampler) == list(range(10))
+    assert {epoch for epoch, _ in sampler} == {4}  # the epoch travels with each index (persistent loader workers)
     t, noise = diffusion_draws(torch.tensor([5, 2]), step=7, seed=1, num_timesteps=50, sample_shape=(1, 4, 4))
     t2, noise2 = diffusion_draws(torch.tensor([2]), step=7, seed=1, num_timesteps=50, sample_shape=(1, 4, 4))
     assert t[1] == t2[0] and torch.equal(noise[1], noise2[0])  # independent of the batch it is in
@@ -141,3 +142,28 @@ def test_unsafe_legacy_checkpoint_refused_unless_trusted(tmp_path):
     (tmp_path / "torn.pt").write_bytes(path.read_bytes()[:200])
     with pytest.raises(RuntimeError, match="corrupt"):
         load_checkpoint(tmp_path / "torn.pt")
+
+
+def test_persistent_loader_workers_draw_each_epochs_augmentations(tmp_path):
+    """Training workers live for the whole run; the (epoch, index) pairs of the sampler carry the epoch to them, so
+    a worker's batches equal the in-process batches of the same epoch although its dataset copy never sees set_epoch."""
+    from datasets import build_dataset
+    from engine.data import make_loader
+    from tests.tiny_runs import make_tiny_dataset, tiny_config
+
+    config = tiny_config(make_tiny_dataset(tmp_path / "data"), tmp_path / "runs", "persist", "--num_workers", "1")
+    train_set = build_dataset(config, "train")
+    sampler = EpochShuffleSampler(len(train_set), seed=config.seed)
+    loader = make_loader(train_set, config, train=True, sampler=sampler)
+    assert loader.persistent_workers
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        from_workers = next(iter(loader))
+        expected = [train_set[key] for key in list(sampler)[:config.batch_size]]
+        assert torch.equal(from_workers["image"], torch.stack([sample["image"] for sample in expected]))
+        assert torch.equal(from_workers["index"], torch.stack([sample["index"] for sample in expected]))
+    sampler.set_epoch(0)
+    first = next(iter(loader))["image"]
+    sampler.set_epoch(1)
+    assert not torch.equal(first, next(iter(loader))["image"])  # a new epoch: new order and augmentations
