@@ -15,7 +15,10 @@ def build_dataset(config, split: str):
     name = config.source_dataset
     if name not in DATASETS:
         raise ValueError(f"unknown source_dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name].from_config(config, split)
+    dataset = DATASETS[name].from_config(config, split)
+    if split == "train" and getattr(config, "train_augmentations", None) is not None:
+        dataset.set_augmentations(config.train_augmentations)
+    return dataset
 
 
 def eval_config(config):

@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 
 from datasets.heatmap import gaze_heatmap
 from datasets.transforms import (
-    Annotation, apply_augmentation, apply_geometry, clamp_box, depth_tensor, model_inputs, sample_augmentation,
+    AUGMENTATION_STEPS, Annotation, apply_augmentation, apply_geometry, clamp_box, depth_tensor, model_inputs,
+    restrict_augmentation, sample_augmentation,
 )
 
 MAX_GAZE_POINTS = 20  # gaze points are padded to this many rows (with -1) so samples of any dataset batch
@@ -43,6 +44,7 @@ class GazeTargetDataset(Dataset):
     head_box_units: str = "pixels"
     point_units: str = "pixels"
     protocol: str = "gazefollow"
+    augmentations: tuple[str, ...] = AUGMENTATION_STEPS  # the steps applied when augmenting (set_augmentations)
 
     def _init_sampling(self, split: str, input_size: int, output_size: int, augment: bool | None,
                        heatmap_sigma: float, random_sigma, seed: int, depth: bool) -> None:
@@ -112,6 +114,14 @@ class GazeTargetDataset(Dataset):
             raise ValueError(f"epoch must be >= 0, found {epoch}")
         self.epoch = int(epoch)
 
+    def set_augmentations(self, steps) -> None:
+        """Apply only these augmentation steps (names from datasets.transforms.AUGMENTATION_STEPS; the option
+        train_augmentations). The random draws are unchanged, so a sample keeps e.g. its flip whatever else is off."""
+        unknown = sorted(set(steps) - set(AUGMENTATION_STEPS))
+        if unknown:
+            raise ValueError(f"unknown augmentation steps {unknown}; known: {list(AUGMENTATION_STEPS)}")
+        self.augmentations = tuple(step for step in AUGMENTATION_STEPS if step in steps)
+
     def where(self, index: int) -> str:
         """"file:line" of sample `index`'s annotation, for messages."""
         return f"{self._annotation_names[self._annotation_ids[index]]}:{self._lines[index]}"
@@ -145,7 +155,7 @@ class GazeTargetDataset(Dataset):
         heatmap [O, O] in [0, 1] (peak-1 Gaussian at the mean gaze point, all zeros out of frame); inout scalar
         (1 in, 0 out); gaze_points [20, 2], eye_point [2] and head_box [4] (x_min, y_min, x_max, y_max) normalised
         to the returned image, gaze points padded with -1 (an out-of-frame person has none); image_size [2]
-        (original width, height); index; path; with depth, depth [3, S, S] (colour-mapped, in [0, 1]).
+        (original width, height); index; flip (bool: mirrored by the augmentation); path; with depth, depth [3, S, S] (colour-mapped, in [0, 1]).
         """
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         if not 0 <= index < len(self):
@@ -164,9 +174,13 @@ class GazeTargetDataset(Dataset):
 
         rng = np.random.default_rng([self.seed, epoch, index])
         try:
+            flipped = False
             if self.augment:
                 params = sample_augmentation(rng, image.size, annotation)
+                if self.augmentations != AUGMENTATION_STEPS:
+                    params = restrict_augmentation(params, self.augmentations)
                 image, annotation = apply_augmentation(image, annotation, params)
+                flipped = params.flip
                 if depth is not None:
                     depth = apply_geometry(depth, params)
             inputs = model_inputs(image, annotation.head_box, self.input_size)
@@ -191,6 +205,7 @@ class GazeTargetDataset(Dataset):
             "eye_point": torch.from_numpy(annotation.eye_point / size_xy).float(),
             "image_size": torch.tensor(original_size, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
+            "flip": torch.tensor(flipped),  # the image was mirrored (keys the feature cache)
             "path": relative,
         }
         if depth is not None:

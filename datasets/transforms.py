@@ -119,6 +119,20 @@ def sample_augmentation(rng: np.random.Generator, image_size: tuple[int, int], a
     )
 
 
+AUGMENTATION_STEPS = ("jitter", "crop", "flip", "colour")  # the names of AugmentParams' steps (train_augmentations)
+
+
+def restrict_augmentation(params: AugmentParams, steps) -> AugmentParams:
+    """`params` with the steps not named in `steps` (AUGMENTATION_STEPS) switched off; the draws stay the same."""
+    unknown = set(steps) - set(AUGMENTATION_STEPS)
+    if unknown:
+        raise ValueError(f"unknown augmentation steps {sorted(unknown)}; known: {list(AUGMENTATION_STEPS)}")
+    return AugmentParams(box_jitter=params.box_jitter if "jitter" in steps else None,
+                         crop_box=params.crop_box if "crop" in steps else None,
+                         flip=params.flip and "flip" in steps,
+                         colour=params.colour if "colour" in steps else None)
+
+
 def jitter_head_box(head_box: np.ndarray, fraction: float, image_size: tuple[int, int]) -> np.ndarray:
     """Enlarge the head box by `fraction` of its size on every side, clipped to the image."""
     return clamp_box(widen_box(head_box, fraction), image_size)

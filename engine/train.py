@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling
-from engine.checkpoint import CHECKPOINT_FORMAT, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
+from engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
 from engine.ema import ExponentialMovingAverage
@@ -27,6 +27,7 @@ from engine.optimizer_step import optimizer_step
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
+from models.feature_cache import FeatureCache
 from optim import build_lr_scheduler, build_optimizer, learning_rates
 from pretrained.loading import load_init_weights, load_safetensors
 
@@ -50,19 +51,41 @@ def autocast_for(config, device: torch.device):
     return nullcontext if dtype is None else partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
+def with_checkpoint_backbone(config, weights_path):
+    """The configuration with the gaze-backbone options (the "Gaze backbone" group: gaze_backbone, backbone_plugins,
+    timm_model, ...) of the checkpoint's stored configuration, where the YAML files and flags did not set them, so
+    that --eval_weights of a run needs no backbone option. A minimal stand-in for building the whole model from the
+    checkpoint's configuration; files without a stored configuration (exports, other projects) are left alone."""
+    from engine.options import GAZE
+
+    if str(weights_path).endswith(".safetensors"):
+        return config
+    stored = load_checkpoint(weights_path, trust_legacy=config.trust_legacy_checkpoint).get("config")
+    if not isinstance(stored, dict):
+        return config
+    names = [option.name for option in config.table.options if option.group == GAZE]
+    taken = {name: stored[name] for name in names if name in stored and config.sources[name] == "default"
+             and stored[name] != getattr(config, name)}
+    return config.replace(**taken) if taken else config
+
+
 def run(config) -> dict:
     """Train and evaluate (or only evaluate with `eval_weights`); returns the last evaluation summary.
 
     Under torchrun (WORLD_SIZE > 1) every process runs this with its own rank: DistributedDataParallel synchronises
     the gradients, each rank trains on its share of every epoch and evaluates its shard of the test set, and only
     rank 0 logs and writes files."""
+    if config.eval_weights:
+        config = with_checkpoint_backbone(config, config.eval_weights)
     context = distributed.setup(config.device)
     run_dir = Path(config.output_dir) / config.tag
     device = resolve_device(config.device, context.local_rank)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = get_model(config).to(device, memory_format=memory_format)
+    # Weights a checkpoint fills anyway need no starting weights (backbone_pretrained / backbone_weights).
+    loads_checkpoint = bool(config.eval_weights) or ((run_dir / "last.pt").is_file() and not config.no_resume)
+    model = get_model(config, init_backbone_weights=not loads_checkpoint).to(device, memory_format=memory_format)
     if config.sync_batchnorm and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # frozen streams stay in eval mode (model.train)
     if config.torch_compile:
@@ -138,6 +161,11 @@ def run(config) -> dict:
                                "that epoch: resume with the same number of processes")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}"
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
+    feature_cache = None
+    if config.feature_cache:  # after every weight loading: the manifest fingerprints the encoder's final weights
+        feature_cache = FeatureCache(config.feature_cache, model.gaze_backbone, config.source_dataset_dir,
+                                     config.input_size, config.feature_cache_dtype)
+        (loss_fn.module if context.enabled else loss_fn).options["feature_cache"] = feature_cache
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config.to_yaml())
@@ -213,7 +241,8 @@ def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkp
 
 
 def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, config, device, autocast, memory_format,
-                   context: distributed.Distributed = distributed.Distributed()) -> dict[str, torch.Tensor]:
+                   context: distributed.Distributed = distributed.Distributed(),
+                   feature_cache: FeatureCache | None = None) -> dict[str, torch.Tensor]:
     """The losses of one batch. Loss = diffusion_weight * (diffusion loss averaged over the in-frame samples of the
     global batch: all ranks together) + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target
     heatmap to denoise. Each rank's diffusion term is normalised by the global in-frame count times the world size,
@@ -224,7 +253,9 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
     in_frame = inout > 0.5
     global_in_frame = distributed.all_reduce_sum(in_frame.sum(), context)
     with autocast():
-        features = model.encode(image, head_mask, face, depth)
+        scene_tokens = None if feature_cache is None else \
+            feature_cache.scene_tokens(model.gaze_backbone, image, batch["path"], batch["flip"])
+        features = model.encode(image, head_mask, face, depth, scene_tokens=scene_tokens)
         inout_logit = model.inout_logit(features["scene_face_feat"])
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():
