@@ -337,6 +337,9 @@ def validate(config: Config) -> None:
 _TIMM_ONLY = ("timm_model", "head_position", "timm_prefix_tokens", "face_stream", "backbone_pretrained",
               "backbone_weights", "feature_cache")
 
+_RESNET_ONLY = ("list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
+                "adm_attention_module", "head_flag", "depth_flag", "list_resnet_depth_layers", "resnet_depth_inplanes")
+
 
 def _validate_backbone(config: Config, at) -> None:
     """Checks of the gaze-backbone options (issue 14): options of the timm backbone are refused with the ResNet ones,
@@ -350,6 +353,10 @@ def _validate_backbone(config: Config, at) -> None:
         raise ConfigError(f"{at('attention_layout')} selects the 'chong' backbone, but {at('gaze_backbone')} is "
                           f"{config.gaze_backbone!r}: set one of them")
     if config.gaze_backbone == "timm":
+        given = [name for name in _RESNET_ONLY if getattr(config, name) != OPTIONS_BY_NAME[name].default]
+        if given:
+            raise ConfigError(f"{', '.join(at(n) for n in given)} configure the ResNet backbones (original, chong), "
+                              f"but {at('gaze_backbone')} is 'timm' (its face stream is 'face_stream')")
         if not config.timm_model:
             raise ConfigError(f"{at('gaze_backbone')} is 'timm': set 'timm_model' to a timm model name "
                               "(e.g. vit_base_patch14_reg4_dinov2)")
