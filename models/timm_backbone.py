@@ -89,8 +89,10 @@ class TimmEncoder(nn.Module):
         if out.dim() == 3:
             prefix = out[:, : self.num_prefix_tokens] if self.num_prefix_tokens else None
             patches = out[:, self.num_prefix_tokens:]
-            return patches.transpose(1, 2).reshape(x.shape[0], self.channels, self.side, self.side), prefix
-        return (out.permute(0, 3, 1, 2) if self.channels_last else out), None
+            # contiguous: the same memory layout as a map read back from the feature cache, hence the same sums
+            scene_map = patches.transpose(1, 2).reshape(x.shape[0], self.channels, self.side, self.side).contiguous()
+            return scene_map, prefix
+        return (out.permute(0, 3, 1, 2).contiguous() if self.channels_last else out), None
 
 
 def add_mask_channel(model: nn.Module) -> None:
