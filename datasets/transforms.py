@@ -4,6 +4,9 @@ Coordinate convention (one for every transform): points and boxes are in PIXELS 
 continuous frame where the image covers [0, width] x [0, height] and pixel (i, j) covers [i, i+1) x [j, j+1).
 Dividing by the image size gives the normalised coordinates of the annotation files, so a horizontal flip maps
 x to width - x (normalised: x to 1 - x) and a crop at integer offsets is a pure translation.
+
+Why not torchvision.transforms.v2: its box operations agree with these (tests/test_torchvision_equivalence.py), but
+its keypoints are pixel indices (a flip maps x to width - 1 - x), and one convention must hold for boxes and points.
 """
 from __future__ import annotations
 
