@@ -28,11 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--timm_model", default=None, help="default: the demo's vit_small_patch14_reg4_dinov2")
     parser.add_argument("--input_size", type=int, default=None, help="default: the demo's 56")
-    parser.add_argument("--max_steps", type=int, default=8, help="optimisation steps per timed epoch")
+    parser.add_argument("--max_steps", type=int, default=4, help="optimisation steps per timed epoch")
+    parser.add_argument("--batch_size", type=int, default=None, help="default: the demo's 32")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind")
     args = parser.parse_args()
     overrides = {"num_workers": 0, "device": "cpu"}
-    overrides.update({k: v for k, v in (("timm_model", args.timm_model), ("input_size", args.input_size)) if v})
+    overrides.update({k: v for k, v in (("timm_model", args.timm_model), ("input_size", args.input_size),
+                                        ("batch_size", args.batch_size)) if v})
     with tempfile.TemporaryDirectory() as folder:
         overrides["feature_cache"] = folder
         config = load_config(["configs/dinov2/demo/diffusion.yaml", "configs/dinov2/demo/gaze.yaml"], overrides)
@@ -76,6 +78,7 @@ def main() -> None:
             for kind in ("encoder", "cache"):
                 seconds, losses = epoch(kind, index)
                 totals[kind] += seconds
+                print(f"epoch {index} with the {kind}: {seconds:.1f} s", flush=True)
                 if kind == "encoder":
                     reference = losses
             assert losses == reference, (losses, reference)

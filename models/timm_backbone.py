@@ -24,9 +24,10 @@ class TimmEncoder(nn.Module):
     """A timm model (attribute `model`, timm's parameter names) as a feature extractor: forward(x [B, C_in, S, S]) ->
     (map [B, channels, side, side], prefix tokens [B, num_prefix, channels] or None).
 
-    The output kind is found once, with a forward pass on zeros at construction: a 3-D output is a token sequence
-    (the first `num_prefix_tokens` are class/register tokens, the rest the patch grid in row-major order); a 4-D
-    output is a feature map, channels first or (Swin-like models) last.
+    A timm ViT (a model with `num_prefix_tokens` and a patch grid) gives tokens: the first `num_prefix_tokens` are
+    class/register tokens, the rest the patch grid in row-major order. For other models the output kind is found
+    once, with a forward pass on zeros at construction: a 3-D output is tokens as above; a 4-D output is a feature
+    map, channels first or (Swin-like models) last.
     """
 
     def __init__(self, model_name: str, input_size: int, in_channels: int = 3, pretrained: bool = False,
@@ -57,19 +58,20 @@ class TimmEncoder(nn.Module):
 
     @torch.no_grad()
     def _probe(self) -> tuple[int, bool, int]:
+        grid = getattr(getattr(self.model, "patch_embed", None), "grid_size", None)
+        if hasattr(self.model, "num_prefix_tokens") and grid is not None:  # a timm ViT: no trial forward needed
+            self._check_patch_size()
+            if grid[0] != grid[1]:
+                raise ValueError(f"timm model {self.model_name!r} has a {grid[0]} x {grid[1]} patch grid; the gaze "
+                                 "inputs are square")
+            return int(self.model.num_prefix_tokens), False, int(grid[0])
         was_training = self.model.training
         self.model.eval()
         out = self.model.forward_features(torch.zeros(1, self.in_channels, self.input_size, self.input_size))
         self.model.train(was_training)
         if out.dim() == 3:
             prefix = int(getattr(self.model, "num_prefix_tokens", 0))
-            patch = getattr(getattr(self.model, "patch_embed", None), "patch_size", None)
-            patch = patch[0] if isinstance(patch, (tuple, list)) else patch
-            if patch and self.input_size % patch:
-                raise ValueError(f"input_size {self.input_size} is not a multiple of the patch size {patch} of timm "
-                                 f"model {self.model_name!r}: its last {self.input_size % patch} pixel rows and columns "
-                                 f"would be ignored and the head position misplaced; use e.g. "
-                                 f"{self.input_size // patch * patch or patch} or {(self.input_size // patch + 1) * patch}")
+            self._check_patch_size()
             cells = out.shape[1] - prefix
             side = int(round(cells ** 0.5))
             if side * side != cells:
@@ -83,6 +85,15 @@ class TimmEncoder(nn.Module):
                 return 0, True, out.shape[1]
         raise ValueError(f"timm model {self.model_name!r}: forward_features gives {list(out.shape)}, neither tokens "
                          f"[B, N, {self.channels}] nor a map with {self.channels} channels")
+
+    def _check_patch_size(self) -> None:
+        patch = getattr(getattr(self.model, "patch_embed", None), "patch_size", None)
+        patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+        if patch and self.input_size % patch:
+            raise ValueError(f"input_size {self.input_size} is not a multiple of the patch size {patch} of timm "
+                             f"model {self.model_name!r}: its last {self.input_size % patch} pixel rows and columns "
+                             f"would be ignored and the head position misplaced; use e.g. "
+                             f"{self.input_size // patch * patch or patch} or {(self.input_size // patch + 1) * patch}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = self.model.forward_features(x)

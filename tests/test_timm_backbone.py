@@ -173,3 +173,15 @@ def test_wrong_names_and_sizes_are_explained():
         TimmEncoder("vit_small_patch14_reg4_dinov3", 56)
     with pytest.raises(ValueError, match="not a multiple of the patch size 14"):
         TimmEncoder(VIT, 64)
+
+
+def test_shipped_dinov2_configurations_build():
+    paper = load_config(["configs/dinov2/diffusion.yaml", "configs/dinov2/gaze.yaml"], {"device": "cpu"})
+    assert (paper.timm_model, paper.input_size, paper.unet_context_vector) == ("vit_base_patch14_reg4_dinov2", 448, 1024)
+    assert paper.backbone_pretrained and paper.freeze_scene and paper.feature_cache
+    encoder = TimmEncoder(paper.timm_model, paper.input_size)  # the architecture; the weights need the network
+    assert (encoder.side, encoder.channels, encoder.num_prefix_tokens) == (32, 768, 5)
+    demo = load_config(["configs/dinov2/demo/diffusion.yaml", "configs/dinov2/demo/gaze.yaml"], {})
+    model = get_model(demo)
+    assert model.gaze_backbone.num_tokens == 16 and not demo.backbone_pretrained
+    assert model.frozen_streams == ["scene_backbone"]
