@@ -64,3 +64,23 @@ def test_cache_refuses_another_encoder_and_a_trained_one(tmp_path):
         FeatureCache(tmp_path, other, "data", 56)
     with pytest.raises(ValueError, match="freeze_scene is off"):
         FeatureCache(tmp_path / "new", get_model(timm_config()).gaze_backbone, "data", 56)
+
+
+def test_train_augmentations_switch_steps_off_and_keep_the_draws(tmp_path):
+    from datasets.gazefollow import GazeFollow
+
+    root = make_tiny_dataset(tmp_path / "data", n_train_images=3, n_test_images=1)
+    full = GazeFollow(root, "train", input_size=32, output_size=16, seed=4)
+    plain = GazeFollow(root, "train", input_size=32, output_size=16, seed=4, augment=False)
+    flip_only = GazeFollow(root, "train", input_size=32, output_size=16, seed=4)
+    flip_only.set_augmentations(["flip"])
+    flipped = 0
+    for index in range(len(full)):
+        sample = flip_only[(1, index)]
+        assert sample["flip"] == full[(1, index)]["flip"]  # the same draw decides the flip
+        reference = plain[index]["image"].flip(-1) if sample["flip"] else plain[index]["image"]
+        torch.testing.assert_close(sample["image"], reference)  # no crop, no colour change
+        flipped += int(sample["flip"])
+    assert 0 < flipped < len(full)
+    with pytest.raises(ValueError, match="unknown augmentation steps"):
+        flip_only.set_augmentations(["rotate"])
