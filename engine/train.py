@@ -54,7 +54,7 @@ def autocast_for(config, device: torch.device):
 def with_checkpoint_backbone(config, weights_path):
     """The configuration with the gaze-backbone options (the "Gaze backbone" group: gaze_backbone, backbone_plugins,
     timm_model, ...) of the checkpoint's stored configuration, where the YAML files and flags did not set them, so
-    that --eval_weights of a run needs no backbone option. A minimal stand-in for building the whole model from the
+    that --eval_weights of a run, or resuming it, needs no backbone option. A minimal stand-in for building the whole model from the
     checkpoint's configuration; files without a stored configuration (exports, other projects) are left alone."""
     from engine.options import GAZE
 
@@ -75,10 +75,12 @@ def run(config) -> dict:
     Under torchrun (WORLD_SIZE > 1) every process runs this with its own rank: DistributedDataParallel synchronises
     the gradients, each rank trains on its share of every epoch and evaluates its shard of the test set, and only
     rank 0 logs and writes files."""
+    run_dir = Path(config.output_dir) / config.tag
     if config.eval_weights:
         config = with_checkpoint_backbone(config, config.eval_weights)
+    elif (run_dir / "last.pt").is_file() and not config.no_resume:
+        config = with_checkpoint_backbone(config, run_dir / "last.pt")
     context = distributed.setup(config.device)
-    run_dir = Path(config.output_dir) / config.tag
     device = resolve_device(config.device, context.local_rank)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
