@@ -66,14 +66,19 @@ def manifest() -> dict[str, list[int]]:
 
 def test_manifest_converts_one_to_one(manifest):
     with torch.device("meta"):
-        # The original built its attention layer in every configuration, so its checkpoints always carry it.
-        model = get_model(final_config(adm_attention_module=True))
-    ours = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
+        # The original built its attention layer and both positional encodings in every configuration, so its
+        # checkpoints always carry them; the final configuration uses the encodings, the attention variant the layer.
+        final = get_model(final_config())
+        attention = get_model(final_config(adm_attention_module=True))
+    ours = {key: list(tensor.shape) for model in (final, attention) for key, tensor in model.state_dict().items()}
     renamed, dropped, unmatched = rename_keys(manifest, SCHEMES["diffusiongaze"])
     assert dropped == [] and unmatched == []
     converted = {new: manifest[old] for old, new in renamed.items()}
     assert len(converted) == len(manifest) == 1182
     assert set(converted) == set(ours)
+    assert set(final.state_dict()) ^ set(attention.state_dict()) == {
+        "gaze_backbone.attn.weight", "gaze_backbone.attn.bias", "gaze_backbone.scene_positional_encoding.inv_freq",
+        "gaze_backbone.face_positional_encoding.inv_freq"}
     assert [key for key in converted if converted[key] != ours[key]] == []
     face_encoding = renamed["gaze_model.postional_embedding_2.penc.inv_freq"]
     assert face_encoding == "gaze_backbone.face_positional_encoding.inv_freq"
@@ -88,9 +93,15 @@ def test_manifest_loads_into_final_configuration(manifest):
     report = load_init_weights(model, state)
     assert report.scheme == "diffusiongaze"
     assert report.missing == [] and report.shape_mismatched == []
-    # adm_attention_module is off in the final configuration: the original's unused attention layer has no place.
-    assert report.unexpected == ["gaze_backbone.attn.weight", "gaze_backbone.attn.bias"]
+    # adm_attention_module is off in the final configuration: the original's unused attention layer is dropped.
+    assert report.unexpected == [] and report.dropped == ["gaze_model.attn.weight", "gaze_model.attn.bias"]
     assert len(report.loaded) == 1180
+    with torch.device("meta"):
+        attention_model = get_model(final_config(adm_attention_module=True))
+    report = load_init_weights(attention_model, state)
+    assert report.missing == [] and report.unexpected == [] and len(report.loaded) == 1180
+    assert report.dropped == ["gaze_model.postional_embedding_1.penc.inv_freq",
+                              "gaze_model.postional_embedding_2.penc.inv_freq"]
 
 
 # --------------------------------------------------------------------------------- Chong and Tonini round trips
