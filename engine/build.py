@@ -6,6 +6,7 @@ import torch
 
 from diffusion import create_gaussian_diffusion
 from diffusion.normalization import HeatmapScaling, StdNormalizedInput, std_normalize
+from diffusion.point import PointTarget
 
 
 def diffusion_kwargs(config) -> dict:
@@ -63,5 +64,24 @@ def heatmap_scaling(config) -> HeatmapScaling:
 
 def denoiser(model: torch.nn.Module, config) -> torch.nn.Module:
     """What the diffusion process calls as `fn(x_t, t, context=conditioning)`: the UNet, with x_t divided by its
-    per-sample standard deviation first when `norm_std_flag` is on."""
-    return StdNormalizedInput(model.unet) if config.norm_std_flag else model.unet
+    per-sample standard deviation first when `norm_std_flag` is on (heatmap target; with the point target
+    norm_std_flag acts on the noisy point, and the UNet sees the rendered heatmap as it is)."""
+    if config.norm_std_flag and config.diffusion_target == "heatmap":
+        return StdNormalizedInput(model.unet)
+    return model.unet
+
+
+def point_target(config) -> PointTarget:
+    """The point formulation's settings (diffusion_target: point): points scaled by diff_normalization, rendered at
+    the heatmap size with sigma random_sigma (an integer, as the original's renderer needs)."""
+    if config.diffusion_target != "point":
+        raise ValueError(f"point_target: diffusion_target is {config.diffusion_target!r}, not 'point'")
+    sigma = config.random_sigma
+    if float(sigma) != int(sigma) or sigma < 1:
+        raise ValueError(f"random_sigma {sigma}: diffusion_target: point renders the noisy point with an integer "
+                         "sigma >= 1 (the original's window is 6 sigma + 1 cells)")
+    if config.unet_inout_channels != 1:
+        raise ValueError(f"diffusion_target: point renders one heatmap channel; unet_inout_channels is "
+                         f"{config.unet_inout_channels}")
+    return PointTarget(scale=config.diff_normalization, heatmap_size=config.output_size, sigma=int(sigma),
+                       std_normalize=config.norm_std_flag, original_argmax_axes=config.compat_original_point_argmax)

@@ -122,6 +122,12 @@ OPTIONS: tuple[Option, ...] = (
        "(concat conditioning of image-to-image diffusion), so it sees where objects and the head are. Not in the "
        "original system, which conditions through cross-attention only."),
     # --- diffusion process ---------------------------------------------------------------------------------------
+    _o("diffusion_target", STR, "heatmap", DIFF,
+       "What is diffused. heatmap: the target heatmap (branch main of the original). point: the 2-D gaze point (the "
+       "original's branches point_image_diffusion / PointLoss): the noisy point (scaled by diff_normalization, "
+       "std-normalised with norm_std_flag, clamped) is rendered as a Gaussian heatmap of sigma random_sigma, which the "
+       "UNet sees; it predicts the clean heatmap (x0 prediction, fixed variance, MSE only); sampling is DDIM on the "
+       "point with the predicted heatmap's argmax as its x0.", choices=("heatmap", "point")),
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
        "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included; "
@@ -174,6 +180,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("compat_original_std_state", BOOL, False, DIFF,
        "Compatibility with the original code: with norm_std_flag, sampling divides the state x_t itself by its std at "
        "every step, not only the UNet input (original_system.md section 3, item 2)."),
+    _o("compat_original_point_argmax", BOOL, False, DIFF,
+       "Compatibility with the original code (diffusion_target: point): the sampler reads the predicted heatmap's "
+       "argmax as (row, column) where the point is (x, y), as the original did, transposing the estimate each step."),
     # --- losses --------------------------------------------------------------------------------------------------
     _o("diffusion_weight", FLOAT, 1e5, LOSS, "Weight of the diffusion loss (YAML also accepts the original `diffuion_weight`).",
        aliases=("diffuion_weight",)),
