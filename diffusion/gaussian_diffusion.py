@@ -663,7 +663,7 @@ class GaussianDiffusion:
                                                    heatmap_t)
         if clip_denoised:
             pred_heatmap = pred_heatmap.clamp(0.0, 1.0)
-        pred_point = argmax_points(pred_heatmap, target.original_argmax_axes)
+        pred_point = argmax_points(pred_heatmap)
         x0 = target.to_diffusion(pred_point).clamp(-target.scale, target.scale)
         # guided-diffusion's form of eps (as the original); finite because the point formulation keeps abar > 0.
         eps = (_extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x.shape) * x - x0) / \

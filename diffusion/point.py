@@ -42,15 +42,12 @@ def render_point_heatmaps(points: torch.Tensor, size: int, sigma: int) -> torch.
     return heatmaps[:, None]
 
 
-def argmax_points(heatmaps: torch.Tensor, original_axis_order: bool = False) -> torch.Tensor:
-    """The cell of each heatmap's maximum [B, 1, H, W] -> [B, 2] ((x, y) = (column, row) / size; the first maximum
-    in row-major order on ties). `original_axis_order` returns (row, column) / size, as the original's
-    `batch_argmax` did before it used the result as (x, y)."""
+def argmax_points(heatmaps: torch.Tensor) -> torch.Tensor:
+    """The cell of each heatmap's maximum [B, 1, H, W] -> [B, 2] ((x, y) = (column / W, row / H); the first maximum
+    in row-major order on ties, as the original's `batch_argmax`)."""
     batch, _, height, width = heatmaps.shape
     flat = heatmaps.reshape(batch, -1).argmax(dim=1)
-    row, column = flat // width, flat % width
-    pair = (row / height, column / width) if original_axis_order else (column / width, row / height)
-    return torch.stack(pair, dim=1).to(heatmaps.dtype)
+    return torch.stack([(flat % width) / width, (flat // width) / height], dim=1).to(heatmaps.dtype)
 
 
 @dataclass(frozen=True)
@@ -60,15 +57,13 @@ class PointTarget:
     scale v: a point p in [0, 1]^2 diffuses as 2 v p - v (the original's `diff_normalization`). std_normalize: the
     noisy point is divided by its std over its two coordinates (torch's unbiased std, i.e. |x - y| / sqrt(2), the
     original's `norm_std_flag`) before it is clamped to [-v, v] and mapped back to [0, 1]. heatmap_size, sigma:
-    the rendered heatmap (the original: 64 and `random_sigma`). original_argmax_axes: the sampler reads the
-    predicted heatmap's argmax as (row, column), as the original did (a defect: it transposes the estimate).
+    the rendered heatmap (the original: 64 and `random_sigma`).
     """
 
     scale: float
     heatmap_size: int
     sigma: int
     std_normalize: bool = True
-    original_argmax_axes: bool = False
 
     def __post_init__(self):
         if not (math.isfinite(self.scale) and self.scale > 0):

@@ -84,4 +84,4 @@ def point_target(config) -> PointTarget:
         raise ValueError(f"diffusion_target: point renders one heatmap channel; unet_inout_channels is "
                          f"{config.unet_inout_channels}")
     return PointTarget(scale=config.diff_normalization, heatmap_size=config.output_size, sigma=int(sigma),
-                       std_normalize=config.norm_std_flag, original_argmax_axes=config.compat_original_point_argmax)
+                       std_normalize=config.norm_std_flag)

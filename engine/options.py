@@ -180,9 +180,6 @@ OPTIONS: tuple[Option, ...] = (
     _o("compat_original_std_state", BOOL, False, DIFF,
        "Compatibility with the original code: with norm_std_flag, sampling divides the state x_t itself by its std at "
        "every step, not only the UNet input (original_system.md section 3, item 2)."),
-    _o("compat_original_point_argmax", BOOL, False, DIFF,
-       "Compatibility with the original code (diffusion_target: point): the sampler reads the predicted heatmap's "
-       "argmax as (row, column) where the point is (x, y), as the original did, transposing the estimate each step."),
     # --- losses --------------------------------------------------------------------------------------------------
     _o("diffusion_weight", FLOAT, 1e5, LOSS, "Weight of the diffusion loss (YAML also accepts the original `diffuion_weight`).",
        aliases=("diffuion_weight",)),

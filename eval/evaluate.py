@@ -136,7 +136,7 @@ def sampling_summary(config, diffusion) -> dict:
     summary = {"sampler": "ddim" if point else resolve_sampler(diffusion, config.sampler),
                "sample_steps": config.sample_time_steps, "ddim_eta": config.ddim_eta, "sample_k": config.sample_k,
                "diffusion_target": config.diffusion_target}
-    for name in ("compat_original_ddim_step", "compat_original_std_state", "compat_original_point_argmax"):
+    for name in ("compat_original_ddim_step", "compat_original_std_state"):
         if getattr(config, name):
             summary[name] = True
     if config.eval_from_picture:

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffusion import PointTarget, create_gaussian_diffusion
+from engine.losses import soft_argmax
 from models.build import get_model
 from pretrained.loading import load_init_weights
 from tests.diffusiongaze_recipe import gaze_inputs, original_state_dict, uniform
@@ -74,3 +76,50 @@ def test_original_checkpoint_loads_completely_and_gives_the_original_outputs(nam
     # The fixture is sensitive: the outputs of two variants differ far beyond the tolerance.
     assert float((fixture["unet_output"] - load_fixture("model_final")["unet_output"]).abs().max()) > 1e-3 or \
         name == "model_final"
+
+
+# ------------------------------------------------------------------ the point formulation (branch PointLoss)
+
+
+@pytest.fixture(scope="module")
+def point_run():
+    fixture = load_fixture("point_pointloss")
+    torch.set_num_threads(1)
+    model, report = converted_model(fixture)
+    inputs = gaze_inputs()
+    with torch.no_grad():
+        features = model.encode(inputs["image"], inputs["head_mask"], inputs["face"])
+    # The branch's thesis files: 1000 steps, x0 prediction, diff_normalization 3, norm_std_flag, random_sigma 8.
+    diffusion = create_gaussian_diffusion(steps=1000, predict_xstart=True)
+    target = PointTarget(scale=3.0, heatmap_size=64, sigma=8, std_normalize=True)
+    return fixture, model, report, features, diffusion, target
+
+
+def test_point_formulation_training_loss_equals_the_original(point_run):
+    fixture, model, report, features, diffusion, target = point_run
+    assert report.missing == [] and report.unexpected == []
+    with torch.no_grad():
+        terms = diffusion.training_losses_point(model.unet, fixture["x_start"], fixture["x_point"], fixture["t"],
+                                                target, model_kwargs=model.denoiser_kwargs(features),
+                                                noise=fixture["noise"])
+        inout = model.inout_logit(features["scene_face_feat"])
+    assert_close(terms["pred_xstart"][:, 0], fixture["train_model_output"], "UNet output on the rendered noisy point")
+    assert_close(terms["mse"], fixture["train_mse"], "diffusion MSE")
+    assert_close(terms["loss"], fixture["train_loss"], "diffusion loss")
+    assert_close(inout, fixture["train_inout_logit"], "in/out logit")
+    # The original's `location` term: soft argmax (beta 100) of the predicted heatmap as (row, column) cells.
+    assert_close(soft_argmax(terms["pred_xstart"][:, 0], beta=100.0).flip(1), fixture["train_location"],
+                 "soft-argmax location")
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["step_t500", "first_step_t999"])
+def test_point_formulation_sampling_step_equals_the_original(point_run, first):
+    fixture, model, _, features, diffusion, target = point_run
+    prefix = "first" if first else "step"
+    state = fixture["first_noise"] if first else fixture["step_state"]
+    t = torch.tensor([999, 999]) if first else fixture["step_t"]
+    with torch.no_grad():
+        out = diffusion.point_ddim_sample(model.unet, state, t, target, clip_denoised=True,
+                                          model_kwargs=model.denoiser_kwargs(features), first_step=first)
+    assert_close(out["pred_xstart"], fixture[f"{prefix}_pred_xstart"], "predicted heatmap")
+    assert_close(out["sample"], fixture[f"{prefix}_sample"], "next point state")
