@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
+from diffusion.normalization import std_normalize
 from diffusion.point import argmax_points
 
 MAX_BETA = 0.999
@@ -616,12 +617,15 @@ class GaussianDiffusion:
                 f"{self.model_mean_type.name}, {self.model_var_type.name}, {self.loss_type.name}"
             )
 
-    def training_losses_point(self, model, x_start, x_point, t, target, model_kwargs=None, noise=None) -> dict:
+    def training_losses_point(self, model, x_start, x_point, t, target, model_kwargs=None, noise=None,
+                              heatmap_noise=None) -> dict:
         """Losses of one training step of the point formulation at timesteps t, each of shape [B].
 
         x_point [B, 2] ((x, y) in [0, 1]) is diffused as target.to_diffusion(x_point) with `noise` [B, 2] (N(0, I)
         if None); the noisy point is brought back to [0, 1]^2 (`target.to_unit`) and rendered (`target.render`); the
         network sees that heatmap and predicts the clean heatmap x_start [B, 1, H, W] (in the data's own range).
+        With target.heatmap_noise_scale s > 0 the rendered heatmap h is first diffused as q_sample(2 s h - s, t,
+        heatmap_noise) (N(0, I) if None) and std-normalised when target.std_normalize.
         :return: dict with "loss" = "mse" (weighted by mse_loss_weight_type), "pred_xstart" (the network's heatmap,
             with its gradient, for extra losses such as the soft-argmax location) and "x_t" (the rendered input).
         """
@@ -631,6 +635,11 @@ class GaussianDiffusion:
             noise = torch.randn_like(x_point)
         x_t = self.q_sample(target.to_diffusion(x_point), t, noise=noise)
         heatmap_t = target.render(target.to_unit(x_t, target.std_normalize)).to(x_start.dtype)
+        if target.heatmap_noise_scale > 0:
+            scale = target.heatmap_noise_scale
+            heatmap_t = self.q_sample(2 * scale * heatmap_t - scale, t, noise=heatmap_noise)
+            if target.std_normalize:
+                heatmap_t = std_normalize(heatmap_t)
         if heatmap_t.shape != x_start.shape:
             raise ValueError(f"x_start: expected the rendered heatmaps' shape {tuple(heatmap_t.shape)}, found "
                              f"{tuple(x_start.shape)}")
@@ -653,6 +662,9 @@ class GaussianDiffusion:
         "pred_point" (the argmax point in [0, 1]^2).
         """
         self._check_point_formulation()
+        if target.heatmap_noise_scale > 0:
+            raise ValueError("point_ddim_sample: with heatmap_noise_scale the network was trained on noised heatmaps "
+                             "and samples a heatmap state (the heatmap samplers), not a point state")
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta: expected a number in [0, 1], found {eta!r}")
         model_kwargs = {} if model_kwargs is None else model_kwargs

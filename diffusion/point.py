@@ -1,6 +1,6 @@
 """The point formulation of the later DiffusionGaze branches (`point_image_diffusion`, Dec 2023; `PointLoss`,
-Jan 2024): the process diffuses a 2-D point; the network sees a Gaussian heatmap rendered at the noisy point and
-predicts the clean heatmap.
+Jan 2024): the process diffuses a 2-D point; the network sees a Gaussian heatmap rendered at the noisy point (in the
+earlier branch, that heatmap noised once more) and predicts the clean heatmap.
 
 `PointTarget` holds what the process needs to know about the points: their scale in diffusion space, how the noisy
 point is brought back to [0, 1]^2 and rendered. Points are (x, y) normalised to [0, 1] (x = column); heatmaps are
@@ -57,13 +57,16 @@ class PointTarget:
     scale v: a point p in [0, 1]^2 diffuses as 2 v p - v (the original's `diff_normalization`). std_normalize: the
     noisy point is divided by its std over its two coordinates (torch's unbiased std, i.e. |x - y| / sqrt(2), the
     original's `norm_std_flag`) before it is clamped to [-v, v] and mapped back to [0, 1]. heatmap_size, sigma:
-    the rendered heatmap (the original: 64 and `random_sigma`).
+    the rendered heatmap (the original: 64 and `random_sigma`). heatmap_noise_scale s > 0 (the original's branch
+    `point_image_diffusion`: s = 0.1): the rendered heatmap h is then diffused too, as x = 2 s h - s noised to the
+    same t (std-normalised with std_normalize) before the network sees it; 0 = the network sees h (branch PointLoss).
     """
 
     scale: float
     heatmap_size: int
     sigma: int
     std_normalize: bool = True
+    heatmap_noise_scale: float = 0.0
 
     def __post_init__(self):
         if not (math.isfinite(self.scale) and self.scale > 0):

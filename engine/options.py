@@ -127,7 +127,10 @@ OPTIONS: tuple[Option, ...] = (
        "original's branches point_image_diffusion / PointLoss): the noisy point (scaled by diff_normalization, "
        "std-normalised with norm_std_flag, clamped) is rendered as a Gaussian heatmap of sigma random_sigma, which the "
        "UNet sees; it predicts the clean heatmap (x0 prediction, fixed variance, MSE only); sampling is DDIM on the "
-       "point with the predicted heatmap's argmax as its x0.", choices=("heatmap", "point")),
+       "point with the predicted heatmap's argmax as its x0. point_image: the earlier branch point_image_diffusion: "
+       "as point, but the rendered heatmap is scaled to [-0.1, 0.1], noised again to the same t and std-normalised "
+       "(norm_std_flag) before the UNet; sampling is heatmap sampling with the state std-normalised every step.",
+       choices=("heatmap", "point", "point_image")),
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
        "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included; "

@@ -229,13 +229,16 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():
             kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
-            if config.diffusion_target == "point":  # the point is diffused; the UNet predicts the [0, 1] heatmap
+            if config.diffusion_target != "heatmap":  # the point is diffused; the UNet predicts the [0, 1] heatmap
                 x_start = heatmap[in_frame].unsqueeze(1)
+                # One draw per sample: the point's noise, then (point_image) the rendered heatmap's.
                 t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
-                                           diffusion.num_timesteps, (2,))
+                                           diffusion.num_timesteps, (2 + x_start[0].numel(),))
+                noise = noise.to(device)
                 terms = diffusion.training_losses_point(
                     denoise, x_start, batch["gaze_points"][:, 0].to(device)[in_frame].to(x_start.dtype),
-                    t.to(device), point_target(config), model_kwargs=kwargs, noise=noise.to(device))
+                    t.to(device), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
+                    heatmap_noise=noise[:, 2:].reshape(x_start.shape))
             else:
                 x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
                 t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,

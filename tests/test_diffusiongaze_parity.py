@@ -123,3 +123,20 @@ def test_point_formulation_sampling_step_equals_the_original(point_run, first):
                                           model_kwargs=model.denoiser_kwargs(features), first_step=first)
     assert_close(out["pred_xstart"], fixture[f"{prefix}_pred_xstart"], "predicted heatmap")
     assert_close(out["sample"], fixture[f"{prefix}_sample"], "next point state")
+
+
+def test_point_image_formulation_training_loss_equals_the_original(point_run):
+    """Branch point_image_diffusion: the rendered heatmap is scaled to [-0.1, 0.1], noised again and std-normalised."""
+    _, model, _, features, diffusion, _ = point_run
+    fixture = load_fixture("point_image_diffusion")
+    assert fixture["layout"] == load_fixture("point_pointloss")["layout"]  # the same model and weights
+    target = PointTarget(scale=3.0, heatmap_size=64, sigma=8, std_normalize=True, heatmap_noise_scale=0.1)
+    with torch.no_grad():
+        terms = diffusion.training_losses_point(model.unet, fixture["x_start"], fixture["x_point"], fixture["t"],
+                                                target, model_kwargs=model.denoiser_kwargs(features),
+                                                noise=fixture["noise"], heatmap_noise=fixture["heatmap_noise"])
+    assert_close(terms["pred_xstart"][:, 0], fixture["train_model_output"], "UNet output on the noised heatmap")
+    assert_close(terms["mse"], fixture["train_mse"], "diffusion MSE")
+    assert_close(terms["loss"], fixture["train_loss"], "diffusion loss")
+    assert_close(soft_argmax(terms["pred_xstart"][:, 0], beta=100.0).flip(1), fixture["train_location"],
+                 "soft-argmax location")

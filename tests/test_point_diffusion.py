@@ -82,15 +82,16 @@ def test_point_sampler_starts_from_the_noise_and_ends_with_the_predicted_heatmap
     torch.testing.assert_close(steps[-1]["sample"], torch.tensor([[12 / 16 * 6 - 3, 3 / 16 * 6 - 3]]))
 
 
-def test_point_target_trains_and_evaluates_end_to_end(tmp_path):
+@pytest.mark.parametrize("target", ["point", "point_image"])
+def test_point_targets_train_and_evaluate_end_to_end(tmp_path, target):
     dataset = make_tiny_dataset(tmp_path / "data")
-    config = tiny_config(dataset, tmp_path / "out", "point", "--diffusion_target", "point", "--epochs", "1",
+    config = tiny_config(dataset, tmp_path / "out", "point", "--diffusion_target", target, "--epochs", "1",
                          "--random_sigma", "2")
     summary = run(config)
     metrics = json.loads((tmp_path / "out" / "point" / "metrics.json").read_text())
-    assert metrics["diffusion_target"] == "point" and metrics["sampler"] == "ddim"
+    assert metrics["diffusion_target"] == target and metrics["sampler"] == "ddim"
     assert 0.0 <= summary["auc"] <= 1.0 and summary["n_samples"] == metrics["n_samples"] > 0
-    eps = tiny_config(dataset, tmp_path / "out", "eps", "--diffusion_target", "point", "--epochs", "1",
+    eps = tiny_config(dataset, tmp_path / "out", "eps", "--diffusion_target", target, "--epochs", "1",
                       "--random_sigma", "2", "--no-adm_predict_xstart")
     with pytest.raises(ValueError, match="x_0 prediction"):
         run(eps)
