@@ -195,9 +195,10 @@ class OriginalGazeBackbone(SceneFaceStreams):
         self.face_positional_encoding = SinusoidalPositionalEncoding2D(context_dim) if encoded else None
         self.depth_positional_encoding = (SinusoidalPositionalEncoding2D(context_dim)
                                           if encoded and depth_layers is not None else None)
-        self.ignored_checkpoint_keys = tuple(
-            [] if head_attention else ["attn."]) + (() if encoded else ("scene_positional_encoding.",
-                                                                        "face_positional_encoding."))
+        # The original built its attention layer, both encodings and the face ResNet in every variant.
+        self.ignored_checkpoint_keys = (
+            (() if head_attention else ("attn.",)) + (() if use_face else ("face_backbone.",))
+            + (() if encoded else ("scene_positional_encoding.", "face_positional_encoding.")))
 
     @classmethod
     def from_config(cls, config):
