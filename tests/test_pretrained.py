@@ -258,3 +258,35 @@ def test_unknown_scheme_and_missing_rules():
         load_init_weights(model, model.state_dict(), scheme="timm")
     with pytest.raises(ValueError, match="needs extra_rules"):
         load_init_weights(model, model.state_dict(), scheme=None)
+
+
+TO_DIFFUSIONGAZE = [
+    (r"gaze_backbone\.scene_positional_encoding\.", "gaze_model.postional_embedding_1.penc."),
+    (r"gaze_backbone\.face_positional_encoding\.", "gaze_model.postional_embedding_2.penc."),
+    (r"gaze_backbone\.", "gaze_model."),
+    (r"unet\.", "model."),
+    (r"inout_head\.conv1\.", "sequential.0."),
+    (r"inout_head\.bn1\.", "sequential.1."),
+    (r"inout_head\.conv2\.", "sequential.3."),
+    (r"inout_head\.bn2\.", "sequential.4."),
+    (r"inout_head\.fc\.", "fc_inout."),
+]
+
+
+def test_scene_only_checkpoint_of_the_point_branches_loads_completely():
+    """The point branches' head_flag: false model: the original still built (and saved) its face ResNet, attention
+    layer and positional encodings; here they are reported as dropped, and everything the model has is loaded."""
+    torch.manual_seed(1)
+    source = get_model(small_config(head_flag=False))
+    assert not any("face_backbone" in key or "positional" in key for key in source.state_dict())
+    original = inverse_rename(source.state_dict(), TO_DIFFUSIONGAZE)
+    unused = {"gaze_model.face_backbone.conv1.weight": torch.zeros(8, 3, 7, 7),
+              "gaze_model.attn.weight": torch.zeros(16, 8), "gaze_model.postional_embedding_1.penc.inv_freq":
+              torch.zeros(32), "gaze_model.postional_embedding_2.penc.inv_freq": torch.zeros(32)}
+    torch.manual_seed(2)
+    target = get_model(small_config(head_flag=False))
+    report = load_init_weights(target, {**original, **unused})
+    assert report.scheme == "diffusiongaze"
+    assert report.missing == [] and report.unexpected == [] and sorted(report.dropped) == sorted(unused)
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key
