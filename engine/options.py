@@ -98,6 +98,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("depth_flag", BOOL, False, GAZE, "Add a depth ResNet stream on precomputed depth maps."),
     _o("list_resnet_depth_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the depth ResNet."),
     _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet."),
+    _o("depth_layout", STR, "tonini", GAZE,
+       "With depth_flag: how the depth stream enters. tonini = its own tokens beside the scene's and face's (Tonini "
+       "et al. 2022's late fusion); diffusiongaze = the original DiffusionGaze depth model (gaze backbone "
+       "'diffusiongaze_depth': encoded scene+face and depth+face maps as tokens, no positional encoding).",
+       choices=("tonini", "diffusiongaze")),
     # --- UNet ----------------------------------------------------------------------------------------------------
     _o("unet_inout_channels", INT, 1, UNET, "UNet input and output channels (output doubled with adm_learn_sigma)."),
     _o("unet_inplanes", INT, 8, UNET, "UNet model_channels (time-embedding width is 4x)."),
@@ -117,6 +122,15 @@ OPTIONS: tuple[Option, ...] = (
        "(concat conditioning of image-to-image diffusion), so it sees where objects and the head are. Not in the "
        "original system, which conditions through cross-attention only."),
     # --- diffusion process ---------------------------------------------------------------------------------------
+    _o("diffusion_target", STR, "heatmap", DIFF,
+       "What is diffused. heatmap: the target heatmap (branch main of the original). point: the 2-D gaze point (the "
+       "original's branches point_image_diffusion / PointLoss): the noisy point (scaled by diff_normalization, "
+       "std-normalised with norm_std_flag, clamped) is rendered as a Gaussian heatmap of sigma random_sigma, which the "
+       "UNet sees; it predicts the clean heatmap (x0 prediction, fixed variance, MSE only); sampling is DDIM on the "
+       "point with the predicted heatmap's argmax as its x0. point_image: the earlier branch point_image_diffusion: "
+       "as point, but the rendered heatmap is scaled to [-0.1, 0.1], noised again to the same t and std-normalised "
+       "(norm_std_flag) before the UNet; sampling is heatmap sampling with the state std-normalised every step.",
+       choices=("heatmap", "point", "point_image")),
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
        "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included; "

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
-from engine.build import build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
 from engine.checkpoint import CHECKPOINT_FORMAT, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
@@ -228,12 +228,24 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
         inout_logit = model.inout_logit(features["scene_face_feat"])
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():
-            x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
-            t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed, diffusion.num_timesteps,
-                                       tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
             kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
-            terms = diffusion.training_losses(denoise, x_start, t.to(device), model_kwargs=kwargs,
-                                              noise=noise.to(device))
+            if config.diffusion_target != "heatmap":  # the point is diffused; the UNet predicts the [0, 1] heatmap
+                x_start = heatmap[in_frame].unsqueeze(1)
+                # One draw per sample: the point's noise, then (point_image) the rendered heatmap's.
+                t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
+                                           diffusion.num_timesteps, (2 + x_start[0].numel(),))
+                noise = noise.to(device)
+                terms = diffusion.training_losses_point(
+                    denoise, x_start, batch["gaze_points"][:, 0].to(device)[in_frame].to(x_start.dtype),
+                    t.to(device), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
+                    heatmap_noise=noise[:, 2:].reshape(x_start.shape))
+            else:
+                x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
+                t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
+                                           diffusion.num_timesteps, tuple(x_start.shape[1:]),
+                                           diffusion.offset_noise_strength)
+                terms = diffusion.training_losses(denoise, x_start, t.to(device), model_kwargs=kwargs,
+                                                  noise=noise.to(device))
             diffusion_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
             if config.other_loss:
                 extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from diffusion import resolve_sampler, sample_heatmaps
-from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sampling_state_fn, sdedit_start_step
+from diffusion import resolve_sampler, sample_heatmaps, sample_point_heatmaps
+from engine.build import (build_sampling_diffusion, denoiser, heatmap_scaling, point_target, sampling_state_fn,
+                          sdedit_start_step)
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
 
@@ -87,6 +88,14 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
     sample_k (K samples per input, averaged); with eval_from_picture start from the picture_source heatmap (SDEdit).
     Returns (heatmaps [B, H, W] in heatmap units, in/out probabilities [B])."""
     features, inout = encode_batch(model, config, batch, device, autocast)
+    if config.diffusion_target == "point":  # DDIM on the point; the heatmaps are the UNet's last prediction
+        check_point_sampling(config)
+        with autocast():
+            sample = sample_point_heatmaps(diffusion, denoiser(model, config), model.denoiser_kwargs(features),
+                                           batch["image"].shape[0], point_target(config), eta=config.ddim_eta,
+                                           samples_per_input=config.sample_k, clip_denoised=config.clip_denoised,
+                                           device=device)
+        return sample.float()[:, 0].cpu().numpy(), inout.cpu().numpy()
     shape = (batch["image"].shape[0], config.unet_inout_channels, config.output_size, config.output_size)
     scaling = heatmap_scaling(config)
     start = {}
@@ -102,6 +111,16 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
     return heatmaps.cpu().numpy(), inout.cpu().numpy()
 
 
+def check_point_sampling(config) -> None:
+    """The point formulation samples with its own DDIM loop: other samplers and SDEdit starts do not apply."""
+    if config.sampler not in ("auto", "ddim"):
+        raise ValueError(f"sampler {config.sampler!r}: diffusion_target: point samples with DDIM on the point "
+                         "(sampler auto or ddim)")
+    if config.eval_from_picture or config.compat_original_std_state:
+        raise ValueError("eval_from_picture and compat_original_std_state act on a heatmap state; diffusion_target: "
+                         "point diffuses the gaze point")
+
+
 def start_heatmaps(config, batch: dict, shape) -> torch.Tensor:
     """The eval_from_picture starting heatmaps [B, C, H, W] in [0, 1] from the named `picture_source`: the centre
     prior (the same for every input), or the test target heatmap (a diagnostic: it hands the model the answer)."""
@@ -113,8 +132,10 @@ def start_heatmaps(config, batch: dict, shape) -> torch.Tensor:
 
 def sampling_summary(config, diffusion) -> dict:
     """How the heatmaps were sampled, for metrics.json (and whether the start picture was the ground truth)."""
-    summary = {"sampler": resolve_sampler(diffusion, config.sampler), "sample_steps": config.sample_time_steps,
-               "ddim_eta": config.ddim_eta, "sample_k": config.sample_k}
+    point = config.diffusion_target == "point"
+    summary = {"sampler": "ddim" if point else resolve_sampler(diffusion, config.sampler),
+               "sample_steps": config.sample_time_steps, "ddim_eta": config.ddim_eta, "sample_k": config.sample_k,
+               "diffusion_target": config.diffusion_target}
     for name in ("compat_original_ddim_step", "compat_original_std_state"):
         if getattr(config, name):
             summary[name] = True

@@ -42,7 +42,9 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # target keys the checkpoint does not provide (left as they are)
     unexpected: list[str] = field(default_factory=list)  # renamed keys the model does not have
     unmatched: list[str] = field(default_factory=list)  # source keys no renaming rule matches
-    dropped: list[str] = field(default_factory=list)  # source keys a rule marks as having no place in this project
+    # Source keys a rule marks as having no place in this project, or that the model declares it does not use
+    # (`ignored_checkpoint_keys`).
+    dropped: list[str] = field(default_factory=list)
     shape_mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (target key, file, model shape)
 
     @property
@@ -54,7 +56,7 @@ class LoadReport:
         lines = [f"init weights from {self.source} (scheme {self.scheme!r}): loaded {len(self.loaded)} tensors"]
         for title, keys in (("missing in the checkpoint", self.missing), ("unexpected (not in the model)",
                             self.unexpected), ("matched by no renaming rule", self.unmatched),
-                            ("dropped (no place in this project)", self.dropped)):
+                            ("dropped (no place in this model)", self.dropped)):
             if keys:
                 lines.append(f"  {title}: {len(keys)} keys: {_group(keys)}")
         for key, file_shape, model_shape in self.shape_mismatched:
@@ -151,11 +153,16 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
 
     renamed, dropped, unmatched = rename_keys(state, rules)
     converted = {new: state[old] for old, new in renamed.items()}
+    renamed_from = {new: old for old, new in renamed.items()}
     target = model.state_dict()
     report = LoadReport(scheme=scheme if scheme else "custom", source=source, dropped=dropped, unmatched=unmatched)
+    ignored = ignored_checkpoint_prefixes(model)
     for key, tensor in converted.items():
         if key not in target:
-            report.unexpected.append(key)
+            if key.startswith(ignored):
+                report.dropped.append(renamed_from[key])
+            else:
+                report.unexpected.append(key)
         elif tensor.shape != target[key].shape:
             report.shape_mismatched.append((key, tuple(tensor.shape), tuple(target[key].shape)))
         else:
@@ -167,6 +174,17 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
             f"  {key}: checkpoint {list(a)}, model {list(b)}" for key, a, b in report.shape_mismatched))
     model.load_state_dict({key: converted[key] for key in report.loaded}, strict=False)
     return report
+
+
+def ignored_checkpoint_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Full-name prefixes of checkpoint entries the model knows it has no use for: a submodule may list, in
+    `ignored_checkpoint_keys`, prefixes (relative to itself) of entries that the checkpoints it loads carry but it
+    does not build (e.g. layers the original DiffusionGaze code built in every variant and used in only some)."""
+    prefixes = []
+    for name, module in model.named_modules():
+        for key in getattr(module, "ignored_checkpoint_keys", ()):
+            prefixes.append(f"{name}.{key}" if name else key)
+    return tuple(prefixes)
 
 
 def _group(keys: list[str], depth: int = 2) -> str:
