@@ -22,6 +22,7 @@ from diffusion import resolve_sampler, sample_heatmaps
 from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sampling_state_fn, sdedit_start_step
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
+from pretrained.loading import EVALUATED_WEIGHTS
 
 # Each dataset is scored with its published protocol (see /work/shared/reference/metrics.md); `protocol` in
 # metrics.json names it. The keys are the per-sample metrics, averaged over the samples that have them.
@@ -197,6 +198,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
         protocol=protocol, protocol_description=PROTOCOL_NOTES[protocol], dataset=type(dataset).__name__,
         dataset_root=str(getattr(dataset, "root", "")), n_samples=len(rows), n_in_frame=int(sum(labels)),
         **sampling_summary(config, diffusion), weights=weights, evaluated_weights=evaluated_weights,
+        evaluated_weights_description=EVALUATED_WEIGHTS.get(evaluated_weights, ""),
         seconds=round(seconds, 2), images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: _mean([values.get(key, "") for values in prior_values]) for key in keys},
     )
