@@ -148,6 +148,24 @@ def gazefollow_l2(heatmap: ArrayLike, gaze_points: ArrayLike) -> tuple[float, fl
     return float(min_l2), float(avg_l2)
 
 
+HEATMAP_AP_GRID = 64  # the original DiffusionGaze evaluation scores the heatmap AP on the 64 x 64 output grid
+
+
+def heatmap_ap(heatmap: ArrayLike, gaze_points: ArrayLike) -> float:
+    """The original DiffusionGaze code's heatmap AP (its `avg_hm_ao`, printed as "Gaze heatmap AP"): the average
+    precision (sklearn's `average_precision_score`) of the heatmap's cells against a 64 x 64 map, zero except for a 1
+    in the cell `(min(int(x * 64), 63), min(int(y * 64), 63))` of each annotator. The heatmap is scored on the 64 x 64
+    grid (another size is first resized bilinearly, as `gazefollow_auc` does; the original's maps were 64 x 64).
+    A ranking measure of how well the heatmap singles out the annotated cells; not a published benchmark metric."""
+    points = _as_annotator_points(gaze_points)
+    prediction = _resize_bilinear(_as_heatmap(heatmap), HEATMAP_AP_GRID, HEATMAP_AP_GRID)
+    target = np.zeros((HEATMAP_AP_GRID, HEATMAP_AP_GRID), dtype=np.int64)
+    cols = np.minimum((points[:, 0] * HEATMAP_AP_GRID).astype(np.int64), HEATMAP_AP_GRID - 1)
+    rows = np.minimum((points[:, 1] * HEATMAP_AP_GRID).astype(np.int64), HEATMAP_AP_GRID - 1)
+    target[rows, cols] = 1
+    return float(average_precision_score(target.ravel(), prediction.ravel()))
+
+
 def vat_auc(heatmap: ArrayLike, gaze_point: ArrayLike) -> float:
     """VAT AUC on the 64 x 64 grid: positives are the cells of the sigma-3 target Gaussian (> 0), a 19 x 19 square.
 
