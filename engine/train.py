@@ -188,6 +188,8 @@ def run(config) -> dict:
         if epoch % config.evaluate_every == 0 or finished:
             summary = evaluate_trained(evaluation, model, ema, config, test_loader, device, checkpoint_path)
             logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            if "figures" in summary:  # drawn with Debugging_maps, or whenever wandb is on
+                logger.log_images("eval", step, summary["figures"]["folder"], summary["figures"]["files"])
             if context.is_main:
                 print(f"epoch {epoch} ({summary['protocol']} protocol): " + "  ".join(
                     f"{key} {value:.4f}" for key, value in summary.items()

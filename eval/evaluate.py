@@ -147,7 +147,9 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     dataset = loader.dataset
     protocol = dataset.protocol
     keys = PROTOCOLS[protocol]
-    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights)  # for the figures; the same on every rank
+    # The figures: with Debugging_maps, eval_weights, or wandb on (logged as images, as the original did); the same
+    # on every rank.
+    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights) or not config.no_wandb
     draw_figures = run_dir is not None and keep_heatmaps
     was_training = model.training
     model.eval()
