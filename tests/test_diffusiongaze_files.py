@@ -5,10 +5,13 @@ same values, each pair starts a training run, and the original README's command 
 The original-layout files are written here from the shipped configs/thesis/ values, with the original's section
 names and spellings (`adm: false`, `diffuion_weight`, `is_subsample_test_set`) as the three public pairs have them
 (branch main at b3bb434^, point_image_diffusion, PointLoss of Mostafa-Haggag/DiffusionGazeFollowingModel)."""
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from engine.config import ConfigError, load_config, parse_command_line
+from engine.config import ConfigError, build_arg_parser, convert_value, load_config, parse_command_line
 from engine.options import OPTIONS_BY_NAME
 from engine.original_layout import POINT_BRANCH_KEYS, POINT_FORMULATION
 from engine.train import run
@@ -154,6 +157,12 @@ def test_each_thesis_pair_prints_its_values_and_trains_one_epoch(name, tmp_path,
     assert summary["n_samples"] > 0 and (tmp_path / "out" / name / "last.pt").is_file()
 
 
+# The store_true / store_false flags of the original's command line (commit a26de24, config.py).
+ORIGINAL_BOOLEANS = """is_subsample_test_set Debugging_maps watch_wandb norm_std_flag attention_layout random_flag
+    noise_changer adm adm_use_kl adm_predict_xstart adm_predict_v lr_schedular fix_snr adm_rescale_timesteps
+    adm_rescale_learned_sigmas adm_learn_sigma clip_denoised adm_attention_module eval_from_picture kl_div_loss x_loss
+    other_loss no_resume channels_last freeze_scene freeze_face ema_on no_wandb no_save""".split()
+
 # The two command lines of the original README (commit 52037c7): without and with the BCE loss.
 README_LINE = ("--init_weights pretrained/init_weights.pt --watch_wandb --tag example_1 --adm_predict_xstart "
                "--diff_normalization 0.1 --norm_std_flag --random_flag --epochs 30 --lr_schedular "
@@ -178,6 +187,35 @@ def test_the_original_readme_command_lines_parse_and_mean_what_they_meant(x_loss
                                  str(THESIS / "readme_2023" / "gaze.yaml"), *line.split()])
     assert old.x_loss is x_loss and old.train_in_frame_only is (not x_loss)
     assert old.test_subsample_fraction == 0.0 and old.diff_normalization == 0.1 and old.adm_predict_xstart
+
+
+@pytest.mark.parametrize("x_loss", [False, True])
+def test_the_original_readme_command_lines_print_and_train_one_epoch(x_loss, tmp_path, single_thread):
+    line = README_LINE.format(x_loss=" --x_loss" if x_loss else "").split()
+    files = ["--yaml_diffusion", str(THESIS / "readme_2023" / "diffusion.yaml"),
+             "--yaml_gaze", str(THESIS / "readme_2023" / "gaze.yaml")]
+    printed = subprocess.run([sys.executable, "main.py", *files, *line, "--print_config"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr
+    shown = yaml.safe_load(printed.stdout)
+    assert shown["Diffusion process"]["diff_normalization"] == 0.1 and shown["Losses"]["x_loss"] is x_loss
+    assert shown["Data"]["train_in_frame_only"] is (not x_loss) and shown["Data"]["test_subsample_fraction"] == 0.0
+    dataset = make_tiny_dataset(tmp_path / "data")
+    small = [*TINY, "--init_weights", "", "--source_dataset_dir", str(dataset), "--output_dir", str(tmp_path),
+             "--epochs", "1", "--sample_time_steps", "2"]
+    config, _ = parse_command_line([*files, *line, *small])
+    assert config.amp == "O1" and config.random_flag and config.train_in_frame_only is (not x_loss)
+    summary = run(config)
+    assert summary["n_samples"] > 0 and (tmp_path / "example_1" / "last.pt").is_file()
+
+
+def test_every_boolean_of_the_original_is_a_bare_switch():
+    parser = build_arg_parser()
+    for name in ORIGINAL_BOOLEANS:
+        given = vars(parser.parse_args([f"--{name}"]))
+        assert given == ({"test_subsample_fraction": False} if name == "is_subsample_test_set" else {name: "true"})
+        ((dest, value),) = given.items()
+        assert convert_value(OPTIONS_BY_NAME[dest], value, "flag") == (0.0 if dest == "test_subsample_fraction" else True)
 
 
 def test_boolean_switches_bare_on_and_false_off_and_no_abbreviations(tmp_path, capsys):
