@@ -89,7 +89,7 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{where}: key '{option.name}': expected {expected}, found {value!r} ({type(value).__name__})")
 
-    if value is None or (isinstance(value, str) and value.strip() == "" and option.kind != STR):
+    if value is None or (isinstance(value, str) and value.strip() == "" and (option.kind != STR or option.nullable)):
         if option.nullable:
             return None
         raise fail(f"a value of type {option.kind} (null is not allowed)")

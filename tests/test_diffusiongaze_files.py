@@ -153,6 +153,7 @@ def test_each_thesis_pair_prints_its_values_and_trains_one_epoch(name, tmp_path,
             "--source_dataset_dir", str(dataset), "--output_dir", str(tmp_path / "out"), "--tag", name,
             "--epochs", "1", "--amp", "off"]
     config, _ = parse_command_line(argv)
+    assert config.init_weights is None  # `--init_weights ''` unsets the file's pretrained/init_weights.pt
     summary = run(config)
     assert summary["n_samples"] > 0 and (tmp_path / "out" / name / "last.pt").is_file()
 
