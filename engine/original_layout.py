@@ -11,7 +11,9 @@ code gave a key another meaning than this project's option of the same name:
 - `amp: ''` (or null) meant no mixed precision: `off`.
 - The branches `point_image_diffusion` (Dec 2023) and `PointLoss` (Jan 2024) ran the point formulation and are the only
   code that read `factor_multiplier`, `schedule_type`, `warmup_linear` and `head_flag`: a file with one of these keys
-  gets `diffusion_target: point` (unless it sets `diffusion_target` itself).
+  gets `diffusion_target: point`, the latest branch's (PointLoss) formulation, unless it sets `diffusion_target`
+  itself. The two branches' files are identical, so a file run with `point_image_diffusion`'s code needs
+  `diffusion_target: point_image` (the notice says so).
 - `is_subsample_test_set: true` was the original's 10 % test subsample (the option's alias, see engine.options).
 
 Files in this project's own layout (flat, or grouped under any other section names) keep every check.
@@ -65,9 +67,9 @@ class DiffusionGazeLayout:
                     f"{', '.join(missing)} option to run that formulation")
             for name, value in POINT_FORMULATION.items():
                 found[name] = (value, f"{where} (DiffusionGaze point branches: '{markers[0]}' is read only there)")
-            notice(f"{where}: '{markers[0]}' is read only by DiffusionGaze's point-formulation branches "
-                   "(point_image_diffusion, PointLoss): running their method, diffusion_target: point (set "
-                   "diffusion_target in the file to choose otherwise)")
+            notice(f"{where}: '{markers[0]}' is read only by DiffusionGaze's point-formulation branches: running "
+                   "the latest one's (PointLoss) method, diffusion_target: point (a file of the branch "
+                   "point_image_diffusion needs diffusion_target: point_image)")
         return found
 
 
