@@ -23,20 +23,24 @@ from engine.build import (build_sampling_diffusion, denoiser, heatmap_scaling, p
                           sdedit_start_step)
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
+from pretrained.loading import EVALUATED_WEIGHTS
 
 # Each dataset is scored with its published protocol (see /work/shared/reference/metrics.md); `protocol` in
 # metrics.json names it. The keys are the per-sample metrics, averaged over the samples that have them.
+# Every protocol also reports `heatmap_ap`, the original DiffusionGaze code's heatmap AP (eval.metrics.heatmap_ap),
+# beside (not part of) the published metrics.
 PROTOCOLS = {
-    "gazefollow": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang"),
+    "gazefollow": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "heatmap_ap"),
     # VAT: AUC on the 64 x 64 grid against the sigma-3 square and L2 to the single point, in-frame samples only.
-    "vat": ("auc", "l2"),
+    "vat": ("auc", "l2", "heatmap_ap"),
     # GOO: the GazeFollow protocol (one annotator per sample), plus GOO's own 5 x 5-grid AUC reported beside it.
-    "goo": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "goo_grid_auc"),
+    "goo": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "goo_grid_auc", "heatmap_ap"),
 }
 RANKING_KEY = {"gazefollow": "avg_l2", "vat": "l2", "goo": "avg_l2"}  # the L2 that orders samples in the figures
 PROTOCOL_NOTES = {
     "gazefollow": "GazeFollow protocol: AUC at the original image size against every annotator's pixel, min/avg L2 "
-                  "and angles of the heatmap argmax, mean over persons.",
+                  "and angles of the heatmap argmax, mean over persons; heatmap_ap is the original DiffusionGaze "
+                  "code's heatmap AP, not a protocol metric.",
     "vat": "VideoAttentionTarget protocol: AUC on the 64x64 grid against the sigma-3 box and L2 on in-frame "
            "person-frames only; in/out AP over every person-frame.",
     "goo": "GazeFollow protocol on GOO (one annotator per sample); goo_grid_auc is GOO's original 5x5-grid AUC, "
@@ -51,13 +55,15 @@ def sample_metrics(protocol: str, heatmap: np.ndarray, gaze_points: np.ndarray, 
     if inout < 0.5:
         return {}
     if protocol == "vat":
-        return {"auc": metrics.vat_auc(heatmap, gaze_points[0]), "l2": metrics.vat_l2(heatmap, gaze_points[0])}
+        return {"auc": metrics.vat_auc(heatmap, gaze_points[0]), "l2": metrics.vat_l2(heatmap, gaze_points[0]),
+                "heatmap_ap": metrics.heatmap_ap(heatmap, gaze_points[:1])}
     min_l2, avg_l2 = metrics.gazefollow_l2(heatmap, gaze_points)
     min_ang, avg_ang = metrics.angular_error(heatmap, eye_point, gaze_points)
     values = {"auc": metrics.gazefollow_auc(heatmap, gaze_points, image_size), "min_l2": min_l2, "avg_l2": avg_l2,
               "min_ang": min_ang, "avg_ang": avg_ang}
     if protocol == "goo":
         values["goo_grid_auc"] = metrics.goo_grid_auc(heatmap, gaze_points[0])
+    values["heatmap_ap"] = metrics.heatmap_ap(heatmap, gaze_points)
     return values
 
 
@@ -162,7 +168,9 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     dataset = loader.dataset
     protocol = dataset.protocol
     keys = PROTOCOLS[protocol]
-    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights)  # for the figures; the same on every rank
+    # The figures: with Debugging_maps, eval_weights, or wandb on (logged as images, as the original did); the same
+    # on every rank.
+    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights) or not config.no_wandb
     draw_figures = run_dir is not None and keep_heatmaps
     was_training = model.training
     model.eval()
@@ -218,6 +226,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
         protocol=protocol, protocol_description=PROTOCOL_NOTES[protocol], dataset=type(dataset).__name__,
         dataset_root=str(getattr(dataset, "root", "")), n_samples=len(rows), n_in_frame=int(sum(labels)),
         **sampling_summary(config, diffusion), weights=weights, evaluated_weights=evaluated_weights,
+        evaluated_weights_description=EVALUATED_WEIGHTS.get(evaluated_weights, ""),
         seconds=round(seconds, 2), images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: _mean([values.get(key, "") for values in prior_values]) for key in keys},
     )
