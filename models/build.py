@@ -1,7 +1,7 @@
 """get_model(config): builds the GazeDiffusionModel from the project's options (read by name with getattr)."""
 
 import models.timm_backbone  # noqa: F401  (registers "timm"; timm itself is imported when one is built)
-from models.backbones import backbone_name, build_backbone, import_backbone_plugins
+from models.backbones import build_backbone, import_backbone_plugins
 from models.gaze_diffusion import SCENE_CHANNELS, GazeDiffusionModel
 from models.inout import InOutHead
 from models.unet import UNetModel
@@ -12,16 +12,15 @@ MODEL_OPTIONS = (
     "list_unet_inplanes_multipliers", "list_unet_attention_levels", "unet_spatial_tf_heads",
     "unet_spatial_tf_layers", "unet_context_vector", "unet_dropout", "use_scale_shift_norm", "conv_resample",
     "resblock_updown", "adm_learn_sigma", "adm_attention_module", "attention_layout", "head_flag", "depth_flag",
-    "list_resnet_depth_layers", "resnet_depth_inplanes", "freeze_scene", "freeze_face", "concat_scene",
+    "list_resnet_depth_layers", "resnet_depth_inplanes", "depth_layout", "freeze_scene", "freeze_face", "concat_scene",
 )
 
 
 def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     """Build the model. `config` is any object with the attributes in MODEL_OPTIONS (e.g. a SimpleNamespace).
 
-    The modules of `backbone_plugins` are imported first, then `gaze_backbone` names the registered backbone
-    ("original" when the option is absent, as in configurations stored before it existed; attention_layout: true
-    selects "chong"). `init_backbone_weights: false` skips the backbone's starting weights (backbone_pretrained,
+    The modules of `backbone_plugins` are imported first, then the registered backbone `backbone_name` selects is
+    built. `init_backbone_weights: false` skips the backbone's starting weights (backbone_pretrained,
     backbone_weights): for building a model whose weights a checkpoint then fills, so neither the network nor the
     original weight file is needed.
     """
@@ -80,6 +79,30 @@ class _Overridden:
         if name.startswith("_"):
             raise AttributeError(name)
         return self._overrides[name] if name in self._overrides else getattr(self._config, name)
+
+
+def backbone_name(config) -> str:
+    """The registered gaze backbone the options select: `gaze_backbone` ("original" when the option is absent, as in
+    configurations stored before it existed), except that the original's own switches select their layouts:
+    attention_layout -> "chong"; depth_flag with depth_layout: diffusiongaze -> "diffusiongaze_depth" (the original
+    DiffusionGaze depth model). Such a switch together with another gaze_backbone is an error."""
+    name = getattr(config, "gaze_backbone", "original")
+    depth_layout = getattr(config, "depth_layout", "tonini")
+    if depth_layout not in ("tonini", "diffusiongaze"):
+        raise ValueError(f"depth_layout: expected tonini or diffusiongaze, found {depth_layout!r}")
+    if depth_layout == "diffusiongaze":
+        if not config.depth_flag:
+            raise ValueError("depth_layout: diffusiongaze selects the original DiffusionGaze depth model, but "
+                             "depth_flag is false (no depth stream)")
+        if name not in ("original", "diffusiongaze_depth"):
+            raise ValueError(f"depth_layout: diffusiongaze selects the 'diffusiongaze_depth' backbone, but "
+                             f"gaze_backbone is {name!r}")
+        return "diffusiongaze_depth"
+    if getattr(config, "attention_layout", False):
+        if name not in ("original", "chong"):
+            raise ValueError(f"attention_layout: true selects the 'chong' backbone, but gaze_backbone is {name!r}")
+        return "chong"
+    return name
 
 
 def count_parameters(module) -> int:

@@ -12,7 +12,8 @@ import torch
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.config import parse_command_line
 from engine.train import run
-from models.backbones import BACKBONES, backbone_name, build_backbone, import_backbone_plugins, register_backbone
+from models.backbones import BACKBONES, build_backbone, import_backbone_plugins, register_backbone
+from models.build import backbone_name
 from tests.conftest import ROOT
 from tests.test_end_to_end import TINY
 from tests.tiny_runs import make_tiny_dataset
