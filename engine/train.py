@@ -54,8 +54,9 @@ def autocast_for(config, device: torch.device):
 def with_checkpoint_backbone(config, weights_path):
     """The configuration with the gaze-backbone options (the "Gaze backbone" group: gaze_backbone, backbone_plugins,
     timm_model, ...) of the checkpoint's stored configuration, where the YAML files and flags did not set them, so
-    that --eval_weights of a run, or resuming it, needs no backbone option. A minimal stand-in for building the whole model from the
-    checkpoint's configuration; files without a stored configuration (exports, other projects) are left alone."""
+    that --eval_weights of a run, or resuming it, needs no backbone option. A minimal stand-in for building the whole
+    model from the checkpoint's configuration; files without a stored configuration (exports, other projects) are
+    left alone."""
     from engine.options import GAZE
 
     if str(weights_path).endswith(".safetensors"):

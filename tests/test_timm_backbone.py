@@ -177,7 +177,8 @@ def test_wrong_names_and_sizes_are_explained():
 
 def test_shipped_dinov2_configurations_build():
     paper = load_config(["configs/dinov2/diffusion.yaml", "configs/dinov2/gaze.yaml"], {"device": "cpu"})
-    assert (paper.timm_model, paper.input_size, paper.unet_context_vector) == ("vit_base_patch14_reg4_dinov2", 448, 1024)
+    assert paper.timm_model == "vit_base_patch14_reg4_dinov2"
+    assert (paper.input_size, paper.unet_context_vector) == (448, 1024)
     assert paper.backbone_pretrained and paper.freeze_scene and paper.feature_cache
     encoder = TimmEncoder(paper.timm_model, paper.input_size)  # the architecture; the weights need the network
     assert (encoder.side, encoder.channels, encoder.num_prefix_tokens) == (32, 768, 5)
