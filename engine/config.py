@@ -125,8 +125,8 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         result = [_to_int(item) for item in items]
         if any(item is None for item in result):
             raise fail("a non-empty list of integers")
-    elif kind == STR_LIST:
-        items = value.replace(",", " ").split() if isinstance(value, str) else value
+    elif kind == STR_LIST:  # a YAML scalar is one item, or several separated by commas (paths may hold spaces)
+        items = [item for item in value.split(",") if item.strip()] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
             raise fail("a list of strings")
         result = [item.strip() for item in items]

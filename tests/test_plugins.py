@@ -116,3 +116,12 @@ def test_gaze_backbone_is_in_help():
     for flag in ("--gaze_backbone", "--backbone_plugins", "--timm_model", "--head_position", "--feature_cache",
                  "--backbone_weights", "--backbone_pretrained", "--train_augmentations"):
         assert flag in result.stdout, flag
+
+
+def test_plugin_lists_from_flags_and_yaml(tmp_path):
+    config, _ = parse_command_line(["--backbone_plugins", "a.py", "pkg.module"])
+    assert config.backbone_plugins == ["a.py", "pkg.module"]
+    assert parse_command_line(["--backbone_plugins"])[0].backbone_plugins == []
+    (tmp_path / "g.yaml").write_text("Gaze:\n  backbone_plugins: [my plugins/b.py]\n  train_augmentations: flip\n")
+    config, _ = parse_command_line(["--yaml_gaze", str(tmp_path / "g.yaml")])
+    assert config.backbone_plugins == ["my plugins/b.py"] and config.train_augmentations == ["flip"]
