@@ -362,7 +362,7 @@ def validate(config: Config) -> None:
 
 
 _TIMM_ONLY = ("timm_model", "head_position", "timm_prefix_tokens", "face_stream", "backbone_pretrained",
-              "backbone_weights", "feature_cache")
+              "backbone_weights")
 
 _RESNET_ONLY = ("list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
                 "adm_attention_module", "head_flag", "depth_flag", "list_resnet_depth_layers", "resnet_depth_inplanes",
@@ -400,13 +400,19 @@ def _validate_backbone(config: Config, at) -> None:
             raise ConfigError(f"{at('backbone_pretrained')} and {at('backbone_weights')} both give the encoder's "
                               "starting weights: choose one")
     if config.feature_cache is not None:
-        needs = {"gaze_backbone": "timm", "freeze_scene": True, "head_position": "prompt"}
+        # A plug-in may cache too (its encode_scene is checked when the cache is built); the ResNet backbones can't.
+        needs = {"freeze_scene": True}
+        if config.gaze_backbone == "timm":
+            needs["head_position"] = "prompt"
         wrong = [f"{at(name)} = {getattr(config, name)!r}" for name, value in needs.items()
                  if getattr(config, name) != value]
+        if config.gaze_backbone in ("original", "chong", "diffusiongaze_depth"):
+            wrong.insert(0, f"{at('gaze_backbone')} = {config.gaze_backbone!r}")
         if wrong:
             raise ConfigError(f"{at('feature_cache')} caches the frozen scene encoder's tokens, which are the same "
-                              f"every epoch only with gaze_backbone timm, freeze_scene true and head_position prompt "
-                              f"(the encoder then sees the RGB image alone); found {', '.join(wrong)}")
+                              f"every epoch only with gaze_backbone timm (or a plug-in with encode_scene), "
+                              f"freeze_scene true and head_position prompt (the encoder then sees the RGB image "
+                              f"alone); found {', '.join(wrong)}")
         pixel_changing = [name for name in config.train_augmentations if name in ("crop", "colour")]
         if pixel_changing:
             raise ConfigError(f"{at('feature_cache')}: {at('train_augmentations')} includes {pixel_changing}, which "

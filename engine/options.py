@@ -126,8 +126,8 @@ OPTIONS: tuple[Option, ...] = (
        "and unexpected keys are reported.", nullable=True),
     _o("feature_cache", STR, None, GAZE,
        "Folder caching the frozen scene encoder's tokens per image (and flip), so later epochs read them instead of "
-       "running the encoder; needs gaze_backbone timm, freeze_scene and head_position prompt, and no pixel-changing "
-       "train_augmentations (crop, colour).", nullable=True),
+       "running the encoder; needs gaze_backbone timm (or a plug-in with encode_scene), freeze_scene and "
+       "head_position prompt, and no pixel-changing train_augmentations (crop, colour).", nullable=True),
     _o("feature_cache_dtype", STR, "float32", GAZE,
        "Precision of the cached tokens: float32 (the encoder's values exactly) or float16 / bfloat16 (half the disk).",
        choices=("float32", "float16", "bfloat16")),
