@@ -238,6 +238,19 @@ def gaze_target_split(name: str, dataset) -> SplitData:
                                    "samples": len(paths)})
 
 
+def head_crop_split(name: str, dataset) -> SplitData:
+    """The SplitData of a Gaze360 / RT-GENE HeadCropDataset (gaze360/data.py): every frame of every sample's window
+    (frames shared by overlapping windows are read once); head crops of any size are accepted."""
+    images: dict[Path, str] = {}
+    source = ", ".join(str(p) for p in getattr(dataset, "annotation_files", []))
+    for files, sample in zip(dataset.frame_files, dataset.names):
+        for path in files:
+            images.setdefault(path, f"{source}: sample {sample}")
+    return SplitData(name, list(getattr(dataset, "annotation_files", [])), images,
+                     list(getattr(dataset, "skipped_rows", [])), len(dataset.frame_files), None,
+                     {"class": type(dataset).__name__, "samples": len(dataset.frame_files)})
+
+
 def validate_splits(splits: list[SplitData], report_dir: str | Path | None = None,
                     cache_dir: str | Path | None = None, skip: bool = False, progress: bool = True,
                     workers: int | None = None) -> dict:
