@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from datasets.errors import DataError
@@ -163,6 +163,8 @@ def image_size(path: Path) -> tuple[int, int]:
             tail = handle.read()
     except FileNotFoundError:
         raise DataError("does not exist") from None
+    except UnidentifiedImageError:
+        raise DataError("is not a readable image (unknown format or corrupt header)") from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
         raise DataError(f"is not a readable image ({error})") from None
     if kind in ("JPEG", "MPO") and JPEG_END not in tail:
@@ -295,8 +297,9 @@ def validate_splits(splits: list[SplitData], report_dir: str | Path | None = Non
     seconds = time.perf_counter() - started
     report = _write_report(report_dir, skipped, problems)
     if problems:
-        listed = f", all listed in {report}" if report else ""
-        more = f" ({len(problems)} problems in all{listed})" if len(problems) > 1 or report else ""
+        listed = f"listed in {report}" if report else ""
+        more = f" ({len(problems)} problems in all{', ' if listed else ''}{listed})" if len(problems) > 1 else (
+            f" ({listed})" if listed else "")
         raise DataError(problems[0][1] + more)
     summary = {"images": len(images), "seconds": round(seconds, 3), "cached": False,
                "splits": {split.name: {"rows": split.rows, "images": len(split.images), "skipped": len(split.skipped)}
