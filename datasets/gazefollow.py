@@ -13,7 +13,7 @@ import numpy as np
 
 from datasets.base import MAX_GAZE_POINTS, GazeTargetDataset, RandomSigma
 from datasets.errors import DataError, MissingDataFile
-from datasets.validation import RowChecks, gazefollow_row_problem, print_skips
+from datasets.validation import RowChecks, gazefollow_row_problem, not_finite, print_skips
 
 TRAIN_COLUMNS = (
     "path", "idx",
@@ -91,15 +91,16 @@ def read_annotations(annotation_file: Path, columns: tuple[str, ...],
                 if inout_value not in (-1.0, 0.0, 1.0):
                     raise DataError(f"{where}: field 'inout' should be 1, 0 or -1, found {record['inout']!r}")
                 inout = int(inout_value)
-            head_box = np.array([number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")])
-            body_box = np.array([number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")])
-            eye_point = np.array([number("eye_x"), number("eye_y")])
-            gaze_point = np.array([number("gaze_x"), number("gaze_y")])
+            head_box = [number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")]
+            body_box = [number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")]
+            eye_point = [number("eye_x"), number("eye_y")]
+            gaze_point = [number("gaze_x"), number("gaze_y")]
             idx = number("idx")
             if not checks.unique(tuple(fields), where) or not checks.accept(
                     where, gazefollow_row_problem(body_box, eye_point, gaze_point, head_box, inout)
-                    or (None if np.isfinite(idx) else f"idx ({record['idx']}) is not a finite number")):
+                    or not_finite(idx=idx)):
                 continue
+            head_box, body_box, eye_point, gaze_point = map(np.array, (head_box, body_box, eye_point, gaze_point))
             # Some boxes are stored with inverted sides; the references swap them.
             head_box = np.concatenate([np.minimum(head_box[:2], head_box[2:]), np.maximum(head_box[:2], head_box[2:])])
             rows.append(PersonAnnotation(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -90,29 +91,39 @@ class RowChecks:
         self.skipped.append(Skip(where, reason))
 
 
+def _floats(value) -> list[float]:
+    """A number, sequence or array as a flat list of Python floats (the row checks run on every row: no numpy)."""
+    if isinstance(value, np.ndarray):
+        return value.ravel().astype(float).tolist()
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    return [float(value)]
+
+
 def _numbers(values) -> str:
-    return ", ".join(f"{float(v):g}" for v in np.asarray(values, dtype=np.float64).ravel())
+    return ", ".join(f"{v:g}" for v in _floats(values))
 
 
 def not_finite(**named_values) -> str | None:
-    """'<names> is not a finite number' for the first of the named values (numbers or arrays) holding NaN / inf."""
+    """'<name> (<values>) is not a finite number' for the first of the named values (numbers, sequences or arrays)
+    that holds a NaN or an infinity."""
     for name, value in named_values.items():
-        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+        if not all(map(math.isfinite, _floats(value))):
             return f"{name} ({_numbers(value)}) is not a finite number"
     return None
 
 
 def no_area(name: str, box) -> str | None:
-    """A box (x_min, y_min, x_max, y_max) with zero width or height, after inverted sides are swapped."""
-    x_min, y_min, x_max, y_max = np.asarray(box, dtype=np.float64)
-    if min(x_min, x_max) == max(x_min, x_max) or min(y_min, y_max) == max(y_min, y_max):
+    """A box (x_min, y_min, x_max, y_max) with zero width or height (inverted sides are no problem: they are swapped)."""
+    x_min, y_min, x_max, y_max = _floats(box)
+    if x_min == x_max or y_min == y_max:
         return f"{name} ({_numbers(box)}) has no area"
     return None
 
 
 def outside(name: str, point, width: float = 1.0, height: float = 1.0, low: float = 0.0) -> str | None:
     """A point outside [low, width] x [low, height] (default: normalised [0, 1])."""
-    x, y = np.asarray(point, dtype=np.float64).ravel()[:2]
+    x, y = _floats(point)[:2]
     if not (low <= x <= width and low <= y <= height):
         return f"{name} ({x:g}, {y:g}) lies outside [{low:g}, {width:g}] x [{low:g}, {height:g}]"
     return None
@@ -131,12 +142,12 @@ def gazefollow_row_problem(body_box, eye, gaze, head_box, inout: int) -> str | N
 def vat_row_problem(values) -> str | None:
     """VideoAttentionTarget: xmin, ymin, xmax, ymax, gazex, gazey in pixels; (-1, -1) is out of frame; an in-frame
     point may be slightly negative (clamped to 0), not more than NEGATIVE_PIXELS."""
-    values = np.asarray(values, dtype=np.float64)
+    values = _floats(values)
     box, gaze = values[:4], values[4:]
-    if (gaze == -1.0).all():
+    if gaze == [-1.0, -1.0]:
         return not_finite(head_box=box) or no_area("head box", box)
     problem = not_finite(head_box=box, gaze_point=gaze) or no_area("head box", box)
-    if problem is None and (gaze < -NEGATIVE_PIXELS).any():
+    if problem is None and min(gaze) < -NEGATIVE_PIXELS:
         problem = (f"in-frame gaze point ({_numbers(gaze)}) lies left of or above the frame (out of frame is "
                    "written -1, -1)")
     return problem
