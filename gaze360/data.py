@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datasets.errors import DataError, MissingDataFile
-from datasets.validation import RowChecks
+from datasets.validation import RowChecks, Skip
 from gaze360.transforms import frame_views
 
 SPLIT_FILES = {"train": "train.txt", "validation": "validation.txt", "test": "test.txt"}
@@ -167,7 +167,7 @@ class HeadCropDataset(Dataset):
                  input_size: int, crops: list[int], train_crop_scale: float, missing_frames: str, seed: int,
                  magnification_delta: int = 0):
         keep = []
-        self.skipped, self.skipped_examples = 0, []
+        self.skipped, self.skipped_examples, self.skipped_rows = 0, [], []
         # Overlapping windows share frames: look each file up once (Gaze360's train split has ~900k window frames).
         present = {path: path.is_file() for path in {f for files in frame_files for f in files}}
         for index, files in enumerate(frame_files):
@@ -176,6 +176,7 @@ class HeadCropDataset(Dataset):
                 keep.append(index)
             elif missing_frames == "skip":
                 self.skipped += 1
+                self.skipped_rows.append(Skip(f"sample {names[index]}", f"missing frame {missing}"))
                 if len(self.skipped_examples) < 5:
                     self.skipped_examples.append(str(missing))
             else:
@@ -225,5 +226,6 @@ def gaze360_dataset(root: str | Path, split: str, *, num_frames: int, **kwargs) 
     rows = read_split_file(root / SPLIT_FILES[split])
     files = [[root / "imgs" / p for p in window_paths(path, num_frames)] for path in rows.paths]
     dataset = HeadCropDataset(files, rows.gaze, rows.paths, **kwargs)
-    dataset.annotation_files, dataset.skipped_rows = [Path(rows.source)], rows.skipped  # for datasets.validation
+    dataset.annotation_files = [Path(rows.source)]  # for datasets.validation (with skipped_rows)
+    dataset.skipped_rows = rows.skipped + dataset.skipped_rows
     return dataset

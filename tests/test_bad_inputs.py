@@ -19,8 +19,8 @@ import gaze360_main
 from datasets.gazefollow import GazeFollow
 from datasets.synthetic import generate_gazefollow
 from datasets.synthetic_formats import generate_goo, generate_videoattentiontarget
-from datasets.validation import REPORT_FILE, validate_datasets
-from gaze360.data import read_split_file
+from datasets.validation import REPORT_FILE, head_crop_split, validate_datasets, validate_splits
+from gaze360.data import gaze360_dataset, read_split_file
 from gaze360.synthetic import write_gaze360
 from tests.test_end_to_end import TINY
 
@@ -342,3 +342,21 @@ def test_gaze360_duplicated_test_rows_are_counted_not_scored_twice(sources, tmp_
     assert [(s.where, s.reason) for s in split.skipped] == [
         (f"{test_file}:{len(lines) + 1}", f"exact duplicate of {test_file}:1")]
     assert np.array_equal(split.gaze, read_split_file(sources["gaze360"] / "test.txt").gaze)
+
+
+def test_gaze360_counted_skips_are_listed_in_the_run_folder(sources, tmp_path):
+    """A repeated test row and (with missing_frames: skip) a window with a missing frame: both listed."""
+    data = shutil.copytree(sources["gaze360"], tmp_path / "data")
+    lines = (data / "train.txt").read_text().splitlines(keepends=True)
+    (data / "train.txt").write_text("".join(lines + lines[:1]))
+    missing = data / "imgs" / lines[-1].split()[0]
+    missing.unlink()
+    options = dict(num_frames=3, train=False, input_size=24, crops=[24], train_crop_scale=1.0, missing_frames="skip",
+                   seed=0)
+    train = gaze360_dataset(data, "train", **options)
+    validate_splits([head_crop_split("train", train)], tmp_path / "run", progress=False)
+    report = rows(tmp_path / "run" / REPORT_FILE)[1:]
+    assert [(split, action, where) for split, action, where, _ in report] == [
+        ("train", "skipped", f"{data / 'train.txt'}:{len(lines) + 1}"),
+        ("train", "skipped", f"sample {lines[-1].split()[0]}")]
+    assert report[1][3] == f"missing frame {missing}"
