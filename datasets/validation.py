@@ -40,6 +40,7 @@ TAIL_BYTES = 1024  # the end of a file searched for the JPEG end-of-image marker
 JPEG_END, PNG_END = b"\xff\xd9", b"IEND\xaeB`\x82"
 REPORT_FILE = "data_validation.csv"
 CACHE_FOLDER = ".data_validation"
+CHUNK = 4096  # image headers handed to the thread pool at a time
 MAX_LISTED = 10_000  # problems written to the report at most (the count is always exact)
 
 
@@ -293,15 +294,18 @@ def validate_splits(splits: list[SplitData], report_dir: str | Path | None = Non
             images.setdefault(path, (split.name, where))
     sizes, problems = {}, []
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_header, images)
-        for (path, (split_name, where)), (size, problem) in tqdm(zip(images.items(), results), total=len(images),
-                                                   desc="checking images", unit="img", disable=not progress,
-                                                   leave=False, mininterval=0.5):
-            if problem is None:
-                sizes[path] = size
-            else:
-                problems.append((split_name, f"{where}: the image {path} {problem}"))
+    items = list(images.items())
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(items), desc="checking images", unit="img",
+                                                               disable=not progress, leave=False,
+                                                               mininterval=0.5) as bar:
+        for start in range(0, len(items), CHUNK):  # a bounded number of pending reads (Gaze360: ~10^6 frames)
+            chunk = items[start:start + CHUNK]
+            for (path, (split_name, where)), (size, problem) in zip(chunk, pool.map(_header, [p for p, _ in chunk])):
+                if problem is None:
+                    sizes[path] = size
+                else:
+                    problems.append((split_name, f"{where}: the image {path} {problem}"))
+            bar.update(len(chunk))
     for split in splits:  # the size checks need every size
         if split.check_sizes is not None and not problems:
             problems += [(split.name, message) for message in split.check_sizes(sizes)]
