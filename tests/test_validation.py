@@ -85,3 +85,19 @@ def test_a_corrupt_image_met_by_a_loader_worker_names_its_path(tmp_path):
     assert "\n" not in message and "Traceback" not in message
     assert re.fullmatch(rf"{re.escape(str(image))}: image of the annotation at .*test_annotations_release.txt:1 "
                         r"cannot be decoded \(image file is truncated.*\)", message), message
+
+
+def test_depth_maps_are_checked_with_their_images(tmp_path):
+    from datasets.synthetic_formats import write_depth_maps
+    from datasets.validation import validate_datasets
+
+    generate_gazefollow(tmp_path, n_train_images=2, n_test_images=1, seed=4)
+    write_depth_maps(tmp_path, "gazefollow")
+    train = GazeFollow(tmp_path, "train", input_size=32, output_size=16, depth=True)
+    summary = validate_datasets({"train": train}, None, None, progress=False)
+    assert summary["images"] == 2 * 2  # every image and its depth map
+    depth_map = train.depth_path(str(train._paths[0]))
+    depth_map.unlink()
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path))}/train_annotations_release.txt:\d+: the image "
+                                        rf"{re.escape(str(depth_map))} does not exist$"):
+        validate_datasets({"train": train}, None, None, progress=False)
