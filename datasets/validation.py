@@ -81,8 +81,9 @@ class RowChecks:
 
     def unique(self, key, where: str) -> bool:
         """False (and a counted skip) when `key` -- the row's content -- repeats an earlier row exactly."""
-        first = self._first_seen.setdefault(key, where)
-        if first is where:
+        first = self._first_seen.get(key)
+        if first is None:
+            self._first_seen[key] = where
             return True
         self.skipped.append(Skip(where, f"exact duplicate of {first}"))
         return False
