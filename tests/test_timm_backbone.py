@@ -187,3 +187,17 @@ def test_shipped_dinov2_configurations_build():
     model = get_model(demo)
     assert model.gaze_backbone.num_tokens == 16 and not demo.backbone_pretrained
     assert model.frozen_streams == ["scene_backbone"]
+
+
+@pytest.mark.parametrize("name, size, expected", [
+    ("vit_small_patch16_dinov3", 64, (4, 384, 5)),  # DINOv3 (timm's eva.py): class + 4 registers, RoPE
+    ("swin_tiny_patch4_window7_224", 64, (2, 768, 0)),  # a channels-last map
+    ("convnext_atto", 64, (2, 320, 0)),
+])
+def test_other_timm_families(name, size, expected):
+    encoder = TimmEncoder(name, size).eval()
+    assert (encoder.side, encoder.channels, encoder.num_prefix_tokens) == expected
+    with torch.no_grad():
+        scene_map, prefix = encoder(torch.randn(2, 3, size, size))
+    assert scene_map.shape == (2, expected[1], expected[0], expected[0])
+    assert (prefix is None) == (expected[2] == 0)
