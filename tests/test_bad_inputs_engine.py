@@ -80,7 +80,7 @@ def _resume_lr_differs(t, tmp):
 
 def _resume_loss_differs(t, tmp):
     copy_run(t, "loss_changed")
-    return flags(t["dataset"], t["runs"], "loss_changed", "--batch_size", "2", "--x_loss", "false")
+    return flags(t["dataset"], t["runs"], "loss_changed", "--batch_size", "2", "--no-x_loss")
 
 
 def _epochs_with_run_length_schedule(t, tmp):
@@ -233,7 +233,7 @@ def test_normalised_head_box_in_predict_is_an_error_giving_the_pixel_box(trained
                                 "--head_box", "0.1,0.5,0.3,0.7", "--out", str(tmp_path / "out"), "--device", "cpu"])
     line = message_line(capsys.readouterr().err)
     assert code == 2
-    assert re.match(r"predict\.py: error: --head_box: head box \(0\.1, 0\.5, 0\.3, 0\.7\) of person1 looks normalised "
+    assert re.match(r"predict\.py: error: --head_box #1 \(0\.1,0\.5,0\.3,0\.7\): head box \(0\.1, 0\.5, 0\.3, 0\.7\) of person1 looks normalised "
                     r"to \[0, 1\]; head boxes are in pixels: in the 200x100 image .* that box is \(20, 50, 60, 70\)",
                     line), line
 
@@ -278,8 +278,9 @@ def test_resume_applies_allowed_changes_records_them_and_logs_each_step_once(tra
                                           "--evaluate_every", "5"))
     assert code == 0
     out = capsys.readouterr().out
-    assert "resuming with changed options (allowed on resume) at step 2: epochs: 1 -> 2 (command line); " \
-           "evaluate_every: 100 -> 5 (command line)" in out
+    # The folder was copied under another name: the tag counts as changed too (a renamed run folder is allowed).
+    assert "resuming with changed options (allowed on resume) at step 2: tag: 'trained' -> 'extended' (command " \
+           "line); epochs: 1 -> 2 (command line); evaluate_every: 100 -> 5 (command line)" in out
     assert "dropped the records logged after step 2" in out
     text = (folder / "config.yaml").read_text()
     assert "# changed on resume at step 2: epochs: 1 -> 2 (command line)" in text
@@ -289,7 +290,7 @@ def test_resume_applies_allowed_changes_records_them_and_logs_each_step_once(tra
     assert steps == [1, 2, 3, 4]
     state = load_checkpoint(folder / "last.pt")
     assert state["step"] == 4 and state["config"]["epochs"] == 2 and state["config"]["input_size"] == 64
-    assert state["config_changes"][0] == {"step": 2, "option": "epochs", "was": 1, "now": 2, "source": "command line"}
+    assert state["config_changes"][1] == {"step": 2, "option": "epochs", "was": 1, "now": 2, "source": "command line"}
 
 
 def test_no_resume_moves_the_previous_run_aside(trained, capsys):
