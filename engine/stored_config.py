@@ -122,10 +122,16 @@ def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any
     return config, changes
 
 
-def stored_configuration(checkpoint: Any) -> Mapping[str, Any] | None:
-    """The configuration a checkpoint written by main.py stores, or None (a bare state dict, another project's file)."""
+def stored_configuration(checkpoint: Any, table: OptionTable | None = None) -> Mapping[str, Any] | None:
+    """The configuration a checkpoint written by main.py stores, or None (a bare state dict, another project's file).
+    A "config" entry with keys this project does not know counts as ours only in a file marked with this project's
+    "format" (then apply_stored_config reports the unknown keys); in any other file it is another project's."""
     stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
-    return stored if isinstance(stored, Mapping) else None
+    if not isinstance(stored, Mapping):
+        return None
+    if "format" not in checkpoint and not set(stored) <= set(_table(table).by_name):
+        return None
+    return stored
 
 
 def evaluation_config(checkpoint: Any, given: Mapping[str, tuple[Any, str]], *, weights: str,
@@ -133,7 +139,7 @@ def evaluation_config(checkpoint: Any, given: Mapping[str, tuple[Any, str]], *, 
     """The configuration to evaluate or predict with `checkpoint` (loaded from `weights`): its stored configuration
     with the evaluation-time options of `given` applied (main.py's --eval_weights and predict.py both come here), or
     None when the file stores no configuration (the caller then builds from the YAML files it was given)."""
-    stored = stored_configuration(checkpoint)
+    stored = stored_configuration(checkpoint, table)
     if stored is None:
         return None
     return apply_stored_config(stored, given, EVALUATION_TIME, checkpoint=weights, purpose="evaluation", table=table)

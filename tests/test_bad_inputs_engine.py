@@ -351,3 +351,14 @@ def test_readme_lists_the_evaluation_time_and_resumable_options():
                          ("**Options that may change on resume**", RESUMABLE)):
         paragraph = text.split(title)[1].split("\n\n")[0]
         assert set(re.findall(r"`(\w+)`", paragraph)) >= set(names), title
+
+
+def test_only_this_projects_stored_configuration_is_used():
+    from engine.config import ConfigError
+    from engine.stored_config import evaluation_config, stored_configuration
+
+    assert stored_configuration({"model": {}, "config": {"hidden_size": 3}}) is None  # another project's "config"
+    assert stored_configuration({"model": {}, "config": {"lr": 0.1}}) == {"lr": 0.1}
+    with pytest.raises(ConfigError, match="w.pt: its stored configuration has options this version does not know: "
+                                          "hidden_size; it was written by another version of the code"):
+        evaluation_config({"format": 1, "config": {"hidden_size": 3}}, {}, weights="w.pt")
