@@ -30,11 +30,12 @@ EVALUATION_TIME: dict[str, str] = {
     "no_save": "training only",
     # which weights and how they are read
     "eval_weights": "weights", "trust_legacy_checkpoint": "weights", "ema_on": "weights (the EMA or the raw model)",
+    "original_ema_mix": "weights",
     "init_weights": "training only", "init_weights_scheme": "weights", "init_weights_rules": "weights",
     # the test data and its protocol
     "source_dataset_dir": "data location", "eval_dataset": "test data", "eval_dataset_dir": "test data",
     "batch_size": "evaluation batch", "eval_batch_size": "evaluation batch", "gaze_point_threshold": "test protocol",
-    "is_subsample_test_set": "test data",
+    "test_subsample_fraction": "test data",
     # the sampler
     "sampler": "sampler", "sample_time_steps": "sampler", "ddim_eta": "sampler", "sample_k": "sampler",
     "clip_denoised": "sampler", "eval_from_picture": "sampler", "time_noise": "sampler", "picture_source": "sampler",

@@ -362,3 +362,10 @@ def test_only_this_projects_stored_configuration_is_used():
     with pytest.raises(ConfigError, match="w.pt: its stored configuration has options this version does not know: "
                                           "hidden_size; it was written by another version of the code"):
         evaluation_config({"format": 1, "config": {"hidden_size": 3}}, {}, weights="w.pt")
+
+
+def test_the_tables_of_changeable_options_name_declared_options():
+    from engine.options import OPTIONS_BY_NAME
+    from engine.stored_config import EVALUATION_TIME, RESUMABLE
+
+    assert set(EVALUATION_TIME) <= set(OPTIONS_BY_NAME) and set(RESUMABLE) <= set(OPTIONS_BY_NAME)
