@@ -358,8 +358,9 @@ _READ_ONLY_WITH = (("offset_noise_strength", "noise_changer"), ("ema_rate", "ema
 
 def _validate_unread(config: Config, at) -> None:
     for name, switch in _READ_ONLY_WITH:
-        if name in config.table.by_name and not getattr(config, switch) and \
-                getattr(config, name) != config.table.by_name[name].default:
+        if config.sources[name].endswith("(stored)"):  # a checkpoint's value, e.g. ema_rate when evaluating the raw
+            continue                                   # weights of an EMA run with --ema_on false: not the user's
+        if not getattr(config, switch) and getattr(config, name) != config.table.by_name[name].default:
             raise ConfigError(f"{at(name)} = {getattr(config, name)!r} is read only with {at(switch)}, which is off: "
                               f"turn '{switch}' on, or leave '{name}' out")
 

@@ -80,7 +80,7 @@ def _resume_lr_differs(t, tmp):
 
 def _resume_loss_differs(t, tmp):
     copy_run(t, "loss_changed")
-    return flags(t["dataset"], t["runs"], "loss_changed", "--batch_size", "2", "--no-x_loss")
+    return flags(t["dataset"], t["runs"], "loss_changed", "--batch_size", "2", "--x_loss", "false")
 
 
 def _epochs_with_run_length_schedule(t, tmp):
