@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_job(config) -> int:
     """Run the job; the project's errors (a user's input, a stop, a full disk) end it with one line on stderr and an
     exit status instead of a traceback: 2 for bad input, 1 for a failed run, 130 / 143 for Ctrl-C / SIGTERM."""
-    from engine.checkpoint import CheckpointError, DiskFullError, no_space_left  # imported late: --help stays fast
+    from datasets.errors import DataError  # imported late so --help and --print_config stay fast
+    from engine.checkpoint import CheckpointError, DiskFullError, no_space_left
     from engine.run_folder import RunLocked
     from engine.stopping import RunStopped
     from engine.train import run
@@ -40,6 +41,9 @@ def run_job(config) -> int:
         return 130
     except ConfigError as error:  # raised once the checkpoint or the data are read (e.g. a resume that differs)
         print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except DataError as error:  # bad data (datasets/validation.py): the file and line, no traceback
+        print(f"data error: {error}", file=sys.stderr)
         return 2
     except (CheckpointError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

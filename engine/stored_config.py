@@ -35,7 +35,8 @@ EVALUATION_TIME: dict[str, str] = {
     # the test data and its protocol
     "source_dataset_dir": "data location", "eval_dataset": "test data", "eval_dataset_dir": "test data",
     "batch_size": "evaluation batch", "eval_batch_size": "evaluation batch", "gaze_point_threshold": "test protocol",
-    "test_subsample_fraction": "test data",
+    "test_subsample_fraction": "test data", "invalid_annotations": "test data (impossible rows: error or skip)",
+    "skip_validation": "execution",
     # the sampler
     "sampler": "sampler", "sample_time_steps": "sampler", "ddim_eta": "sampler", "sample_k": "sampler",
     "clip_denoised": "sampler", "eval_from_picture": "sampler", "time_noise": "sampler", "picture_source": "sampler",
@@ -55,6 +56,7 @@ RESUMABLE: dict[str, str] = {
     "output_dir": "output (a moved run folder)", "source_dataset_dir": "data location (the same data, moved)",
     "eval_dataset_dir": "data location (the same data, moved)", "no_resume": "run control",
     "trust_legacy_checkpoint": "run control", "init_weights": "read only by a fresh start",
+    "skip_validation": "run control (the data is the same)",
 }
 
 

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
+from datasets.validation import validate_datasets
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
 from engine.checkpoint import (
     CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state,
@@ -129,6 +130,9 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
     if config.torch_compile:
         compile_model(model)
     test_set = build_eval_dataset(config)  # eval_dataset: cross-dataset
+    train_set = None if config.eval_weights else build_dataset(config, "train")
+    validate_datasets({"train": train_set, "test": test_set}, run_dir if context.is_main else None,  # before any step
+                      config.output_dir, skip=config.skip_validation, progress=context.is_main)
     test_loader = make_loader(test_set, config, train=False, sampler=ShardSampler(len(test_set), context.rank,
                               context.world_size) if context.enabled else None)
     evaluation = partial(evaluate, run_dir=run_dir if context.is_main else None, autocast=autocast,
@@ -156,7 +160,6 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
                                    extra_rules=config.init_weights_rules,
                                    trust_legacy=config.trust_legacy_checkpoint)
         print(report.summary())
-    train_set = build_dataset(config, "train")
     sampler = EpochShuffleSampler(len(train_set), seed=config.seed, rank=context.rank, world_size=context.world_size)
     train_loader = make_loader(train_set, config, train=True, sampler=sampler)
     unet_params, gaze_params = model.parameter_groups()
