@@ -72,6 +72,9 @@ def test_readme_plugin_example_trains_and_evaluates_from_the_checkpoint(tmp_path
     config, _ = parse_command_line([*common, "--tag", "eval2", "--eval_weights", str(tmp_path / "moved.pt")])
     with pytest.raises(ModuleNotFoundError, match=r"gone\.py.*--backbone_plugins"):
         run(config)
+    config, _ = parse_command_line([*common, "--tag", "eval3", "--eval_weights", str(tmp_path / "moved.pt"),
+                                    "--backbone_plugins", str(plugin)])  # its new location: allowed at evaluation
+    assert run(config)["auc"] == pytest.approx(trained["auc"], abs=1e-6)
 
 
 def test_missing_plugin_module_is_named():
