@@ -1,6 +1,7 @@
 """wandb in offline mode: the metrics logged to metrics.jsonl are in the wandb run file, gradients are logged with
-watch_wandb, every evaluation's figures are logged as images, and a resumed run continues the same wandb run id. The run file is read with an independent reader of
-wandb's record log (32 KiB blocks of [crc32 4 | length 2 | type 1] records carrying `Record` protobufs)."""
+watch_wandb, every evaluation's figures are logged as images, and a resumed run continues the same wandb run id. The
+run file is read with an independent reader of wandb's record log (32 KiB blocks of [crc32 4 | length 2 | type 1]
+records carrying `Record` protobufs)."""
 import json
 from pathlib import Path
 
