@@ -44,14 +44,16 @@ OPTIONS: tuple[Option, ...] = (
     _o("no_save", BOOL, False, RUN, "Keep only the latest checkpoint (enough to resume), not one every save_every."),
     _o("init_weights", STR, None, RUN, "Weights to initialise from (renamed with init_weights_scheme).", nullable=True),
     _o("init_weights_scheme", STR, "auto", RUN,
-       "Key naming of init_weights: auto-detected, or one of the built-in schemes.",
+       "Key naming of init_weights and eval_weights: auto-detected, or one of the built-in schemes.",
        choices=("auto", "project", "chong", "tonini", "diffusiongaze")),
     _o("init_weights_rules", RULES, None, RUN,
-       "Extra renaming rules for init_weights, YAML only: a list of [regex, replacement] pairs applied first.",
+       "Extra renaming rules for init_weights and eval_weights, YAML only: a list of [regex, replacement] pairs "
+       "applied first (alone when auto-detection finds no known naming).",
        nullable=True),
     _o("eval_weights", STR, None, RUN,
        "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme or a "
-       ".safetensors export; with ema_on, the file's EMA weights.", nullable=True),
+       ".safetensors export, renamed with init_weights_scheme / init_weights_rules; with ema_on, the file's EMA "
+       "weights (see original_ema_mix).", nullable=True),
     _o("original_ema_mix", BOOL, True, RUN,
        "eval_weights with ema_on on a checkpoint of the original DiffusionGaze code: evaluate as the original did, "
        "the gaze backbone's own (non-averaged) weights with the averaged UNet and in/out head; false = every weight "
