@@ -65,10 +65,7 @@ def backbone_name(config) -> str:
     """
     if config.depth_layout not in ("tonini", "diffusiongaze"):
         raise ValueError(f"depth_layout: expected tonini or diffusiongaze, found {config.depth_layout!r}")
-    if config.depth_layout == "diffusiongaze":
-        if not config.depth_flag:
-            raise ValueError("depth_layout: diffusiongaze selects the original DiffusionGaze depth model, but "
-                             "depth_flag is false (no depth stream)")
+    if config.depth_flag and config.depth_layout == "diffusiongaze":
         return "diffusiongaze_depth"
     return "chong" if config.attention_layout else "original"
 
