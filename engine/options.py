@@ -117,10 +117,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("depth_flag", BOOL, False, GAZE, "Add a depth ResNet stream on precomputed depth maps."),
     _o("list_resnet_depth_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the depth ResNet."),
     _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet."),
-    _o("depth_layout", STR, "tonini", GAZE,
-       "With depth_flag: how the depth stream enters. tonini = its own tokens beside the scene's and face's (Tonini "
-       "et al. 2022's late fusion); diffusiongaze = the original DiffusionGaze depth model (gaze backbone "
-       "'diffusiongaze_depth': encoded scene+face and depth+face maps as tokens, no positional encoding).",
+    _o("depth_layout", STR, "diffusiongaze", GAZE,
+       "With depth_flag: how the depth stream enters. diffusiongaze = the original DiffusionGaze depth model (gaze "
+       "backbone 'diffusiongaze_depth': encoded scene+face and depth+face maps as tokens, no positional encoding); "
+       "tonini = the depth map's own tokens beside the scene's and face's (Tonini et al. 2022's late fusion; also "
+       "with attention_layout).",
        choices=("tonini", "diffusiongaze")),
     # --- UNet ----------------------------------------------------------------------------------------------------
     _o("unet_inout_channels", INT, 1, UNET, "UNet input and output channels (output doubled with adm_learn_sigma)."),
