@@ -50,14 +50,15 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def predict(model, loader, device: torch.device, autocast, target: str) -> dict[str, np.ndarray]:
+def predict(model, loader, device: torch.device, autocast, target: str,
+            yaw_decoding: str = "atan2") -> dict[str, np.ndarray]:
     """Run `model` over `loader` (dataset order): predicted (yaw, pitch) [N, 2] radians and sigma [N]."""
     model.eval()
     yaw_pitch, sigma = [], []
     for batch in loader:
         with autocast():
             prediction = model(batch["images"].to(device))
-        yaw_pitch.append(decode_yaw_pitch(prediction["output"].float(), target).cpu())
+        yaw_pitch.append(decode_yaw_pitch(prediction["output"].float(), target, yaw_decoding).cpu())
         sigma.append(prediction["sigma"].float()[:, 0].cpu())
     return {"yaw_pitch": torch.cat(yaw_pitch).double().numpy(), "sigma": torch.cat(sigma).double().numpy()}
 
@@ -87,7 +88,7 @@ def mean_direction(gaze: np.ndarray) -> np.ndarray:
 def evaluate_split(model, dataset, loader, config, device, autocast, baseline_direction: np.ndarray,
                    csv_path: Path | None = None) -> dict:
     """Errors of the model and of the mean-direction baseline on one split; optionally the per-sample CSV."""
-    result = predict(model, loader, device, autocast, config.target)
+    result = predict(model, loader, device, autocast, config.target, config.yaw_decoding)
     gaze = dataset.gaze
     errors = angular_error_degrees(yaw_pitch_to_gaze(result["yaw_pitch"]), gaze)
     baseline_errors = angular_error_degrees(np.broadcast_to(baseline_direction, gaze.shape), gaze)
