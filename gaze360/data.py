@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from datasets.transforms import to_normalised_tensor
 from gaze360.transforms import prepare_frame, zoom
@@ -207,7 +207,9 @@ class HeadCropDataset(Dataset):
     Shared by Gaze360 (windows of frames) and RT-GENE (single images): the subclass gives the frame files of each
     sample. With missing_frames = "skip", samples with a missing frame are dropped at construction and counted in
     `skipped` (with `skipped_examples`); with "error" the first missing frame is an error naming it.
-    Each frame is decoded once per sample, however many crops of it the sequence holds.
+    Each frame is decoded once per sample, however many crops of it the sequence holds. A frame that exists but
+    cannot be decoded is an error naming it, or with "skip" the sample comes back as None (with a warning naming
+    the file), which `collate_skipping` drops and counts in the batch's `unreadable`.
     Random draws of sample i in epoch e come from default_rng([seed, e, i]) (order- and worker-independent);
     evaluation draws (eval_random_crop_prob) from default_rng([seed, i]).
     """
@@ -288,15 +290,32 @@ class HeadCropDataset(Dataset):
             rng = np.random.default_rng([self.seed, epoch, index])
         else:
             rng = np.random.default_rng([self.seed, index]) if self.spec.eval_random_crop_prob else None
+        try:
+            images = self.images(index, rng)
+        except OSError as error:
+            if self.missing_frames != "skip":
+                raise
+            print(f"warning: skipping sample {self.names[index]}: {error}")
+            return None
         yaw_pitch = self.yaw_pitch[index]
         return {
-            "images": self.images(index, rng),
+            "images": images,
             "yaw_pitch": torch.tensor(yaw_pitch, dtype=torch.float32),
             "sincos": torch.tensor(sincos_target(yaw_pitch), dtype=torch.float32),
             "sincos45": torch.tensor(sincos45_target(yaw_pitch), dtype=torch.float32),
             "gaze": torch.tensor(self.gaze[index], dtype=torch.float32),
             "index": index,
         }
+
+
+def collate_skipping(samples: list[dict | None]) -> dict | None:
+    """default_collate of the readable samples; `unreadable` counts the dropped ones (None: all were)."""
+    readable = [sample for sample in samples if sample is not None]
+    if not readable:
+        return None
+    batch = default_collate(readable)
+    batch["unreadable"] = len(samples) - len(readable)
+    return batch
 
 
 def gaze360_dataset(root: str | Path, split: str, *, num_frames: int, window: str = "centred",

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gaze360.options import crop_list
 from models.resnet import BasicBlock, Bottleneck, ResNet
 from pretrained.loading import load_init_weights
 
@@ -220,8 +221,6 @@ def mean_yaw_pitch(yaw_pitch: torch.Tensor, dim: int) -> torch.Tensor:
 def sequence_length(config) -> int:
     """Images per sample L. frame_crops 'zip': frame i gets crop i (one frame repeated per crop when num_frames is
     1; one crop applied to every frame when the list has one entry); 'all': every frame gets every crop."""
-    from gaze360.options import crop_list  # options is a leaf module; imported here to keep models importable alone
-
     frames, crops = config.num_frames, len(crop_list(config))
     if config.frame_crops == "all":
         return frames * crops
@@ -229,8 +228,6 @@ def sequence_length(config) -> int:
 
 
 def build_model(config, num_crops: int | None = None) -> MultiCropGazeModel:
-    from gaze360.options import crop_list
-
     num_crops = len(crop_list(config)) if num_crops is None else num_crops
     return MultiCropGazeModel(
         sequence_length=sequence_length(config), num_frames=config.num_frames, num_crops=num_crops,

@@ -18,11 +18,11 @@ from tqdm import tqdm
 from engine.checkpoint import (
     CHECKPOINT_FORMAT, load_checkpoint, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state,
 )
-from engine.data import EpochShuffleSampler, make_loader
+from engine.data import EpochShuffleSampler
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
 from engine.train import AMP_DTYPES, autocast_for, resolve_device
-from gaze360.build import TARGET_KEYS, make_dataset
+from gaze360.build import TARGET_KEYS, make_dataset, make_gaze_loader
 from gaze360.checkpoints import model_state_from_checkpoint
 from gaze360.evaluate import evaluate_split, format_table, mean_direction, write_metrics
 from gaze360.losses import gaze_loss
@@ -116,8 +116,8 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
     if config.init_weights:
         load_weights(model, config.init_weights, config.init_weights_parts)
     sampler = EpochShuffleSampler(len(train_set), seed=config.seed)
-    train_loader = make_loader(train_set, config, train=True, sampler=sampler)
-    validation_loader = make_loader(validation_set, config, train=False)
+    train_loader = make_gaze_loader(train_set, config, train=True, sampler=sampler)
+    validation_loader = make_gaze_loader(validation_set, config, train=False)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=AMP_DTYPES[config.amp] is torch.float16)
     target_key = TARGET_KEYS[config.target]
@@ -145,7 +145,12 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
         train_set.set_epoch(epoch)
         model.train()
         started, seen = time.perf_counter(), 0
+        unreadable = 0
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
+            if batch is None or batch["unreadable"]:
+                unreadable += config.batch_size if batch is None else batch["unreadable"]
+                if batch is None:
+                    continue
             with autocast():
                 prediction = model(batch["images"].to(device))
             loss = gaze_loss(prediction, batch[target_key].to(device), config)
@@ -159,6 +164,8 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
                 logger.log("train", step, epoch=epoch + 1, loss=loss.item(), lr=optimizer.param_groups[0]["lr"],
                            samples_per_second=seen / max(time.perf_counter() - started, 1e-9))
         epoch += 1
+        if unreadable:
+            print(f"epoch {epoch}: skipped {unreadable} training samples with unreadable frames (missing_frames: skip)")
         validation = evaluate_split(model, validation_set, validation_loader, config, device, autocast,
                                     baseline_direction)["model"]
         logger.log("validation", step, epoch=epoch, **{k: v for k, v in validation.items()})
@@ -188,7 +195,7 @@ def final_evaluation(model, config, run_dir: Path, device, autocast, baseline_di
     metrics = {"weights": weights, "best": best}
     for split, dataset in (("test", make_dataset(config, "test", train=False, fold=fold)),
                            ("validation", validation_set)):
-        loader = make_loader(dataset, config, train=False)
+        loader = make_gaze_loader(dataset, config, train=False)
         metrics[split] = evaluate_split(model, dataset, loader, config, device, autocast, baseline_direction,
                                         csv_path=run_dir / f"predictions_{split}.csv")
     write_metrics(run_dir / "metrics.json", metrics)

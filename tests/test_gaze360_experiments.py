@@ -282,3 +282,23 @@ def test_rtgene_as_the_original_ran_it(tmp_path, capsys):
     summary = run(config)
     assert sorted(summary["folds"]) == ["fold_1", "fold_2", "fold_3"]
     assert capsys.readouterr().out.count("early stopping at epoch 2") == 3
+
+
+def test_an_unreadable_frame_is_skipped_and_counted_or_an_error_naming_it(tmp_path):
+    root = tmp_path / "data"
+    write_gaze360(root, seed=2, tracks={"train": 2, "validation": 1, "test": 2}, frames_per_track=8, sizes=(20, 20))
+    broken = root / "imgs" / read_split_file(root / "test.txt").paths[1]
+    broken.write_bytes(b"not a jpeg")  # exists (so construction keeps it), fails when decoded
+    config = _config(root, tmp_path, tag="skip", temporal="maxpool", missing_frames="skip")
+    metrics = run(config)
+    rows = len(read_split_file(root / "test.txt").paths)
+    assert metrics["test"]["skipped_samples"] == 1 and metrics["test"]["model"]["all_360_count"] == rows - 1
+    with pytest.raises(OSError, match=f"unreadable frame: {broken}"):
+        run(config.replace(tag="strict", missing_frames="error"))
+
+
+def test_magnification_deltas_are_checked_only_when_an_analysis_runs(root, tmp_path):
+    assert _config(root, tmp_path, input_size=32, magnification_deltas=[0, 40]).input_size == 32
+    with pytest.raises(ConfigError, match="magnification_deltas.*for 'analysis'"):
+        _config(root, tmp_path, input_size=32, magnification_deltas=[0, 40], analysis="magnification",
+                eval_weights="x.pt")
