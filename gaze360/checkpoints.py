@@ -9,7 +9,7 @@ module names map one to one onto this project's (the layer order being the same,
 | base_model.fc1 (512 -> 1000), or base_model_tail.2 in the multi-crop MSA models | backbone.fc |
 | base_model.fc2 (1000 -> 256), or base_model_tail.4 | feature |
 | lstm | lstm |
-| last_layer | head |
+| last_layer (Gaze360's first code: hidden2tag) | head |
 
 Every key of the file must map onto a tensor of the model with the same shape and every tensor of the model must
 be filled (BatchNorm's `num_batches_tracked`, absent from pre-0.4.1 files, excepted: it does not change outputs).
@@ -32,6 +32,7 @@ ORIGINAL_RULES = [
     (r"base_model\.", "backbone."),
     (r"lstm\.", "lstm."),
     (r"last_layer\.", "head."),
+    (r"hidden2tag\.", "head."),  # Gaze360's first published code named its output layer so
 ]
 
 
@@ -81,6 +82,12 @@ def model_state_from_checkpoint(checkpoint, model: nn.Module, source: str) -> tu
     .pth.tar (converted), with a one-line or per-rule report."""
     if is_original_checkpoint(checkpoint):
         return convert_original_state_dict(checkpoint["state_dict"], model, source)
+    stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
+    if isinstance(stored, Mapping) and "feature_relu" not in stored:
+        raise ValueError(f"{source}: written by this trainer before its networks became the original's (ReLU after "
+                         f"the backbone fc, none after the feature layer unless feature_relu): its weights compute a "
+                         f"different function in today's model; retrain, or evaluate it with the project version "
+                         f"that wrote it")
     state = checkpoint["model"] if isinstance(checkpoint, Mapping) and "model" in checkpoint else checkpoint
     if not isinstance(state, Mapping):
         raise ValueError(f"{source}: expected a checkpoint of this trainer or an original .pth.tar, found "

@@ -302,3 +302,14 @@ def test_magnification_deltas_are_checked_only_when_an_analysis_runs(root, tmp_p
     with pytest.raises(ConfigError, match="magnification_deltas.*for 'analysis'"):
         _config(root, tmp_path, input_size=32, magnification_deltas=[0, 40], analysis="magnification",
                 eval_weights="x.pt")
+
+
+def test_a_checkpoint_of_the_earlier_layer_order_is_refused(tmp_path):
+    from gaze360.checkpoints import model_state_from_checkpoint
+
+    model = build_model(load_config([], {"temporal": "none", "num_frames": 1, **TINY_MODEL}, GAZE360))
+    old = {"format": 1, "model": model.state_dict(), "config": {"temporal": "none"}}
+    with pytest.raises(ValueError, match="before its networks became the original's"):
+        model_state_from_checkpoint(old, model, "old.pt")
+    state, report = model_state_from_checkpoint({**old, "config": {"feature_relu": False}}, model, "new.pt")
+    assert state.keys() == model.state_dict().keys() and "this trainer's checkpoint" in report

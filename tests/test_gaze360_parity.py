@@ -1,7 +1,7 @@
 """The shipped Gaze360 variant configs build the original MultiZoomGaze / Gaze360 networks exactly.
 
 Fixture tests/fixtures/gaze360/original_parity.json (how it was made: tests/fixtures/gaze360/README.md): for each
-variant the ORIGINAL code's model (constructor in the fixture) was run in eval mode on seeded weights in its own
+variant the ORIGINAL code's model (MultiZoomGaze; for gaze360_seq_lstm Gaze360's own code/model.py) (constructor in the fixture) was run in eval mode on seeded weights in its own
 layout (tests/gaze360_parity.py draws every tensor from its key) and seeded inputs, in float64 and float32. Here
 the same weights go through this project's converter (gaze360.checkpoints) into the model built from
 configs/gaze360/<variant>.yaml; gaze and sigma must agree to 1e-10 (float64) and 1e-6 (float32). The original
@@ -40,7 +40,8 @@ def original_state(variant: str) -> dict:
 def project_model(variant: str, dtype=torch.float64, **changes):
     """The variant's config model with the fixture's weights converted from the original layout."""
     entry = FIXTURE["variants"][variant]
-    config = load_config([ROOT / f"configs/gaze360/{variant}.yaml"], {"device": "cpu", **changes}, GAZE360)
+    name = entry.get("config", variant)  # gaze360_seq_lstm: Gaze360's own code, built by seq_lstm.yaml
+    config = load_config([ROOT / f"configs/gaze360/{name}.yaml"], {"device": "cpu", **changes}, GAZE360)
     model = build_model(config).to(dtype).eval()
     original = {k: v if v.dtype == torch.long else v.to(dtype) for k, v in original_state(variant).items()}
     state, report = convert_original_state_dict(original, model, variant)
@@ -60,7 +61,7 @@ def run(model, variant: str, dtype):
 
 def test_fixture_covers_every_published_variant():
     assert set(VARIANTS) >= {"static", "static_sc", "static_sc_lstm", "static_sc_lstm_sym", "seq_lstm", "seq_sc_lstm",
-                             "seq_sc_lstm_sym", "msa", "msa_raw"}
+                             "seq_sc_lstm_sym", "msa", "msa_raw", "gaze360_seq_lstm"}
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-6)])
