@@ -58,6 +58,13 @@ def test_each_shipped_variant_config_builds_the_documented_model(variant):
     assert out["output"].shape == (2, 2 if config.target == "yawpitch" else 3) and out["sigma"].shape == (2, 1)
 
 
+def test_this_projects_every_crop_network_has_a_name_of_its_own():
+    config = load_config([ROOT / "configs/gaze360/every_crop_sc_lstm.yaml"], {}, GAZE360)
+    tiny = build_model(config.replace(**TINY))
+    assert (tiny.sequence_length, tiny.target_index) == (28, 15)  # 7 frames x 4 crops; last crop of frame t
+    assert (config.frame_crops, config.resize, config.yaw_decoding) == ("all", "shorter_side", "atan2")
+
+
 def _tiny(**changes):
     kwargs = dict(sequence_length=6, num_frames=3, num_crops=2, temporal="lstm", lstm_bidirectional=False,
                   target_index="central_frame_last", target="yawpitch", backbone_layers=[1, 1], backbone_inplanes=4,
