@@ -36,3 +36,41 @@ def seeded_state_dict(keys: list[tuple[str, list[int]]], seed: int, dtype=torch.
 def seeded_inputs(shape: list[int], seed: int, dtype=torch.float64) -> torch.Tensor:
     """Images [B, L, 3, S, S] ~ N(0, 1) (normalised-image scale)."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+PARITY_ROW = "rec_000/head/000001/000010.jpg"
+PARITY_GAZE = (0.3, -0.2, -0.9327379053)  # a unit vector
+
+
+def write_parity_frames(root) -> None:
+    """A one-row Gaze360-format folder: test.txt with PARITY_ROW and its frames 7..13 as seeded, non-square
+    textures (smooth gradients + noise), stored losslessly (PNG bytes under the .jpg names: PIL reads by content)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    folder = root / "imgs" / PARITY_ROW.rsplit("/", 1)[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame in range(7, 14):
+        rng = np.random.default_rng(frame)
+        height, width = 120 - 3 * frame, 80 + 5 * frame
+        ys, xs = np.mgrid[0:height, 0:width]
+        base = np.stack([xs * 255 / width, ys * 255 / height, (xs + ys) * 127 / (width + height)], -1)
+        pixels = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{frame:06d}.jpg", format="PNG")
+    (root / "test.txt").write_text(f"{PARITY_ROW} {PARITY_GAZE[0]} {PARITY_GAZE[1]} {PARITY_GAZE[2]} \n")
+
+
+def image_summary(images) -> dict:
+    """[L, 3, S, S] -> per-image channel means and 64 pixels at seeded positions (a compact fingerprint)."""
+    import numpy as np
+    import torch
+
+    images = torch.as_tensor(images, dtype=torch.float64)
+    size = images.shape[-1]
+    rng = np.random.default_rng(0)
+    rows, cols, channels = rng.integers(0, size, 64), rng.integers(0, size, 64), rng.integers(0, 3, 64)
+    return {"means": images.mean(dim=(2, 3)).tolist(),
+            "pixels": images[:, channels, rows, cols].tolist()}

@@ -1,4 +1,4 @@
-"""The shipped Gaze360 variant configs build the original MultiZoomGaze / Gaze360 networks exactly.
+"""The shipped Gaze360 variant configs build the original MultiZoomGaze / Gaze360 networks and samples exactly.
 
 Fixture tests/fixtures/gaze360/original_parity.json (how it was made: tests/fixtures/gaze360/README.md): for each
 variant the ORIGINAL code's model (MultiZoomGaze; for gaze360_seq_lstm Gaze360's own code/model.py) (constructor in the fixture) was run in eval mode on seeded weights in its own
@@ -108,3 +108,26 @@ def test_losses_match_the_original():
     assert pinball_loss(output, sigma, target).item() == pytest.approx(reference["pinball"], abs=1e-6)
     assert sincos_pinball_loss(output, sigma, target).item() == pytest.approx(reference["regularised_sincos"],
                                                                               abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", sorted(FIXTURE["loaders"]))
+def test_samples_equal_the_original_data_loaders(variant, tmp_path):
+    """The original's loaders (named in the fixture) on the frames of write_parity_frames (non-square, 7-frame
+    window): every image of the sequence and the target agree, in training (the original had no augmentation) and
+    in evaluation."""
+    from gaze360.build import TARGET_KEYS, make_dataset
+    from tests.gaze360_parity import image_summary, write_parity_frames
+
+    write_parity_frames(tmp_path)
+    expected = FIXTURE["loaders"][variant]
+    config = load_config([ROOT / f"configs/gaze360/{variant}.yaml"],
+                         {"device": "cpu", "dataset_dir": str(tmp_path)}, GAZE360)
+    for train in (False, True):
+        sample = make_dataset(config, "test", train=train)[0]
+        summary = image_summary(sample["images"])
+        torch.testing.assert_close(torch.tensor(summary["means"], dtype=torch.float64), torch.tensor(expected["means"], dtype=torch.float64),
+                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(torch.tensor(summary["pixels"], dtype=torch.float64),
+                                   torch.tensor(expected["pixels"], dtype=torch.float64), atol=1e-6, rtol=0)
+        torch.testing.assert_close(sample[TARGET_KEYS[config.target]].double(),
+                                   torch.tensor(expected["target"], dtype=torch.float64), atol=1e-6, rtol=0)
