@@ -252,6 +252,15 @@ def validate(config) -> None:
                  "early_stopping_patience", "attention_dim"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
+    for name, used, unless in (
+            ("stn_lr_multiplier", config.spatial_transformer, "spatial_transformer is on"),
+            ("attention_dim", config.temporal == "attention", "temporal is 'attention'"),
+            ("forward_bias", config.time_order == "random_walk", "time_order is 'random_walk'"),
+            ("eval_random_crop_size", config.eval_random_crop_prob > 0, "eval_random_crop_prob > 0"),
+            ("magnify_size", config.magnify_frame >= 0, "magnify_frame >= 0"),
+            ("init_weights_parts", bool(config.init_weights), "init_weights is set")):
+        if not used and config.sources[name] != "default":
+            raise ConfigError(f"{at(name)} has no effect unless {unless}")
     for name in ("adam_beta1", "adam_beta2"):
         if not 0.0 <= getattr(config, name) < 1.0:
             raise ConfigError(f"{at(name)} must be in [0, 1), found {getattr(config, name)}")

@@ -313,3 +313,11 @@ def test_a_checkpoint_of_the_earlier_layer_order_is_refused(tmp_path):
         model_state_from_checkpoint(old, model, "old.pt")
     state, report = model_state_from_checkpoint({**old, "config": {"feature_relu": False}}, model, "new.pt")
     assert state.keys() == model.state_dict().keys() and "this trainer's checkpoint" in report
+
+
+def test_a_parameter_of_an_experiment_that_is_off_is_rejected(root, tmp_path):
+    with pytest.raises(ConfigError, match="'stn_lr_multiplier' \\(command line\\) has no effect unless spatial_tr"):
+        _config(root, tmp_path, stn_lr_multiplier=0.5)
+    with pytest.raises(ConfigError, match="'forward_bias' .* unless time_order is 'random_walk'"):
+        _config(root, tmp_path, forward_bias=0.9)
+    assert _config(root, tmp_path, forward_bias=0.9, time_order="random_walk").forward_bias == 0.9
