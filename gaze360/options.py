@@ -160,8 +160,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("adam_beta1", FLOAT, 0.9, TRAIN, "Adam beta1."),
     _o("adam_beta2", FLOAT, 0.999, TRAIN, "Adam beta2 (the original RT-GENE trainer: 0.95)."),
     _o("freeze_backbone_epochs", INT, 0, TRAIN,
-       "Train with the backbone (trunk, fc, feature layer) frozen for this many epochs, then unfreeze it (the notes' "
-       "'freeze the base network, unfreeze at epoch k'); 0 = never frozen."),
+       "Train with the backbone's parameters (trunk, fc, feature layer) frozen for this many epochs, then unfreeze "
+       "them (the notes' 'freeze the base network, unfreeze at epoch k'; BatchNorm statistics still update, as in the "
+       "original's freezing); 0 = never frozen."),
     _o("early_stopping_patience", INT, 0, TRAIN,
        "Stop when the validation error has not improved for this many epochs (the original RT-GENE trainer: 10); "
        "0 = off."),
