@@ -5,7 +5,9 @@ opens the file again), side by side and interleaved, in images per second of the
 `python -m bench.bench_gaze360_loader [--root DIR]` writes a small synthetic Gaze360 set (head crops of 224-320 px,
 the size range of real Gaze360 crops) unless --root holds one, then times the layouts of StaticSCLstmSym (one frame,
 7 crops), SeqSCLstmSym (7 frames, frame i crop i) and this project's every-crop-of-every-frame layout (7 x 4). It
-checks both sides give identical tensors. A shared machine slows both sides alike; read the ratio.
+checks both sides give identical tensors. A shared machine slows both sides alike; read the ratio. The last columns
+give the decode floor: JPEG decoding alone, and the images/s it would allow for the layout (images per frame x
+frames/s).
 """
 from __future__ import annotations
 
@@ -55,6 +57,15 @@ def images_per_second(dataset, count: int) -> tuple[float, torch.Tensor]:
     return count * images.shape[0] / (time.perf_counter() - started), images
 
 
+def decode_floor(dataset, count: int) -> float:
+    """Frames per second of JPEG decoding alone (PIL open + RGB), over the frames the timed samples read."""
+    files = [f for index in range(count) for f in dataset.frame_files[index % len(dataset)]]
+    started = time.perf_counter()
+    for path in files:
+        dataset.decode(path)
+    return len(files) / (time.perf_counter() - started)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="a Gaze360-format folder (default: a temporary synthetic one)")
@@ -67,14 +78,15 @@ def main(argv: list[str] | None = None) -> None:
         if not (root / "test.txt").is_file():
             write_gaze360(root, seed=0, tracks={"train": 1, "validation": 1, "test": 3}, frames_per_track=10,
                           sizes=(224, 320))
-        print("layout | one decode per image (images/s) | one decode per frame (images/s) | ratio")
-        print("---|---|---|---")
+        print("layout | one decode per image (images/s) | one decode per frame (images/s) | ratio | "
+              "decode alone (frames/s) | floor for this layout (images/s)")
+        print("---|---|---|---|---|---")
         for name, layout in LAYOUTS.items():
             config = load_config([], {"dataset_dir": str(root), "device": "cpu", **layout}, GAZE360)
             once = make_dataset(config, "test", train=False)
             again = per_image_decoding(once)
             images_per_second(once, 2)  # warm the file cache
-            rates = {"again": [], "once": []}
+            rates = {"again": [], "once": [], "floor": []}
             for _ in range(args.rounds):
                 for side, dataset in (("again", again), ("once", once)):
                     rate, images = images_per_second(dataset, args.samples)
@@ -83,8 +95,11 @@ def main(argv: list[str] | None = None) -> None:
                         reference = images
                     else:
                         assert torch.equal(images, reference)
-            again_rate, once_rate = (sum(rates[s]) / len(rates[s]) for s in ("again", "once"))
-            print(f"{name} | {again_rate:.0f} | {once_rate:.0f} | {once_rate / again_rate:.2f}")
+                rates["floor"].append(decode_floor(once, args.samples))
+            again_rate, once_rate, floor = (sum(rates[s]) / len(rates[s]) for s in ("again", "once", "floor"))
+            per_frame = len(once.plan) / len({f for f, _ in once.plan})  # images per decoded frame
+            print(f"{name} | {again_rate:.0f} | {once_rate:.0f} | {once_rate / again_rate:.2f} | {floor:.0f} | "
+                  f"{floor * per_frame:.0f}")
 
 
 if __name__ == "__main__":
