@@ -200,6 +200,10 @@ def random_walk(num_frames: int, forward_bias: float, rng: np.random.Generator) 
     return walk(middle, middle, 1.0 - forward_bias)[::-1] + walk(middle, middle, forward_bias)[1:]
 
 
+class _Unreadable(Exception):
+    """A frame of the sample could not be decoded (missing_frames = skip)."""
+
+
 class HeadCropDataset(Dataset):
     """Samples of head crops with a 3D gaze label: images [L, 3, S, S] (the sequence of `sequence_plan`),
     `yaw_pitch` [2], `sincos` [3], `sincos45` [5], `gaze` [3], `index`.
@@ -251,6 +255,15 @@ class HeadCropDataset(Dataset):
     def decode(self, path: Path) -> Image.Image:
         return load_rgb(path)
 
+    def read(self, path: Path) -> Image.Image:
+        """decode(path); under missing_frames = skip any failure becomes _Unreadable (the sample is skipped)."""
+        try:
+            return self.decode(path)
+        except Exception as error:
+            if self.missing_frames != "skip":
+                raise
+            raise _Unreadable(str(error)) from error
+
     def images(self, index: int, rng: np.random.Generator | None) -> torch.Tensor:
         """The [L, 3, S, S] sequence of sample `index` (rng: the sample's random draws, None = none)."""
         spec, size, plan = self.spec, self.spec.input_size, self.plan
@@ -267,7 +280,7 @@ class HeadCropDataset(Dataset):
             if not self.train and spec.eval_random_crop_prob and rng is not None \
                     and rng.random() < spec.eval_random_crop_prob:
                 centre_crop = spec.eval_random_crop_size
-            frames[f] = prepare_frame(self.decode(files[f]), size, spec.resize, rng if self.train else None,
+            frames[f] = prepare_frame(self.read(files[f]), size, spec.resize, rng if self.train else None,
                                       spec.train_crop_scale, centre_crop)
         views, done = [], {}
         for position, (f, c) in enumerate(plan):
@@ -292,9 +305,7 @@ class HeadCropDataset(Dataset):
             rng = np.random.default_rng([self.seed, index]) if self.spec.eval_random_crop_prob else None
         try:
             images = self.images(index, rng)
-        except OSError as error:
-            if self.missing_frames != "skip":
-                raise
+        except _Unreadable as error:
             print(f"warning: skipping sample {self.names[index]}: {error}")
             return None
         yaw_pitch = self.yaw_pitch[index]
