@@ -27,6 +27,7 @@ from gaze360.checkpoints import model_state_from_checkpoint
 from gaze360.evaluate import evaluate_split, format_table, mean_direction, write_metrics
 from gaze360.losses import gaze_loss
 from gaze360.models import build_model, load_backbone_weights
+from gaze360.options import crop_list  # noqa: F401  (kept: main's gaze360.train exported it)
 from gaze360.rtgene import fold_subjects
 
 BACKBONE_PARTS = ("stn.", "backbone.", "feature.")  # what freeze_backbone_epochs freezes and init_weights_parts copies
