@@ -85,6 +85,8 @@ def zoom(image: Image.Image, crop: int, size: int) -> Image.Image:
     """CenterCrop(crop) -> Resize((size, size)). A crop larger than the image zooms out: the image is pasted in the
     centre of a black crop x crop canvas (at the CenterCrop offsets), then resized."""
     width, height = image.size
+    if crop == width == height == size:
+        return image  # the whole image at its size: nothing to do
     if crop <= width and crop <= height:
         return crop_resize(image, center_crop_box(width, height, crop), size)
     canvas = Image.new("RGB", (max(crop, width), max(crop, height)))
