@@ -43,8 +43,8 @@ def _config(root, tmp_path, **changes):
     return load_config([], {**TINY, "dataset_dir": str(root), "output_dir": str(tmp_path), **changes}, GAZE360)
 
 
-def _frames_coloured_by_number(root: str, count: int = 2):
-    """Replace every frame of the first rows by a flat colour whose red channel is its frame number x 10."""
+def _frames_coloured_by_number(root):
+    """Replace every frame by a flat colour whose red channel is its frame number x 10."""
     for frame in (root / "imgs").rglob("*.jpg"):
         Image.new("RGB", (30, 22), (int(frame.stem) * 10 % 256, 128, 30)).save(frame, quality=100)
 
@@ -139,40 +139,38 @@ def test_eval_random_centre_crop_and_one_in_sequence_magnification(root, tmp_pat
     assert 0 < sum(map(sum, flags)) < 7 * len(base)
 
 
-def test_reversed_time_random_walk_and_last_frame_windows(root, tmp_path):
+def test_reversed_time_random_walk_and_last_frame_windows(tmp_path):
+    root = tmp_path / "coloured"
+    write_gaze360(root, seed=5, tracks={"train": 3, "validation": 2, "test": 2}, frames_per_track=14, sizes=(30, 30))
     _frames_coloured_by_number(root)
-    try:
-        seq = dict(num_frames=7, crop_sizes=[24], temporal="lstm")
+    seq = dict(num_frames=7, crop_sizes=[24], temporal="lstm")
 
-        def reds(images):
-            return [round(float(images[k, 0].mean() * 0.229 + 0.485) * 255) for k in range(images.shape[0])]
+    def reds(images):
+        return [round(float(images[k, 0].mean() * 0.229 + 0.485) * 255) for k in range(images.shape[0])]
 
-        forward = make_dataset(_config(root, tmp_path, **seq), "train", train=True)
-        reverse = make_dataset(_config(root, tmp_path, **seq, time_order="reverse"), "train", train=True)
-        orders = set()
-        for epoch in range(6):
-            reverse.set_epoch(epoch)
-            first, flipped = reds(forward[0]["images"]), reds(reverse[0]["images"])
-            assert flipped in (first, first[::-1])
-            orders.add(flipped == first)
-        assert orders == {True, False}  # reversed in some epochs (probability 0.5), not in others
-        walk = make_dataset(_config(root, tmp_path, **seq, time_order="random_walk", forward_bias=0.7), "train",
-                            train=True)
-        steps = random_walk(7, 0.7, np.random.default_rng(0))
-        assert steps[3] == 3 and all(abs(a - b) == 1 for a, b in zip(steps, steps[1:]))
-        frames = reds(walk[1]["images"])
-        start = reds(forward[1]["images"])[0]
-        assert all(abs(a - b) == 10 for a, b in zip(frames, frames[1:])) and frames[3] == start + 30
-        path = read_split_file(root / "train.txt").paths[0]
-        assert window_paths(path, 7, "last")[-1] == path and window_paths(path, 7)[3] == path
-        last = make_dataset(_config(root, tmp_path, **seq, window="last", missing_frames="skip"), "train", train=False)
-        assert last.skipped == 3 * 3  # per track, the first 3 rows lack 6 frames before them
-        centred = make_dataset(_config(root, tmp_path, **seq), "train", train=False)
-        same = centred.names.index(last.names[0])
-        assert reds(last[0]["images"])[-1] == reds(centred[same]["images"])[3]  # the labelled frame comes last
-    finally:
-        write_gaze360(root, seed=5, tracks={"train": 3, "validation": 2, "test": 2}, frames_per_track=14,
-                      sizes=(30, 30))
+    forward = make_dataset(_config(root, tmp_path, **seq), "train", train=True)
+    reverse = make_dataset(_config(root, tmp_path, **seq, time_order="reverse"), "train", train=True)
+    orders = set()
+    for epoch in range(6):
+        reverse.set_epoch(epoch)
+        first, flipped = reds(forward[0]["images"]), reds(reverse[0]["images"])
+        assert flipped in (first, first[::-1])
+        orders.add(flipped == first)
+    assert orders == {True, False}  # reversed in some epochs (probability 0.5), not in others
+    walk = make_dataset(_config(root, tmp_path, **seq, time_order="random_walk", forward_bias=0.7), "train",
+                        train=True)
+    steps = random_walk(7, 0.7, np.random.default_rng(0))
+    assert steps[3] == 3 and all(abs(a - b) == 1 for a, b in zip(steps, steps[1:]))
+    frames = reds(walk[1]["images"])
+    start = reds(forward[1]["images"])[0]
+    assert all(abs(a - b) == 10 for a, b in zip(frames, frames[1:])) and frames[3] == start + 30
+    path = read_split_file(root / "train.txt").paths[0]
+    assert window_paths(path, 7, "last")[-1] == path and window_paths(path, 7)[3] == path
+    last = make_dataset(_config(root, tmp_path, **seq, window="last", missing_frames="skip"), "train", train=False)
+    assert last.skipped == 3 * 3  # per track, the first 3 rows lack 6 frames before them
+    centred = make_dataset(_config(root, tmp_path, **seq), "train", train=False)
+    same = centred.names.index(last.names[0])
+    assert reds(last[0]["images"])[-1] == reds(centred[same]["images"])[3]  # the labelled frame comes last
 
 
 # --- model, loss, optimisation ---------------------------------------------------------------------------------
