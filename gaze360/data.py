@@ -3,8 +3,9 @@
 Conventions (datasets.md): gaze vectors are unit vectors in the eye coordinate system +x left, +y up, +z away from
 the camera, as seen from the camera; yaw = atan2(x, -z), pitch = asin(y), both in radians; [0, 0, -1] looks into
 the camera. A split row is `path gx gy gz ` with `path` = `<recording>/head/<%06d person>/<%06d frame>.jpg`
-relative to `<root>/imgs/`. A sample's window is frames t-k .. t+k of the same folder (frame-number arithmetic);
-its label is the central frame's.
+relative to `<root>/imgs/`. A sample's window is frames t-k .. t+k of the same folder (frame-number arithmetic),
+or t-2k .. t (`window: last`); its label is frame t's. The window's frames and the crop list become the image
+sequence of `sequence_plan`, prepared by `HeadCropDataset` (ViewSpec: the data options).
 """
 from __future__ import annotations
 
