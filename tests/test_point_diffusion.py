@@ -92,6 +92,6 @@ def test_point_targets_train_and_evaluate_end_to_end(tmp_path, target):
     assert metrics["diffusion_target"] == target and metrics["sampler"] == "ddim"
     assert 0.0 <= summary["auc"] <= 1.0 and summary["n_samples"] == metrics["n_samples"] > 0
     eps = tiny_config(dataset, tmp_path / "out", "eps", "--diffusion_target", target, "--epochs", "1",
-                      "--random_sigma", "2", "--no-adm_predict_xstart")
+                      "--random_sigma", "2", "--adm_predict_xstart", "false")
     with pytest.raises(ValueError, match="x_0 prediction"):
         run(eps)
