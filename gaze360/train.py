@@ -7,6 +7,7 @@ keeps the epoch with the lowest validation error as best.pt, and finally evaluat
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -98,8 +99,11 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
     train_set = make_dataset(config, "train", train=True, fold=fold)
     validation_set = make_dataset(config, "validation", train=False, fold=fold)
     test_set = make_dataset(config, "test", train=False, fold=fold)  # checked now, not after the training
-    validate_splits([head_crop_split(n, d) for n, d in (("train", train_set), ("validation", validation_set),
-                    ("test", test_set))], run_dir, Path(config.output_dir) / ".data_validation", config.skip_validation)
+    splits = [head_crop_split(n, d) for n, d in (("train", train_set), ("validation", validation_set), ("test", test_set))]
+    if config.missing_frames == "skip":  # the loader skips and counts each unreadable frame: no frame pass to stop on
+        splits = [dataclasses.replace(split, images={}, options={**split.options, "frames": "skipped when unreadable"})
+                  for split in splits]
+    validate_splits(splits, run_dir, Path(config.output_dir) / ".data_validation", config.skip_validation)
     baseline_direction = mean_direction(train_set.gaze)
     for name, dataset in (("train", train_set), ("validation", validation_set)):
         if dataset.skipped:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from datasets.errors import DataError
 from engine.checkpoint import load_checkpoint
 from engine.config import ConfigError, load_config
 from gaze360.build import make_dataset
@@ -291,7 +292,7 @@ def test_an_unreadable_frame_is_skipped_and_counted_or_an_error_naming_it(tmp_pa
     metrics = run(config)
     rows = len(read_split_file(root / "test.txt").paths)
     assert metrics["test"]["skipped_samples"] == 1 and metrics["test"]["model"]["all_360_count"] == rows - 1
-    with pytest.raises(Exception, match=f"unreadable frame: {broken}"):  # OSError here; a DataError once issue 13b lands
+    with pytest.raises(DataError, match=f"the image {broken} is not a readable image"):  # before training starts
         run(config.replace(tag="strict", missing_frames="error"))
 
 
