@@ -367,8 +367,7 @@ _TIMM_ONLY = ("timm_model", "head_position", "timm_prefix_tokens", "face_stream"
               "backbone_weights")
 
 _RESNET_ONLY = ("list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
-                "adm_attention_module", "head_flag", "depth_flag", "list_resnet_depth_layers", "resnet_depth_inplanes",
-                "depth_layout")
+                "adm_attention_module", "head_flag", "depth_flag", "list_resnet_depth_layers", "resnet_depth_inplanes")
 
 
 def _validate_backbone(config: Config, at) -> None:
@@ -382,7 +381,8 @@ def _validate_backbone(config: Config, at) -> None:
     if config.attention_layout and config.gaze_backbone not in ("original", "chong"):
         raise ConfigError(f"{at('attention_layout')} selects the 'chong' backbone, but {at('gaze_backbone')} is "
                           f"{config.gaze_backbone!r}: set one of them")
-    if config.depth_layout == "diffusiongaze" and config.gaze_backbone not in ("original", "diffusiongaze_depth"):
+    if config.depth_flag and config.depth_layout == "diffusiongaze" and \
+            config.gaze_backbone not in ("original", "diffusiongaze_depth"):
         raise ConfigError(f"{at('depth_layout')} = 'diffusiongaze' selects the 'diffusiongaze_depth' backbone, but "
                           f"{at('gaze_backbone')} is {config.gaze_backbone!r}: set one of them")
     if config.gaze_backbone == "timm":

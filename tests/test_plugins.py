@@ -100,11 +100,13 @@ def test_plugin_by_module_name_registers_once(tmp_path, monkeypatch):
 
 
 def test_gaze_backbone_selects_by_name_and_attention_layout_keeps_chong():
-    config = lambda **kw: type("C", (), {"gaze_backbone": "original", "attention_layout": False, **kw})()  # noqa: E731
+    def config(**values):
+        return type("C", (), {"gaze_backbone": "original", "attention_layout": False, "depth_flag": False, **values})()
+
     assert backbone_name(config()) == "original"
     assert backbone_name(config(gaze_backbone="chong")) == "chong"
     assert backbone_name(config(attention_layout=True)) == "chong"  # the original's files
-    assert backbone_name(type("Old", (), {"attention_layout": False})()) == "original"  # configs stored before
+    assert backbone_name(type("Old", (), {"attention_layout": False, "depth_flag": False})()) == "original"  # older
     with pytest.raises(ValueError, match="attention_layout"):
         backbone_name(config(gaze_backbone="timm", attention_layout=True))
     with pytest.raises(KeyError, match="unknown gaze backbone 'nope'.*register_backbone"):
