@@ -18,11 +18,14 @@ from torch.utils.data import Dataset
 
 from datasets.heatmap import gaze_heatmap
 from datasets.transforms import (
-    Annotation, apply_augmentation, apply_geometry, clamp_box, depth_tensor, model_inputs, sample_augmentation,
+    Annotation, clamp_box, depth_tensor, plan_inputs, render_inputs, sample_augmentation,
 )
 
 MAX_GAZE_POINTS = 20  # gaze points are padded to this many rows (with -1) so samples of any dataset batch
 UNITS = ("pixels", "normalised")
+# A JPEG is decoded at 1/2, 1/4 or 1/8 size when both the scene region and the face region keep at least this many
+# times the input size on each side (tests/test_sample_pipeline.py bounds the difference to full-size decoding).
+DRAFT_MARGIN = 2.0
 
 
 class GazeTargetDataset(Dataset):
@@ -152,27 +155,28 @@ class GazeTargetDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         relative = str(self._paths[index])
         where = self.where(index)
-        image = _open(self.image_path(relative), "RGB", f"image of the annotation at {where}")
-        original_size = image.size
+        rng = np.random.default_rng([self.seed, epoch, index])
+        path = self.image_path(relative)
+        with _open(path, f"image of the annotation at {where}") as opened:
+            original_size = opened.size
+            annotation = self.pixel_annotation(index, original_size)
+            try:  # the augmentation and the regions to read depend on the image size only: plan before decoding
+                params = sample_augmentation(rng, original_size, annotation) if self.augment else None
+                plan = plan_inputs(original_size, annotation, params)
+            except ValueError as error:
+                raise ValueError(f"{where} ({path}): {error}") from error
+            image, scale = _decode(opened, plan.reduction(self.input_size, DRAFT_MARGIN))
+        inputs = render_inputs(image, plan, self.input_size, scale)
+        annotation = plan.annotation
+        inside = self._inout[index] == 1
         depth = None
         if self.depth:
-            depth = _open(self.depth_path(relative), "L", f"depth map of the annotation at {where}")
-            if depth.size != original_size:  # depth estimators often work at another resolution
-                depth = depth.resize(original_size, Image.Resampling.BILINEAR)
-        annotation = self.pixel_annotation(index, original_size)
-        inside = self._inout[index] == 1
+            with _open(self.depth_path(relative), f"depth map of the annotation at {where}") as opened:
+                # depth estimators often work at another resolution: the region is scaled to the map's own size
+                box = plan.scene_box * np.tile(np.divide(opened.size, original_size), 2)
+                depth = depth_tensor(opened, self.input_size, box, plan.flip)
 
-        rng = np.random.default_rng([self.seed, epoch, index])
-        try:
-            if self.augment:
-                params = sample_augmentation(rng, image.size, annotation)
-                image, annotation = apply_augmentation(image, annotation, params)
-                if depth is not None:
-                    depth = apply_geometry(depth, params)
-            inputs = model_inputs(image, annotation.head_box, self.input_size)
-        except ValueError as error:
-            raise ValueError(f"{where} ({self.image_path(relative)}): {error}") from error
-        size_xy = np.array(image.size, dtype=np.float64)
+        size_xy = np.array(plan.frame_size, dtype=np.float64)
         gaze_points = annotation.gaze_points / size_xy
 
         if inside:
@@ -194,7 +198,7 @@ class GazeTargetDataset(Dataset):
             "path": relative,
         }
         if depth is not None:
-            sample["depth"] = depth_tensor(depth, self.input_size)
+            sample["depth"] = depth
         return sample
 
     def _sigma(self, rng: np.random.Generator) -> float:
@@ -205,12 +209,24 @@ class GazeTargetDataset(Dataset):
         return float(rng.uniform(*self.random_sigma))
 
 
-def _open(path: Path, mode: str, what: str) -> Image.Image:
-    """Open an image file fully (the file handle is closed), converted to `mode`; a missing file names `what`."""
+def _open(path: Path, what: str) -> Image.Image:
+    """Open an image file lazily (only its header is read; use it in a `with` block); a missing file names `what`."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} does not exist")
-    with Image.open(path) as opened:
-        return opened.convert(mode)
+    return Image.open(path)
+
+
+def _decode(opened: Image.Image, reduction: int) -> tuple[torch.Tensor, float]:
+    """Decode an opened image as uint8 RGB [3, H, W] (channels-last in memory, as the resize wants it); a JPEG with
+    reduction > 1 at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling: far cheaper than decoding every pixel and
+    resizing them away). Returns the pixels and their scale to the full size."""
+    scale = 1.0
+    if reduction > 1 and opened.format == "JPEG":
+        width, height = opened.size
+        drafted = opened.draft("RGB", (width // reduction, height // reduction))
+        if drafted is not None:
+            scale = drafted[1][2] / width
+    return torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1), scale
 
 
 RandomSigma = tuple[float, float] | Callable[[np.random.Generator], float] | None
