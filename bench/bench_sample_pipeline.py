@@ -9,13 +9,16 @@ training sample is timed in the same rounds too. Run from the project root:
 
     python -m datasets.synthetic --root data/gazefollow_synthetic   # once (`make data`)
     python -m bench.bench_sample_pipeline [--root data/gazefollow_synthetic] [--input_size 224 --output_size 64]
+        [--upscale 2]   # on copies of the training images enlarged 2x (240-400 px -> GazeFollow's typical 640 x 480)
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +42,35 @@ def baseline_dataset_class(checkout: Path):
         sys.modules.update(ours)
 
 
-def main(root: Path, input_size: int, output_size: int, count: int, rounds: int, baseline: Path | None) -> dict:
+def upscaled_copy(root: Path, factor: float, count: int, target: Path) -> Path:
+    """The first `count` training images of a GazeFollow-format dataset enlarged `factor` times (bicubic, JPEG quality
+    90), with the train annotation's pixel head boxes (fields 11-14) scaled to match; other coordinates are
+    normalised. The test split is copied as it is."""
+    lines = (root / "train_annotations_release.txt").read_text().splitlines()
+    kept = sorted({line.split(",")[0] for line in lines})[:count]
+    for relative in kept:
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(root / relative) as image:
+            size = (round(image.width * factor), round(image.height * factor))
+            image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target / relative, quality=90)
+    rows = []
+    for line in lines:
+        fields = line.split(",")
+        if fields[0] in kept:
+            fields[10:14] = [f"{float(v) * factor:.1f}" for v in fields[10:14]]
+            rows.append(",".join(fields))
+    (target / "train_annotations_release.txt").write_text("\n".join(rows) + "\n")
+    shutil.copy(root / "test_annotations_release.txt", target)
+    shutil.copytree(root / "test2", target / "test2")
+    return target
+
+
+def main(root: Path, input_size: int, output_size: int, count: int, rounds: int, baseline: Path | None,
+         upscale: float = 1.0) -> dict:
+    if upscale != 1.0:
+        with tempfile.TemporaryDirectory() as folder:
+            return main(upscaled_copy(root, upscale, count, Path(folder)), input_size, output_size, count, rounds,
+                        baseline)
     torch.set_num_threads(1)  # per-core figures; other threads on a shared machine only wait
     train = GazeFollow(root, "train", input_size=input_size, output_size=output_size, random_sigma=(2.0, 4.0))
     test = GazeFollow(root, "test", input_size=input_size, output_size=output_size)
@@ -101,5 +132,6 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=150, help="images per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--baseline", type=Path, help="a checkout of another commit to time side by side")
+    parser.add_argument("--upscale", type=float, default=1.0, help="time copies of the images enlarged this much")
     args = parser.parse_args()
-    main(args.root, args.input_size, args.output_size, args.count, args.rounds, args.baseline)
+    main(args.root, args.input_size, args.output_size, args.count, args.rounds, args.baseline, args.upscale)
