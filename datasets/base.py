@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.errors import DataError, MissingDataFile
 from datasets.heatmap import gaze_heatmap
 from datasets.transforms import (
     Annotation, clamp_box, depth_tensor, plan_inputs, render_inputs, sample_augmentation,
@@ -79,7 +80,7 @@ class GazeTargetDataset(Dataset):
         counts copying every page. `gaze_points` is a list of (N_i, 2) arrays (empty for out-of-frame samples);
         `annotation_files` names the annotation file of each sample and `lines` its line (or record) number, for errors."""
         if not len(paths):
-            raise ValueError(f"{self.__class__.__name__}: no {self.split} samples left after cleaning")
+            raise DataError(f"{self.__class__.__name__}: no {self.split} samples left after cleaning")
         self._paths = np.array(paths)
         self._annotation_names, source_ids = np.unique(np.array([str(s) for s in annotation_files]), return_inverse=True)
         self._annotation_ids = source_ids.astype(np.int32)
@@ -157,7 +158,8 @@ class GazeTargetDataset(Dataset):
         where = self.where(index)
         rng = np.random.default_rng([self.seed, epoch, index])
         path = self.image_path(relative)
-        with _open(path, f"image of the annotation at {where}") as opened:
+        what = f"image of the annotation at {where}"
+        with _open(path, what) as opened:
             original_size = opened.size
             annotation = self.pixel_annotation(index, original_size)
             try:  # the augmentation and the regions to read depend on the image size only: plan before decoding
@@ -165,15 +167,20 @@ class GazeTargetDataset(Dataset):
                 plan = plan_inputs(original_size, annotation, params)
             except ValueError as error:
                 raise ValueError(f"{where} ({path}): {error}") from error
-            image, scale = _decode(opened, plan.reduction(self.input_size, DRAFT_MARGIN))
+            image, scale = _decode(opened, plan.reduction(self.input_size, DRAFT_MARGIN), what)
         inputs = render_inputs(image, plan, self.input_size, scale)
         annotation = plan.annotation
         inside = self._inout[index] == 1
         depth = None
         if self.depth:
-            with _open(self.depth_path(relative), f"depth map of the annotation at {where}") as opened:
+            what = f"depth map of the annotation at {where}"
+            with _open(self.depth_path(relative), what) as opened:
                 # depth estimators often work at another resolution: the region is scaled to the map's own size
                 box = plan.scene_box * np.tile(np.divide(opened.size, original_size), 2)
+                try:
+                    opened.load()
+                except (OSError, SyntaxError) as error:
+                    raise _corrupt(opened, what, error) from None
                 depth = depth_tensor(opened, self.input_size, box, plan.flip)
 
         size_xy = np.array(plan.frame_size, dtype=np.float64)
@@ -210,23 +217,36 @@ class GazeTargetDataset(Dataset):
 
 
 def _open(path: Path, what: str) -> Image.Image:
-    """Open an image file lazily (only its header is read; use it in a `with` block); a missing file names `what`."""
+    """Open an image file lazily (only its header is read; use it in a `with` block); a missing file or one that is
+    not an image is an error naming it and `what`."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} does not exist")
-    return Image.open(path)
+        raise MissingDataFile(f"{path}: {what} does not exist")
+    try:
+        return Image.open(path)
+    except (OSError, SyntaxError) as error:  # PIL: "cannot identify image file", ...
+        raise DataError(f"{path}: {what} cannot be decoded ({error})") from None
 
 
-def _decode(opened: Image.Image, reduction: int) -> tuple[torch.Tensor, float]:
+def _decode(opened: Image.Image, reduction: int, what: str) -> tuple[torch.Tensor, float]:
     """Decode an opened image as uint8 RGB [3, H, W] (channels-last in memory, as the resize wants it); a JPEG with
     reduction > 1 at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling: far cheaper than decoding every pixel and
-    resizing them away). Returns the pixels and their scale to the full size."""
+    resizing them away). Returns the pixels and their scale to the full size. A corrupt (e.g. truncated) file is an
+    error naming it and `what`."""
     scale = 1.0
-    if reduction > 1 and opened.format == "JPEG":
-        width, height = opened.size
-        drafted = opened.draft("RGB", (width // reduction, height // reduction))
-        if drafted is not None:
-            scale = drafted[1][2] / width
-    return torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1), scale
+    try:
+        if reduction > 1 and opened.format == "JPEG":
+            width, height = opened.size
+            drafted = opened.draft("RGB", (width // reduction, height // reduction))
+            if drafted is not None:
+                scale = drafted[1][2] / width
+        pixels = np.array(opened.convert("RGB"))
+    except (OSError, SyntaxError) as error:  # PIL: "image file is truncated", ...
+        raise _corrupt(opened, what, error) from None
+    return torch.from_numpy(pixels).permute(2, 0, 1), scale
+
+
+def _corrupt(opened: Image.Image, what: str, error: Exception) -> DataError:
+    return DataError(f"{opened.filename}: {what} cannot be decoded ({error})")
 
 
 RandomSigma = tuple[float, float] | Callable[[np.random.Generator], float] | None

@@ -61,9 +61,9 @@ def test_large_jpegs_are_decoded_at_reduced_size_only_when_both_regions_stay_lar
     scales = []
     decode = base._decode
 
-    def recording(opened, reduction):
+    def recording(opened, reduction, what):
         size = opened.size
-        image, scale = decode(opened, reduction)
+        image, scale = decode(opened, reduction, what)
         scales.append((size, tuple(image.shape[1:]), scale))
         return image, scale
 
