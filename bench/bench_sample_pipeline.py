@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shutil
 import statistics
 import sys
 import tempfile
@@ -43,25 +42,24 @@ def baseline_dataset_class(checkout: Path):
 
 
 def upscaled_copy(root: Path, factor: float, count: int, target: Path) -> Path:
-    """The first `count` training images of a GazeFollow-format dataset enlarged `factor` times (bicubic, JPEG quality
-    90), with the train annotation's pixel head boxes (fields 11-14) scaled to match; other coordinates are
-    normalised. The test split is copied as it is."""
-    lines = (root / "train_annotations_release.txt").read_text().splitlines()
-    kept = sorted({line.split(",")[0] for line in lines})[:count]
-    for relative in kept:
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(root / relative) as image:
-            size = (round(image.width * factor), round(image.height * factor))
-            image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target / relative, quality=90)
-    rows = []
-    for line in lines:
-        fields = line.split(",")
-        if fields[0] in kept:
-            fields[10:14] = [f"{float(v) * factor:.1f}" for v in fields[10:14]]
-            rows.append(",".join(fields))
-    (target / "train_annotations_release.txt").write_text("\n".join(rows) + "\n")
-    shutil.copy(root / "test_annotations_release.txt", target)
-    shutil.copytree(root / "test2", target / "test2")
+    """The first `count` images of each split of a GazeFollow-format dataset enlarged `factor` times (bicubic, JPEG
+    quality 90), with the annotations' pixel head boxes (fields 11-14 of both formats) scaled to match; the other
+    coordinates are normalised."""
+    for name in ("train_annotations_release.txt", "test_annotations_release.txt"):
+        lines = (root / name).read_text().splitlines()
+        kept = sorted({line.split(",")[0] for line in lines})[:count]
+        for relative in kept:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(root / relative) as image:
+                size = (round(image.width * factor), round(image.height * factor))
+                image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target / relative, quality=90)
+        rows = []
+        for line in lines:
+            fields = line.split(",")
+            if fields[0] in kept:
+                fields[10:14] = [f"{float(v) * factor:.1f}" for v in fields[10:14]]
+                rows.append(",".join(fields))
+        (target / name).write_text("\n".join(rows) + "\n")
     return target
 
 
