@@ -115,20 +115,21 @@ class Report:
         self.synchronize()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
+        started = time.perf_counter()
+        for number in range(self.warmup, self.warmup + self.steps):
+            step(number)
+        self.synchronize()
+        seconds = time.perf_counter() - started
         syncs = None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if self.cuda:
+        if self.cuda:  # one more step, untimed, with CUDA reporting every call that makes the host wait
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 torch.cuda.set_sync_debug_mode("warn")
-            started = time.perf_counter()
-            for number in range(self.warmup, self.warmup + self.steps):
-                step(number)
-            if self.cuda:
-                torch.cuda.set_sync_debug_mode(0)
-            self.synchronize()
-            seconds = time.perf_counter() - started
-        if self.cuda:
-            syncs = sum("synchronizing" in str(w.message) for w in caught) / self.steps
+                try:
+                    step(self.warmup + self.steps)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            syncs = sum("synchroniz" in str(w.message) for w in caught)
         running.means(context)
         peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.cuda else None
         return {"images_per_s": size * self.steps / seconds * context.world_size, "peak_gib": peak,
@@ -146,7 +147,7 @@ class Report:
                 result = self.train_rate(self.config(**changes), size)
                 results[(name, size)] = result
                 self.lines.append(f"| {name} | {size} | {result['images_per_s']:.1f} | {_fmt(result['peak_gib'])} | "
-                                  f"{_fmt(result['syncs_per_step'])} |")
+                                  f"{'' if result['syncs_per_step'] is None else result['syncs_per_step']} |")
                 print(self.lines[-1], flush=True)
         self.lines.append("")
         return results
