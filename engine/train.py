@@ -262,7 +262,8 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
                            images_per_second=seen * context.world_size / max(elapsed, 1e-9), **memory_stats(device))
             if step >= total_steps:
                 break
-            stopping = stop_requested(stop, context, device)
+            if not context.enabled or step % config.print_every == 0:  # torchrun: ranks agree at logging points only
+                stopping = stop_requested(stop, context, device)
             mid_epoch = batch_in_epoch < steps_per_epoch
             if mid_epoch and (stopping or config.save_every_steps and step % config.save_every_steps == 0):
                 save(checkpoint_path, training_state(epoch, batch_in_epoch))
