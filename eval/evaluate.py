@@ -87,7 +87,8 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
     sample_k (K samples per input, averaged); with eval_from_picture start from the picture_source heatmap (SDEdit).
     Returns (heatmaps [B, H, W] in heatmap units, in/out probabilities [B])."""
     features, inout = encode_batch(model, config, batch, device, autocast)
-    shape = (batch["image"].shape[0], config.unet_inout_channels, config.output_size, config.output_size)
+    # One map per person: a person_independent_scene backbone may be given one image for all the people of a frame.
+    shape = (batch["head_mask"].shape[0], config.unet_inout_channels, config.output_size, config.output_size)
     scaling = heatmap_scaling(config)
     start = {}
     if config.eval_from_picture:

@@ -1,0 +1,66 @@
+"""3D gaze for every head (`--gaze360_weights`): a model of this project's Gaze360 trainer (gaze360_main.py) run on
+each head crop, giving yaw, pitch and an uncertainty beside the 2D gaze target.
+
+The head crop is the head box (pixels) made square around its centre (Gaze360's crops are square head crops) and cut
+from the frame (zero-padded past the border); it then goes through the trainer's evaluation transform
+(`gaze360.transforms.frame_views`: Resize(input_size), the crop list, ImageNet normalisation). Only single-frame
+models (num_frames 1: static, static_sc and the multi-crop static_sc_lstm variants) are supported: a sequence model
+needs the head's neighbouring frames, which prediction does not gather yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from inference.predictor import Gaze3D
+
+
+class Gaze3DEstimator:
+    """`Gaze3DEstimator(checkpoint, device)`, then `estimate(image, head_boxes)` -> one Gaze3D per box."""
+
+    def __init__(self, path: str | Path, device: torch.device | str = "cpu"):
+        from gaze360.models import decode_yaw_pitch
+        from gaze360.options import crop_list
+        from gaze360.train import load_trained_model
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--gaze360_weights: checkpoint not found: {path}")
+        self.model, self.config = load_trained_model(path, device)
+        if self.config.num_frames != 1:
+            raise ValueError(f"--gaze360_weights {path}: a {self.config.num_frames}-frame sequence model "
+                             f"(num_frames {self.config.num_frames}); prediction supports single-frame Gaze360 models "
+                             "(num_frames 1: static, static_sc, static_sc_lstm, static_sc_lstm_sym)")
+        self.path, self.device = path, torch.device(device)
+        self.crops = crop_list(self.config)
+        self.decode = decode_yaw_pitch
+
+    @torch.no_grad()
+    def estimate(self, image: Image.Image, head_boxes: Sequence[np.ndarray]) -> list[Gaze3D]:
+        from gaze360.transforms import frame_views
+
+        if not len(head_boxes):
+            return []
+        views = [torch.stack(frame_views(head_crop(image, box), self.config.input_size, self.crops))
+                 for box in head_boxes]
+        output = self.model(torch.stack(views).to(self.device))
+        yaw_pitch = self.decode(output["output"].float(), self.config.target).cpu().numpy()
+        sigma = output["sigma"].float().cpu().numpy()[:, 0]
+        return [Gaze3D(float(yaw), float(pitch), float(s)) for (yaw, pitch), s in zip(yaw_pitch, sigma)]
+
+    def settings(self) -> dict:
+        return {"gaze360_weights": str(self.path), "gaze360_target": self.config.target,
+                "gaze360_crops": list(self.crops)}
+
+
+def head_crop(image: Image.Image, box) -> Image.Image:
+    """The square crop of side max(box width, height) centred on the head box (pixels), zero beyond the image."""
+    x_min, y_min, x_max, y_max = (float(v) for v in box)
+    side = max(x_max - x_min, y_max - y_min, 1.0)
+    cx, cy = (x_min + x_max) / 2, (y_min + y_max) / 2
+    left, top = round(cx - side / 2), round(cy - side / 2)
+    return image.crop((left, top, left + round(side), top + round(side)))
