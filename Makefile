@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-test.txt constraints.txt
 	# Test oracles (guided-diffusion's own code; diffusers' schedulers); --no-deps so they cannot pull another torch.
 	$(PY) -m pip install --quiet --no-deps guided-diffusion-sdk diffusers
 	# predict.py's default head detector (MTCNN; its weights are inside the wheel, so it works offline). --no-deps:
-	# facenet-pytorch pins torch<2.3 and an old torchvision/numpy, but runs on this project's versions.
+	# facenet-pytorch 2.6 pins torch<2.3, torchvision<0.18, numpy<2 and Pillow<10.3, but runs on this project's versions.
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch
 	touch $(STAMP)
 

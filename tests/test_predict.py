@@ -555,3 +555,45 @@ def test_a_backbone_with_a_person_independent_scene_gets_one_image_per_frame(tra
     for a, b in zip(expected, shared):
         np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-5)
         assert a.inout == pytest.approx(b.inout, abs=1e-6)
+
+
+# --- ONNX export and hub ----------------------------------------------------------------------------------------
+
+
+def test_onnx_export_runs_the_configured_sampler_with_pytorchs_heatmaps(trained, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from inference.onnx_runner import OnnxPredictor, graph_paths
+    from pretrained.export import main as export_main
+
+    assert export_main([str(trained[0]), str(tmp_path / "tiny.onnx")]) == 0
+    assert all(path.is_file() for path in graph_paths(tmp_path / "tiny.onnx"))
+    predictor = Predictor(trained[0], overrides={"device": "cpu", "sample_k": 2})
+    image = Image.open(DEMO / FRAMES[0]).convert("RGB")
+    people = [HeadBox("a", np.array([553.0, 71, 752, 275]), "t"), HeadBox("b", np.array([1093.0, 33, 1347, 299]), "t")]
+    expected = predictor.predict(image, people)
+    runner = OnnxPredictor(tmp_path / "tiny.onnx")
+    assert runner.config.sampler == predictor.config.sampler and runner.config.sample_time_steps == 5
+    runner.config = runner.config.replace(sample_k=2)
+    from datasets.transforms import model_inputs
+
+    inputs = [model_inputs(image, person.box, predictor.config.input_size) for person in people]
+    batch = {key: torch.stack([person[key] for person in inputs]) for key in ("image", "head_mask", "face")}
+    torch.manual_seed(predictor.config.seed)
+    heatmaps, inout = runner.predict(batch)
+    for person, heatmap, score in zip(expected, heatmaps, inout):
+        assert np.abs(heatmap - person.heatmap).max() <= 1e-4
+        assert abs(float(score) - person.inout) <= 1e-5
+    assert not np.allclose(heatmaps[0], heatmaps[1], atol=1e-3)  # two different people, two different maps
+
+
+def test_torch_hub_builds_the_model_from_a_checkpoint(trained):
+    from tests.conftest import ROOT
+
+    model = torch.hub.load(str(ROOT), "model", weights=str(trained[0]), source="local")
+    reference = Predictor(trained[0], overrides={"device": "cpu"}).model
+    assert not model.training
+    assert all(torch.equal(value, reference.state_dict()[key]) for key, value in model.state_dict().items())
+    predictor = torch.hub.load(str(ROOT), "predictor", weights=str(trained[0]), source="local", device="cpu")
+    assert isinstance(predictor, Predictor)
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        torch.hub.load(str(ROOT), "model", weights=str(trained[0].parent / "absent.pt"), source="local")
