@@ -18,6 +18,9 @@ from engine.config import ConfigError
 from engine.options import OPTIONS_BY_NAME
 from inference import ANIMATION_FORMATS
 
+DETECTION_OPTIONS = ("detector", "min_head_score", "min_head_size", "track_min_iou", "track_max_missed")
+SEQUENCE_OPTIONS = ("every_nth_frame", "start", "end", "smooth_boxes", "smooth_points", "animation", "fps",
+                    "animation_width", "skip_missing_frames", "track_min_iou", "track_max_missed")
 OVERRIDES = ("device", "sampler", "sample_time_steps", "sample_k", "ddim_eta", "seed", "amp")  # options of engine/options.py a flag may override
 
 
@@ -103,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     from inference.tracking import IoUTracker
 
     detect = not (args.head_box or args.head_boxes)
+    # Options that would have no effect are refused rather than silently ignored.
+    changed = [name for name in vars(args) if getattr(args, name) != parser.get_default(name)]
+    if not detect and (unused := [n for n in changed if n in DETECTION_OPTIONS]):
+        parser.error(f"--{unused[0]} applies when heads are detected; head boxes were given")
+    if args.image and (unused := [n for n in changed if n in SEQUENCE_OPTIONS]):
+        parser.error(f"--{unused[0]} applies to --frames / --video, not to one --image")
     overlays = {"auto": None, "on": True, "off": False}[args.overlays]
     try:
         predictor = Predictor(args.weights, args.config, overrides)

@@ -36,7 +36,8 @@ def paired_boxes(frames_dir: Path) -> list[tuple[str, str, np.ndarray, np.ndarra
                 continue
             head = boxes[image_path.name].box
             inside = [(score, face) for face, score in zip(faces, scores)
-                      if head[0] <= (face[0] + face[2]) / 2 <= head[2] and head[1] <= (face[1] + face[3]) / 2 <= head[3]]
+                      if head[0] <= (face[0] + face[2]) / 2 <= head[2]
+                      and head[1] <= (face[1] + face[3]) / 2 <= head[3]]
             if not inside:
                 raise RuntimeError(f"{image_path}: MTCNN found no face inside {person}'s head box {head.tolist()}")
             pairs.append((image_path.name, person, max(inside, key=lambda pair: pair[0])[1], head))

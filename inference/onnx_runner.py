@@ -103,6 +103,8 @@ def _export(module: nn.Module, inputs: tuple, path: Path, input_names: list[str]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
+        # scaled_dot_product_attention's dropout_p = 0 is exported as a Dropout of ratio 0 (an identity).
+        warnings.filterwarnings("ignore", message=".*operator 'dropout' is set to train=True.*")
         torch.onnx.export(module, inputs, str(path), input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, external_data=False)
 

@@ -65,13 +65,15 @@ def predict_image(predictor: Predictor, image_path: str | Path, head_boxes: Sequ
         raise ValueError("--image needs --head_box x_min,y_min,x_max,y_max (pixels) or a head detector")
     image_path, out_dir = Path(image_path), Path(out_dir)
     if head_boxes:
-        boxes = [parse_head_box(text, f"person{i}", f"--head_box #{i} ({text})") for i, text in enumerate(head_boxes, 1)]
+        boxes = [parse_head_box(text, f"person{i}", f"--head_box #{i} ({text})")
+                 for i, text in enumerate(head_boxes, 1)]
     image = read_image(image_path)
     if not head_boxes:
         boxes = [HeadBox(f"person{i}", detection.box, f"{finder.spec} detection #{i} in {image_path}", detection.score)
                  for i, detection in enumerate(finder.find(image), 1)]
     predictions = _predict(predictor, gaze3d, image, boxes, str(image_path))
-    rows = [prediction_row(image_path.name, image.size, p, _overlay_name(image_path.name, p.person)) for p in predictions]
+    rows = [prediction_row(image_path.name, image.size, p, _overlay_name(image_path.name, p.person))
+            for p in predictions]
     _write_overlays(out_dir, image_path.name, image, predictions)
     summary = {**predictor.settings(), **_extra_settings(finder, gaze3d), "mode": "image", "image": str(image_path),
                "frames": 1, "frames_skipped": [], "people": len(predictions), "animation": None}
@@ -136,7 +138,8 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
                 raise FileNotFoundError(f"frames folder not found: {frames_dir}")
             missing = [name for name in names if not (frames_dir / name).is_file()]
             _refuse_missing(missing, names, first_mention, f"the folder {frames_dir}", skip_missing_frames)
-            present = [name for name in names if name not in set(missing)]
+            absent = set(missing)
+            present = [name for name in names if name not in absent]
             source = _folder_source(frames_dir, present)
             total = len(present)
         else:
@@ -193,7 +196,8 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
             kept[name] = predictions
         if names is not None and len(seen) == len(names):
             break  # a video's remaining frames are named by no head-box file
-    skipped = [name for name in names if name not in set(seen)] if names is not None else []
+    done = set(seen)
+    skipped = [name for name in names if name not in done] if names is not None else []
     if names is not None and video is not None:  # frames named past the video's end are known only once it is read
         _refuse_missing(skipped, names, first_mention, f"the video {video}", skip_missing_frames)
     if not seen:

@@ -152,7 +152,8 @@ def video_frames(path: str | Path, start: float = 0.0, end: float | None = None,
                 if (taken - 1) % every_nth_frame == 0:
                     yield VIDEO_FRAME_NAME.format(index), frame.to_image().convert("RGB")
         except av_errors() as error:
-            raise ValueError(f"{path}: cannot be decoded as a video ({type(error).__name__}: {error})") from None
+            raise ValueError(f"{path}: cannot be read as a video: decoding failed "
+                             f"({type(error).__name__}: {error})") from None
 
 
 def _open_video(path: str | Path):

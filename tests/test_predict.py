@@ -461,6 +461,12 @@ def test_the_yolo_detector_is_optional_and_refused_clearly(trained, tmp_path, ca
     code, printed = predict_cli(capsys, "--weights", trained[0], "--frames", DEMO, "--head_boxes", *PERSON_FILES,
                                 "--out", tmp_path, "--device", "cpu", "--every_nth_frame", "2")
     assert code == 2 and "with --head_boxes the frames processed are those the files name" in printed
+    for flags, message in ((["--head_box", "553,71,752,275", "--min_head_score", "0.5"],
+                            "--min_head_score applies when heads are detected"),
+                           (["--every_nth_frame", "3"], "--every_nth_frame applies to --frames / --video")):
+        with pytest.raises(SystemExit):
+            predict.main([str(a) for a in ("--weights", trained[0], "--image", DEMO / FRAMES[0], *flags)])
+        assert message in capsys.readouterr().err
 
 
 def tiny_gaze360_checkpoint(path, **changes):
