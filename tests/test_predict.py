@@ -422,30 +422,6 @@ def test_a_synthetic_mp4_without_head_boxes_gives_tracks_and_an_annotated_mp4_at
         assert float(container.streams.video[0].average_rate) == 2.5
 
 
-def test_tracks_follow_people_through_missed_frames_with_the_globally_best_assignment():
-    from inference.detection import Detection
-    from inference.tracking import IoUTracker
-
-    def frame(*boxes):
-        return [Detection(np.array(box, dtype=float), 1.0) for box in boxes]
-
-    tracker = IoUTracker(min_iou=0.3, max_missed=2)
-    a, b = [0, 0, 10, 10], [20, 0, 30, 10]
-    assert [name for name, _ in tracker.update(frame(a, b))] == ["person1", "person2"]
-    assert [name for name, _ in tracker.update(frame(b, a))] == ["person2", "person1"]  # by overlap, not order
-    assert [name for name, _ in tracker.update(frame(b))] == ["person2"]  # person1 missed once
-    assert [name for name, _ in tracker.update(frame(b))] == ["person2"]  # twice: still alive (max_missed 2)
-    assert [name for name, _ in tracker.update(frame([1, 0, 11, 10], b))] == ["person1", "person2"]
-    for _ in range(3):
-        tracker.update(frame(b))  # person1 missed three times: ended
-    assert [name for name, _ in tracker.update(frame(a, b))] == ["person3", "person2"]
-    # Greedy matching would give the first detection to track X (IoU 0.82) and leave Y unmatched (IoU with the
-    # second detection below min_iou); the Hungarian assignment keeps both tracks.
-    tracker = IoUTracker(min_iou=0.3)
-    tracker.update(frame([0, 0, 10, 10], [4, 0, 14, 10]))
-    assert [name for name, _ in tracker.update(frame([3, 0, 13, 10], [-2, 0, 8, 10]))] == ["person2", "person1"]
-
-
 def test_the_yolo_detector_is_optional_and_refused_clearly(trained, tmp_path, capsys):
     code, printed = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--out", tmp_path,
                                 "--device", "cpu", "--detector", f"yolo:{tmp_path / 'heads.pt'}")
