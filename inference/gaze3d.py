@@ -3,9 +3,11 @@ each head crop, giving yaw, pitch and an uncertainty beside the 2D gaze target.
 
 The head crop is the head box (pixels) made square around its centre (Gaze360's crops are square head crops) and cut
 from the frame (zero-padded past the border); it then goes through the trainer's evaluation transform
-(`gaze360.transforms.frame_views`: Resize(input_size), the crop list, ImageNet normalisation). Only single-frame
-models (num_frames 1: static, static_sc and the multi-crop static_sc_lstm variants) are supported: a sequence model
-needs the head's neighbouring frames, which prediction does not gather yet.
+(`gaze360.transforms.frame_views`: Resize(input_size), the crop list, ImageNet normalisation). A sequence model
+(num_frames n = 2k + 1) sees, for a person's frame, the crops of that person's k processed frames before and after it
+(the first or last one repeated at the ends of the person's track), in the trainer's frame-major order;
+inference/pipeline.py gathers these windows in a pass of their own. A single image (--image) with a sequence model
+repeats its one crop n times.
 """
 from __future__ import annotations
 
@@ -31,30 +33,35 @@ class Gaze3DEstimator:
         if not path.is_file():
             raise FileNotFoundError(f"--gaze360_weights: checkpoint not found: {path}")
         self.model, self.config = load_trained_model(path, device)
-        if self.config.num_frames != 1:
-            raise ValueError(f"--gaze360_weights {path}: a {self.config.num_frames}-frame sequence model "
-                             f"(num_frames {self.config.num_frames}); prediction supports single-frame Gaze360 models "
-                             "(num_frames 1: static, static_sc, static_sc_lstm, static_sc_lstm_sym)")
         self.path, self.device = path, torch.device(device)
+        self.num_frames = self.config.num_frames
         self.crops = crop_list(self.config)
         self.decode = decode_yaw_pitch
 
-    @torch.no_grad()
-    def estimate(self, image: Image.Image, head_boxes: Sequence[np.ndarray]) -> list[Gaze3D]:
+    def views(self, image: Image.Image, head_box) -> torch.Tensor:
+        """[crops, 3, S, S]: the normalised copies of one head crop (one frame of a window)."""
         from gaze360.transforms import frame_views
 
-        if not len(head_boxes):
+        return torch.stack(frame_views(head_crop(image, head_box), self.config.input_size, self.crops))
+
+    @torch.no_grad()
+    def estimate_windows(self, windows: Sequence[Sequence[torch.Tensor]]) -> list[Gaze3D]:
+        """One Gaze3D per window of num_frames `views` (oldest first)."""
+        if not windows:
             return []
-        views = [torch.stack(frame_views(head_crop(image, box), self.config.input_size, self.crops))
-                 for box in head_boxes]
-        output = self.model(torch.stack(views).to(self.device))
+        images = torch.stack([torch.cat(list(window)) for window in windows]).to(self.device)
+        output = self.model(images)
         yaw_pitch = self.decode(output["output"].float(), self.config.target).cpu().numpy()
         sigma = output["sigma"].float().cpu().numpy()[:, 0]
         return [Gaze3D(float(yaw), float(pitch), float(s)) for (yaw, pitch), s in zip(yaw_pitch, sigma)]
 
+    def estimate(self, image: Image.Image, head_boxes: Sequence[np.ndarray]) -> list[Gaze3D]:
+        """One Gaze3D per head of one image (a sequence model sees the image's crop in every frame of its window)."""
+        return self.estimate_windows([[self.views(image, box)] * self.num_frames for box in head_boxes])
+
     def settings(self) -> dict:
         return {"gaze360_weights": str(self.path), "gaze360_target": self.config.target,
-                "gaze360_crops": list(self.crops)}
+                "gaze360_crops": list(self.crops), "gaze360_num_frames": self.num_frames}
 
 
 def head_crop(image: Image.Image, box) -> Image.Image:

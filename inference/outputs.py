@@ -28,6 +28,7 @@ CSV_FIELDS = ("frame", "person", "image_width", "image_height", "head_x_min", "h
               "head_y_max", "head_score", "eye_x_px", "eye_y_px", "gaze_x", "gaze_y", "gaze_x_px", "gaze_y_px",
               "heatmap_peak", "inout", "yaw", "pitch", "gaze3d_uncertainty", "gaze3d_x", "gaze3d_y", "gaze3d_z",
               "overlay")
+GAZE3D_FIELDS = ("yaw", "pitch", "gaze3d_uncertainty", "gaze3d_x", "gaze3d_y", "gaze3d_z")
 TRACK_FOLDER = "tracks"
 GAZE3D_ARROW = 2.0  # length of a 3D gaze arrow whose direction lies in the image plane, in head-box widths
 
@@ -110,7 +111,7 @@ def prediction_row(frame: str, image_size: tuple[int, int], prediction: PersonPr
            "heatmap_peak": prediction.heatmap_peak, "inout": prediction.inout, "overlay": overlay}
     gaze3d = prediction.gaze3d
     values = () if gaze3d is None else (gaze3d.yaw, gaze3d.pitch, gaze3d.uncertainty, *map(float, gaze3d.vector))
-    row.update(zip(("yaw", "pitch", "gaze3d_uncertainty", "gaze3d_x", "gaze3d_y", "gaze3d_z"), values or ("",) * 6))
+    row.update(zip(GAZE3D_FIELDS, values or ("",) * len(GAZE3D_FIELDS)))
     return row
 
 

@@ -23,8 +23,8 @@ from tqdm import tqdm
 from datasets.videoattentiontarget import smooth_track
 from inference.detection import DetectionCounts, filter_detections
 from inference.outputs import (
-    AnimationWriter, animation_frame, check_animation_format, draw_overlay, prediction_row, write_tables,
-    write_track_tables,
+    GAZE3D_FIELDS, AnimationWriter, animation_frame, check_animation_format, draw_overlay, prediction_row,
+    write_tables, write_track_tables,
 )
 from inference.predictor import PersonPrediction, Predictor
 from inference.sources import (
@@ -181,12 +181,13 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
     if tracks is not None and smooth_boxes > 1:
         tracks = [_smoothed_boxes(track, smooth_boxes) for track in tracks]
 
-    render_now = smooth_points == 1
+    sequence_gaze = gaze3d is not None and gaze3d.num_frames > 1  # needs each person's later frames: own pass
+    render_now = smooth_points == 1 and not sequence_gaze
     writer = AnimationWriter(out_dir / f"animation.{kind}", fps) if kind != "none" else None
     rows, kept, seen = [], {}, []
     for name, image in bar(source(), "predict"):
         head_boxes = [track[name] for track in tracks if name in track] if tracks is not None else detected(name, image)
-        predictions = _predict(predictor, gaze3d, image, head_boxes, name)
+        predictions = _predict(predictor, None if sequence_gaze else gaze3d, image, head_boxes, name)
         seen.append(name)
         rows += [prediction_row(name, image.size, p, _overlay_name(name, p.person) if overlays else "")
                  for p in predictions]
@@ -203,8 +204,11 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
     if not seen:
         raise ValueError(f"none of the {len(names)} frames named in the head-box files exists; nothing predicted"
                          if names is not None else "no frames selected; nothing predicted")
+    if sequence_gaze:
+        _sequence_gaze3d(gaze3d, bar(source(), "3D gaze"), rows, kept)
     if not render_now:
-        _smooth_points(rows, kept, smooth_points)
+        if smooth_points > 1:
+            _smooth_points(rows, kept, smooth_points)
         for name, image in bar(source(), "draw"):
             if name in kept:
                 _render(out_dir, writer, name, image, kept[name], overlays, width)
@@ -258,6 +262,47 @@ def _smoothed_boxes(track: dict[str, HeadBox], window: int) -> dict[str, HeadBox
     names = sorted(track, key=natural_key)
     boxes = smooth_track(np.array([track[name].box for name in names]), window)
     return {name: dataclasses.replace(track[name], box=box) for name, box in zip(names, boxes)}
+
+
+def _sequence_gaze3d(gaze3d, frames: Iterator[tuple[str, Image.Image]], rows: list[dict],
+                     kept: dict[str, list[PersonPrediction]]) -> None:
+    """3D gaze of a sequence model (num_frames n = 2k + 1) for every person-frame: the window of the person's own
+    processed frames j - k .. j + k, the first / last one repeated beyond the ends of the track. Only the crops of
+    the windows still open are kept in memory. Fills the 3D gaze of `rows` and `kept`."""
+    half = gaze3d.num_frames // 2
+    appearances: dict[str, int] = {}
+    for predictions in kept.values():
+        for prediction in predictions:
+            appearances[prediction.person] = appearances.get(prediction.person, 0) + 1
+    row_of = {(row["frame"], row["person"]): row for row in rows}
+    views: dict[str, dict[int, object]] = {person: {} for person in appearances}
+    where: dict[str, list[tuple[str, int]]] = {person: [] for person in appearances}
+    done = dict.fromkeys(appearances, 0)
+    for name, image in frames:
+        ready = []  # (person, appearance index) whose window is complete
+        for index, prediction in enumerate(kept.get(name, ())):
+            person = prediction.person
+            j = len(where[person])
+            where[person].append((name, index))
+            views[person][j] = gaze3d.views(image, prediction.head_box)
+            last = appearances[person] - 1
+            while done[person] <= min(j - half, last) or (j == last and done[person] <= last):
+                ready.append((person, done[person]))
+                done[person] += 1
+        windows = [[views[person][min(max(j + offset, 0), appearances[person] - 1)]
+                    for offset in range(-half, half + 1)] for person, j in ready]
+        for (person, j), direction in zip(ready, gaze3d.estimate_windows(windows)):
+            frame, index = where[person][j]
+            kept[frame][index] = dataclasses.replace(kept[frame][index], gaze3d=direction)
+            row_of[(frame, person)].update(_gaze3d_fields(kept[frame][index]))
+            if j >= half:  # no later window of this person reaches back to appearance j - half
+                views[person].pop(j - half, None)
+
+
+def _gaze3d_fields(prediction: PersonPrediction) -> dict:
+    """The 3D gaze columns of a prediction's table row."""
+    return {key: value for key, value in prediction_row("", (1, 1), prediction, "").items()
+            if key in GAZE3D_FIELDS}
 
 
 def _smooth_points(rows: list[dict], kept: dict[str, list[PersonPrediction]], window: int) -> None:

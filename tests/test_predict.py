@@ -498,11 +498,27 @@ def test_gaze360_weights_add_each_heads_3d_gaze(trained, tmp_path, capsys):
             Image.open(tmp_path / "plain" / row["overlay"]) as without:
         assert not np.array_equal(np.asarray(with_arrow), np.asarray(without))
 
-    tiny_gaze360_checkpoint(tmp_path / "sequence.pt", num_frames=3)
-    code, printed = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--head_box",
-                                ",".join(map(str, box)), "--gaze360_weights", tmp_path / "sequence.pt", "--out",
-                                tmp_path / "seq", "--device", "cpu")
-    assert code == 2 and "a 3-frame sequence model" in printed
+    # A 3-frame sequence model sees each person's previous, own and next processed frame (ends repeated).
+    import av
+
+    sequence_model, _ = tiny_gaze360_checkpoint(tmp_path / "sequence.pt", num_frames=3)
+    write_demo_mp4(tmp_path / "clip.mp4", frames=FRAMES[:4])
+    boxes = {i: [184 + 3 * i, 24, 251 + 3 * i, 92] for i in range(1, 5)}
+    (tmp_path / "person1.txt").write_text("".join(f"{i:08d}.jpg,{','.join(map(str, b))}\n" for i, b in boxes.items()))
+    code, printed = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "clip.mp4", "--head_boxes",
+                                tmp_path / "person1.txt", "--gaze360_weights", tmp_path / "sequence.pt", "--out",
+                                tmp_path / "seq", "--device", "cpu", "--animation", "none")
+    assert code == 0, printed
+    rows = read_rows(tmp_path / "seq")
+    with av.open(str(tmp_path / "clip.mp4")) as container:
+        images = [frame.to_image().convert("RGB") for frame in container.decode(video=0)]
+    crops = [torch.stack(frame_views(head_crop(image, boxes[i]), 24, [24, 16])) for i, image in enumerate(images, 1)]
+    for j, window in ((0, [0, 0, 1]), (1, [0, 1, 2]), (3, [2, 3, 3])):
+        with torch.no_grad():
+            output = sequence_model(torch.cat([crops[k] for k in window])[None])
+        yaw, pitch = decode_yaw_pitch(output["output"], "sincos")[0].tolist()
+        assert float(rows[j]["yaw"]) == pytest.approx(yaw, abs=1e-5)
+        assert float(rows[j]["pitch"]) == pytest.approx(pitch, abs=1e-5)
     torch.save({"model": model.state_dict()}, tmp_path / "bare.pt")
     code, printed = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--head_box",
                                 ",".join(map(str, box)), "--gaze360_weights", tmp_path / "bare.pt", "--out",
