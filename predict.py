@@ -20,7 +20,7 @@ from inference import ANIMATION_FORMATS
 
 DETECTION_OPTIONS = ("detector", "min_head_score", "min_head_size", "track_min_iou", "track_max_missed")
 SEQUENCE_OPTIONS = ("every_nth_frame", "start", "end", "smooth_boxes", "smooth_points", "animation", "fps",
-                    "animation_width", "skip_missing_frames", "track_min_iou", "track_max_missed")
+                    "animation_width", "overlays", "skip_missing_frames", "track_min_iou", "track_max_missed")
 OVERRIDES = ("device", "sampler", "sample_time_steps", "sample_k", "ddim_eta", "seed", "amp")  # options of engine/options.py a flag may override
 
 
