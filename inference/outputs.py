@@ -186,6 +186,12 @@ class AnimationWriter:
         for packet in self.stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
             self.container.mux(packet)
 
+    def abort(self) -> None:
+        """Stop after an error: the partial file is removed, nothing is left at `path`."""
+        if self.container is not None:
+            self.container.close()
+        self.temporary.unlink(missing_ok=True)
+
     def close(self) -> None:
         if not self.count:
             raise ValueError(f"{self.path}: no frames to animate")

@@ -184,34 +184,40 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
     sequence_gaze = gaze3d is not None and gaze3d.num_frames > 1  # needs each person's later frames: own pass
     render_now = smooth_points == 1 and not sequence_gaze
     writer = AnimationWriter(out_dir / f"animation.{kind}", fps) if kind != "none" else None
-    rows, kept, seen = [], {}, []
-    for name, image in bar(source(), "predict"):
-        head_boxes = [track[name] for track in tracks if name in track] if tracks is not None else detected(name, image)
-        predictions = _predict(predictor, None if sequence_gaze else gaze3d, image, head_boxes, name)
-        seen.append(name)
-        rows += [prediction_row(name, image.size, p, _overlay_name(name, p.person) if overlays else "")
-                 for p in predictions]
-        if render_now:
-            _render(out_dir, writer, name, image, predictions, overlays, width)
-        else:
-            kept[name] = predictions
-        if names is not None and len(seen) == len(names):
-            break  # a video's remaining frames are named by no head-box file
-    done = set(seen)
-    skipped = [name for name in names if name not in done] if names is not None else []
-    if names is not None and video is not None:  # frames named past the video's end are known only once it is read
-        _refuse_missing(skipped, names, first_mention, f"the video {video}", skip_missing_frames)
-    if not seen:
-        raise ValueError(f"none of the {len(names)} frames named in the head-box files exists; nothing predicted"
-                         if names is not None else "no frames selected; nothing predicted")
-    if sequence_gaze:
-        _sequence_gaze3d(gaze3d, bar(source(), "3D gaze"), rows, kept)
-    if not render_now:
-        if smooth_points > 1:
-            _smooth_points(rows, kept, smooth_points)
-        for name, image in bar(source(), "draw"):
-            if name in kept:
-                _render(out_dir, writer, name, image, kept[name], overlays, width)
+    try:
+        rows, kept, seen = [], {}, []
+        for name, image in bar(source(), "predict"):
+            head_boxes = ([track[name] for track in tracks if name in track] if tracks is not None
+                          else detected(name, image))
+            predictions = _predict(predictor, None if sequence_gaze else gaze3d, image, head_boxes, name)
+            seen.append(name)
+            rows += [prediction_row(name, image.size, p, _overlay_name(name, p.person) if overlays else "")
+                     for p in predictions]
+            if render_now:
+                _render(out_dir, writer, name, image, predictions, overlays, width)
+            else:
+                kept[name] = predictions
+            if names is not None and len(seen) == len(names):
+                break  # a video's remaining frames are named by no head-box file
+        done = set(seen)
+        skipped = [name for name in names if name not in done] if names is not None else []
+        if names is not None and video is not None:  # frames named past the video's end are known only once it is read
+            _refuse_missing(skipped, names, first_mention, f"the video {video}", skip_missing_frames)
+        if not seen:
+            raise ValueError(f"none of the {len(names)} frames named in the head-box files exists; nothing predicted"
+                             if names is not None else "no frames selected; nothing predicted")
+        if sequence_gaze:
+            _sequence_gaze3d(gaze3d, bar(source(), "3D gaze"), rows, kept)
+        if not render_now:
+            if smooth_points > 1:
+                _smooth_points(rows, kept, smooth_points)
+            for name, image in bar(source(), "draw"):
+                if name in kept:
+                    _render(out_dir, writer, name, image, kept[name], overlays, width)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     if writer is not None:
         writer.close()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -211,6 +211,7 @@ def test_video_input_names_frames_as_ffmpeg_extracts_them(trained, tmp_path, cap
     code, err = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "clip.gif", "--head_boxes",
                             tmp_path / "person1.txt", "--out", tmp_path / "out", "--device", "cpu")
     assert code == 2 and f"{tmp_path / 'person1.txt'}:4: frame '00000009.jpg' is not in the video" in err
+    assert not list((tmp_path / "out").glob(".animation*"))  # the partial animation is removed
 
 
 def test_mp4_animation_reads_back_as_a_video(trained, tmp_path, capsys):
