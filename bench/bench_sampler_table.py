@@ -25,7 +25,7 @@ from models.build import get_model
 def main(run_dir: Path, fraction: float, steps_list, samplers, ks, checkpoint: str = "last.pt",
          threads: int = 1, out: str = "sampler_table.json") -> list[dict]:
     torch.set_num_threads(threads)  # see bench_unet: extra threads on a busy machine only wait
-    common = {"device": "cpu", "num_workers": 0, "is_subsample_test_set": fraction, "no_wandb": True}
+    common = {"device": "cpu", "num_workers": 0, "test_subsample_fraction": fraction, "no_wandb": True}
     base = load_config([run_dir / "config.yaml"], common)
     state = load_checkpoint(run_dir / checkpoint)
     model = get_model(base)
@@ -61,7 +61,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", type=Path, required=True)
     parser.add_argument("--checkpoint", default="last.pt")
-    parser.add_argument("--fraction", type=float, default=0.0, help="is_subsample_test_set (0 = the whole test set)")
+    parser.add_argument("--fraction", type=float, default=0.0, help="test_subsample_fraction (0 = the whole test set)")
     parser.add_argument("--steps", default="1,2,5,10,25,50")
     parser.add_argument("--samplers", default="ddim,dpm++2m")
     parser.add_argument("--k", default="1,4")

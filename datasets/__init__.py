@@ -2,6 +2,9 @@
 `build_eval_dataset(config)` the test split that is evaluated (`eval_dataset`, by default the same)."""
 from __future__ import annotations
 
+import numpy as np
+from torch.utils.data import Dataset
+
 from datasets.gazefollow import GazeFollow
 from datasets.goo import GOO
 from datasets.videoattentiontarget import VideoAttentionTarget
@@ -15,7 +18,39 @@ def build_dataset(config, split: str):
     name = config.source_dataset
     if name not in DATASETS:
         raise ValueError(f"unknown source_dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name].from_config(config, split)
+    dataset = DATASETS[name].from_config(config, split)
+    if split == "train" and getattr(config, "train_in_frame_only", False):
+        dataset = InFrameOnly(dataset)
+    return dataset
+
+
+class InFrameOnly(Dataset):
+    """The in-frame samples of a dataset (train_in_frame_only: the original's training set when x_loss was off).
+    Position i is the i-th in-frame sample; items keep the underlying dataset's `index`, so per-sample draws are those
+    of the full set. Everything else (set_epoch, protocol, inout_labels, ...) is the wrapped dataset's."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.indices = np.flatnonzero(dataset.inout_labels() == 1)
+        if not len(self.indices):
+            raise ValueError(f"{type(dataset).__name__}: train_in_frame_only leaves no training sample (every sample "
+                             "is out of frame)")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        epoch, position = key if isinstance(key, tuple) else (None, key)
+        index = int(self.indices[position])
+        return self.dataset[(epoch, index) if epoch is not None else index]
+
+    def inout_labels(self) -> np.ndarray:
+        return self.dataset.inout_labels()[self.indices]
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # before __init__ (copy/pickle probes)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def eval_config(config):

@@ -243,7 +243,7 @@ class GazeFollow(GazeTargetDataset):
     def from_config(cls, config, split: str) -> "GazeFollow":
         """Build from the project's options (engine.options): source_dataset_dir, input_size, output_size,
         random_sigma (the target sigma), random_flag (training sigma drawn by `original_random_sigma` instead),
-        gaze_point_threshold, is_subsample_test_set (0 or 1 = full test set), seed (default 0) and depth_flag."""
+        gaze_point_threshold, test_subsample_fraction (0 or 1 = full test set), seed (default 0) and depth_flag."""
         common = dict(
             root=config.source_dataset_dir, split=split, input_size=config.input_size, output_size=config.output_size,
             heatmap_sigma=config.random_sigma, seed=getattr(config, "seed", 0),
@@ -251,7 +251,7 @@ class GazeFollow(GazeTargetDataset):
         )
         if split == "train":
             return cls(**common, random_sigma=original_random_sigma if config.random_flag else None)
-        fraction = config.is_subsample_test_set
+        fraction = config.test_subsample_fraction
         return cls(
             **common,
             gaze_point_threshold=config.gaze_point_threshold,

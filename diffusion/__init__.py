@@ -1,4 +1,5 @@
-"""Gaussian diffusion process (guided-diffusion compatible), respacing, heatmap scaling and sampling helpers."""
+"""Gaussian diffusion process (guided-diffusion compatible), respacing, heatmap scaling, the point formulation and
+sampling helpers."""
 from diffusion.factory import create_gaussian_diffusion
 from diffusion.gaussian_diffusion import (
     GaussianDiffusion,
@@ -13,7 +14,16 @@ from diffusion.gaussian_diffusion import (
 )
 from diffusion.normalization import HeatmapScaling, StdNormalizedInput
 from diffusion.respace import SpacedDiffusion, space_timesteps
-from diffusion.sampling import SAMPLER_REGISTRY, SAMPLERS, default_sampler, register_sampler, resolve_sampler, sample_heatmaps
+from diffusion.point import PointTarget, render_point_heatmaps
+from diffusion.sampling import (
+    SAMPLER_REGISTRY,
+    SAMPLERS,
+    default_sampler,
+    register_sampler,
+    resolve_sampler,
+    sample_heatmaps,
+    sample_point_heatmaps,
+)
 
 __all__ = [
     "GaussianDiffusion",
@@ -23,6 +33,7 @@ __all__ = [
     "LossType",
     "ModelMeanType",
     "ModelVarType",
+    "PointTarget",
     "SpacedDiffusion",
     "StdNormalizedInput",
     "betas_for_alpha_bar",
@@ -32,8 +43,10 @@ __all__ = [
     "mse_loss_weights",
     "offset_noise_like",
     "register_sampler",
+    "render_point_heatmaps",
     "rescale_zero_terminal_snr",
     "resolve_sampler",
     "sample_heatmaps",
+    "sample_point_heatmaps",
     "space_timesteps",
 ]

@@ -14,6 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
+from diffusion.normalization import std_normalize
+from diffusion.point import argmax_points
 
 MAX_BETA = 0.999
 BETA_SCHEDULES = ("linear", "cosine")
@@ -603,3 +605,105 @@ class GaussianDiffusion:
         terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         terms["pred_xstart"] = self._predict_xstart(mean_output, x_t, t)
         return terms
+
+    # --- the point formulation (diffusion_target: point; see diffusion/point.py) --------------------------------
+
+    def _check_point_formulation(self) -> None:
+        if (self.model_mean_type is not ModelMeanType.START_X or self.loss_type is not LossType.MSE
+                or self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)):
+            raise ValueError(
+                "the point formulation predicts the clean heatmap from a heatmap rendered at the noisy point: it "
+                f"needs x_0 prediction (START_X), a fixed variance and the MSE loss; this process has "
+                f"{self.model_mean_type.name}, {self.model_var_type.name}, {self.loss_type.name}"
+            )
+
+    def training_losses_point(self, model, x_start, x_point, t, target, model_kwargs=None, noise=None,
+                              heatmap_noise=None) -> dict:
+        """Losses of one training step of the point formulation at timesteps t, each of shape [B].
+
+        x_point [B, 2] ((x, y) in [0, 1]) is diffused as target.to_diffusion(x_point) with `noise` [B, 2] (N(0, I)
+        if None); the noisy point is brought back to [0, 1]^2 (`target.to_unit`) and rendered (`target.render`); the
+        network sees that heatmap and predicts the clean heatmap x_start [B, 1, H, W] (in the data's own range).
+        With target.heatmap_noise_scale s > 0 the rendered heatmap h is first diffused as q_sample(2 s h - s, t,
+        heatmap_noise) (N(0, I) if None) and std-normalised when target.std_normalize.
+        :return: dict with "loss" = "mse" (weighted by mse_loss_weight_type), "pred_xstart" (the network's heatmap,
+            with its gradient, for extra losses such as the soft-argmax location) and "x_t" (the rendered input).
+        """
+        self._check_point_formulation()
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        if noise is None:
+            noise = torch.randn_like(x_point)
+        x_t = self.q_sample(target.to_diffusion(x_point), t, noise=noise)
+        heatmap_t = target.render(target.to_unit(x_t, target.std_normalize)).to(x_start.dtype)
+        if target.heatmap_noise_scale > 0:
+            scale = target.heatmap_noise_scale
+            heatmap_t = self.q_sample(2 * scale * heatmap_t - scale, t, noise=heatmap_noise)
+            if target.std_normalize:
+                heatmap_t = std_normalize(heatmap_t)
+        if heatmap_t.shape != x_start.shape:
+            raise ValueError(f"x_start: expected the rendered heatmaps' shape {tuple(heatmap_t.shape)}, found "
+                             f"{tuple(x_start.shape)}")
+        _check_timesteps(t, x_start.shape)
+        model_output, _ = self._split_model_output(model(heatmap_t, self._scale_timesteps(t), **model_kwargs),
+                                                   heatmap_t)
+        mse = mean_flat((x_start - model_output) ** 2)
+        if self.mse_loss_weight_type != "constant":
+            mse = _extract_into_tensor(self.mse_loss_weights, t, t.shape) * mse
+        return {"loss": mse, "mse": mse, "pred_xstart": model_output, "x_t": heatmap_t}
+
+    def point_ddim_sample(self, model, x, t, target, clip_denoised=True, model_kwargs=None, eta=0.0,
+                          first_step=False) -> dict:
+        """One DDIM step of the point formulation from the point state x [B, 2] (diffusion space) at grid index t.
+
+        The state is brought to [0, 1]^2 (std-normalised except at the first step, as in the original) and rendered;
+        the network predicts the clean heatmap (clamped to [0, 1] with clip_denoised); its argmax cell is the x_0
+        estimate of the point, from which eps and the DDIM step follow (guided-diffusion's eq. 12, landing on
+        `ddim_alphas_cumprod_prev`). Returns "sample" (the next state [B, 2]), "pred_xstart" (the heatmap) and
+        "pred_point" (the argmax point in [0, 1]^2).
+        """
+        self._check_point_formulation()
+        if target.heatmap_noise_scale > 0:
+            raise ValueError("point_ddim_sample: with heatmap_noise_scale the network was trained on noised heatmaps "
+                             "and samples a heatmap state (the heatmap samplers), not a point state")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta: expected a number in [0, 1], found {eta!r}")
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        heatmap_t = target.render(target.to_unit(x, target.std_normalize and not first_step)).to(x.dtype)
+        shape = (x.shape[0], 1, target.heatmap_size, target.heatmap_size)
+        _check_timesteps(t, shape)
+        pred_heatmap, _ = self._split_model_output(model(heatmap_t, self._scale_timesteps(t), **model_kwargs),
+                                                   heatmap_t)
+        if clip_denoised:
+            pred_heatmap = pred_heatmap.clamp(0.0, 1.0)
+        pred_point = argmax_points(pred_heatmap)
+        x0 = target.to_diffusion(pred_point).clamp(-target.scale, target.scale)
+        # guided-diffusion's form of eps (as the original); finite because the point formulation keeps abar > 0.
+        eps = (_extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x.shape) * x - x0) / \
+            _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x.shape)
+        alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
+        alpha_bar_prev = _extract_into_tensor(self.ddim_alphas_cumprod_prev, t, x.shape)
+        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+        mean_pred = x0 * torch.sqrt(alpha_bar_prev) + torch.sqrt((1 - alpha_bar_prev - sigma**2).clamp(min=0.0)) * eps
+        sample = mean_pred + sigma * torch.randn_like(x) if eta > 0 else mean_pred
+        return {"sample": sample, "pred_xstart": pred_heatmap, "pred_point": pred_point}
+
+    def point_ddim_sample_loop_progressive(self, model, batch_size: int, target, noise=None, clip_denoised=True,
+                                           model_kwargs=None, device=None, progress=False,
+                                           eta=0.0) -> Iterator[dict]:
+        """DDIM sampling of the point formulation through every step of this process (respace it for fewer steps),
+        from `noise` [B, 2] (or fresh N(0, I)) at t = T - 1; yields point_ddim_sample's dict at every step. The
+        heatmap prediction of the last step (t = 0) is the result."""
+        if noise is None:
+            noise = torch.randn(batch_size, 2, device=_sampling_device(model, device))
+        elif tuple(noise.shape) != (batch_size, 2):
+            raise ValueError(f"noise: expected shape {(batch_size, 2)} (one point per input), found "
+                             f"{tuple(noise.shape)}")
+        sample = noise
+        indices = range(self.num_timesteps - 1, -1, -1)
+        for i in tqdm(indices) if progress else indices:
+            t = torch.full((batch_size,), i, dtype=torch.long, device=sample.device)
+            with torch.no_grad():
+                out = self.point_ddim_sample(model, sample, t, target, clip_denoised, model_kwargs, eta,
+                                             first_step=i == self.num_timesteps - 1)
+            yield out
+            sample = out["sample"]

@@ -153,3 +153,36 @@ def _per_input_means(steps, first: int, batch: int, k: int) -> Iterator[dict]:
             sample = sample.reshape(batch, k, *sample.shape[1:]).mean(dim=1)
             pred_xstart = pred_xstart.reshape(batch, k, *pred_xstart.shape[1:]).mean(dim=1)
         yield {"step": step, "sample": sample, "pred_xstart": pred_xstart}
+
+
+def sample_point_heatmaps(
+    diffusion: GaussianDiffusion,
+    model_fn,
+    conditioning_kwargs: dict,
+    batch_size: int,
+    target,
+    *,
+    clip_denoised: bool,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    device=None,
+    progress: bool = False,
+    samples_per_input: int = 1,
+) -> torch.Tensor:
+    """The point formulation's sampler (diffusion_target: point, see diffusion/point.py): DDIM over the grid of
+    `diffusion` from a noisy point, returning the heatmaps [B, 1, H, W] the network predicts at the last step (in the
+    data's range, [0, 1] with clip_denoised), the mean over K = samples_per_input samples per input. `noise`, if
+    given, is the starting point state [B * K, 2]."""
+    if not (isinstance(samples_per_input, int) and samples_per_input >= 1):
+        raise ValueError(f"samples_per_input: expected an int >= 1, found {samples_per_input!r}")
+    k = samples_per_input
+    if k > 1:
+        conditioning_kwargs = {name: value.repeat_interleave(k, dim=0) for name, value in conditioning_kwargs.items()}
+    final = None
+    for final in diffusion.point_ddim_sample_loop_progressive(
+        model_fn, batch_size * k, target, noise=noise, clip_denoised=clip_denoised, model_kwargs=conditioning_kwargs,
+        device=device, progress=progress, eta=eta,
+    ):
+        pass
+    heatmaps = final["pred_xstart"]
+    return heatmaps.reshape(batch_size, k, *heatmaps.shape[1:]).mean(dim=1)

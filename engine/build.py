@@ -6,6 +6,10 @@ import torch
 
 from diffusion import create_gaussian_diffusion
 from diffusion.normalization import HeatmapScaling, StdNormalizedInput, std_normalize
+from diffusion.point import PointTarget
+
+# The point_image formulation's heatmap scale (the original's hard-coded `second_norm`).
+POINT_IMAGE_HEATMAP_SCALE = 0.1
 
 
 def diffusion_kwargs(config) -> dict:
@@ -53,8 +57,10 @@ def sdedit_start_step(diffusion, time_noise: int) -> int:
 
 
 def sampling_state_fn(config):
-    """compat_original_std_state: the original divided the sampling state itself by its std at every step."""
-    return std_normalize if config.compat_original_std_state else None
+    """compat_original_std_state: the original divided the sampling state itself by its std at every step; the
+    point_image formulation does so by definition (its network was trained on std-normalised heatmaps)."""
+    point_image = config.diffusion_target == "point_image" and config.norm_std_flag
+    return std_normalize if config.compat_original_std_state or point_image else None
 
 
 def heatmap_scaling(config) -> HeatmapScaling:
@@ -63,5 +69,25 @@ def heatmap_scaling(config) -> HeatmapScaling:
 
 def denoiser(model: torch.nn.Module, config) -> torch.nn.Module:
     """What the diffusion process calls as `fn(x_t, t, context=conditioning)`: the UNet, with x_t divided by its
-    per-sample standard deviation first when `norm_std_flag` is on."""
-    return StdNormalizedInput(model.unet) if config.norm_std_flag else model.unet
+    per-sample standard deviation first when `norm_std_flag` is on (heatmap target; with the point target
+    norm_std_flag acts on the noisy point, and the UNet sees the rendered heatmap as it is)."""
+    if config.norm_std_flag and config.diffusion_target == "heatmap":
+        return StdNormalizedInput(model.unet)
+    return model.unet  # point_image: the sampling state itself is std-normalised (sampling_state_fn)
+
+
+def point_target(config) -> PointTarget:
+    """The point formulation's settings (diffusion_target: point): points scaled by diff_normalization, rendered at
+    the heatmap size with sigma random_sigma (an integer, as the original's renderer needs)."""
+    if config.diffusion_target not in ("point", "point_image"):
+        raise ValueError(f"point_target: diffusion_target is {config.diffusion_target!r}, not a point formulation")
+    sigma = config.random_sigma
+    if float(sigma) != int(sigma) or sigma < 1:
+        raise ValueError(f"random_sigma {sigma}: diffusion_target: point renders the noisy point with an integer "
+                         "sigma >= 1 (the original's window is 6 sigma + 1 cells)")
+    if config.unet_inout_channels != 1:
+        raise ValueError(f"diffusion_target: point renders one heatmap channel; unet_inout_channels is "
+                         f"{config.unet_inout_channels}")
+    return PointTarget(scale=config.diff_normalization, heatmap_size=config.output_size, sigma=int(sigma),
+                       std_normalize=config.norm_std_flag,
+                       heatmap_noise_scale=POINT_IMAGE_HEATMAP_SCALE if config.diffusion_target == "point_image" else 0.0)

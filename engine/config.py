@@ -19,6 +19,7 @@ import yaml
 from engine.options import (
     BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, Option, OptionTable,
 )
+from engine.original_layout import DIFFUSIONGAZE_LAYOUT
 
 
 class ConfigError(ValueError):
@@ -88,7 +89,7 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{where}: key '{option.name}': expected {expected}, found {value!r} ({type(value).__name__})")
 
-    if value is None or (isinstance(value, str) and value.strip() == "" and option.kind != STR):
+    if value is None or (isinstance(value, str) and value.strip() == "" and (option.kind != STR or option.nullable)):
         if option.nullable:
             return None
         raise fail(f"a value of type {option.kind} (null is not allowed)")
@@ -193,7 +194,13 @@ def read_yaml_options(path: str | Path, table: OptionTable | None = None) -> dic
 
     Mappings whose key is not an option are sections and are flattened (any depth). A key given twice in the file
     with different values, an unknown key or a badly typed value is a ConfigError naming the file and line.
+    A file in an original program's layout (`table.original_layout`) is read with that program's meanings.
     """
+    return _read_yaml(path, table)[0]
+
+
+def _read_yaml(path: str | Path, table: OptionTable | None = None) -> tuple[dict[str, tuple[Any, str]], bool]:
+    """(read_yaml_options's result, whether the file is in the table's original layout)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
@@ -206,14 +213,25 @@ def read_yaml_options(path: str | Path, table: OptionTable | None = None) -> dic
         loader.dispose()
     found: dict[str, tuple[Any, str]] = {}
     if root is None:
-        return found
+        return found, False
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{path}: expected a mapping of options at the top level")
-    _walk_mapping(root, path, found, _table(table))
-    return found
+    table = _table(table)
+    # A file in an original program's layout (its section names) is read with that program's meanings.
+    original = table.original_layout
+    if original is not None and not original.detects([key.value for key, _ in root.value]):
+        original = None
+    _walk_mapping(root, path, found, table, original)
+    if original is None:
+        return found, False
+    try:
+        return original.translate(path, found, table), True
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
-def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any, str]], table: OptionTable) -> None:
+def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any, str]], table: OptionTable,
+                  original=None) -> None:
     constructor = yaml.SafeLoader("")
     by_name, aliases = table.by_name, table.aliases
     for key_node, value_node in node.value:
@@ -221,10 +239,13 @@ def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any
         where = f"{path}:{key_node.start_mark.line + 1}"
         is_option = isinstance(key, str) and aliases.get(key, key) in by_name
         if not is_option and isinstance(value_node, yaml.MappingNode):
-            _walk_mapping(value_node, path, found, table)  # a section such as `Dataset:`
+            _walk_mapping(value_node, path, found, table, original)  # a section such as `Dataset:`
             continue
         option = _option(str(key), where, table)
-        value = convert_value(option, constructor.construct_object(value_node, deep=True), where)
+        value = constructor.construct_object(value_node, deep=True)
+        if original is not None:
+            value = original.raw_value(option.name, value)
+        value = convert_value(option, value, where)
         if option.name in found and found[option.name][0] != value:
             raise ConfigError(
                 f"{where}: key '{key}' is set to {value!r} here but to {found[option.name][0]!r} at "
@@ -246,8 +267,11 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
     values = {o.name: o.default for o in table.options}
     sources = {o.name: "default" for o in table.options}
     from_files: dict[str, tuple[Any, str]] = {}
+    original_layout = False
     for path in yaml_paths:
-        for name, (value, where) in read_yaml_options(path, table).items():
+        found, original = _read_yaml(path, table)
+        original_layout = original_layout or original
+        for name, (value, where) in found.items():
             if name in from_files and from_files[name][0] != value:
                 raise ConfigError(
                     f"{where}: key '{name}' is set to {value!r} here but to {from_files[name][0]!r} at "
@@ -260,6 +284,9 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
         option = _option(name, "override", table)
         values[option.name] = convert_value(option, value, f"--{option.name}")
         sources[option.name] = "command line"
+    if original_layout:
+        explicit = set(from_files) | {_option(name, "override", table).name for name in overrides or {}}
+        table.original_layout.resolve(values, sources, explicit)
     config = Config(values, sources, table)
     table.validate(config)
     return config
@@ -379,8 +406,9 @@ def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParse
     """One flag per option (YAML-only options excepted), grouped as in the table; defaults are not set here so that
     only flags actually given override the YAML files."""
     table = _table(table)
+    # allow_abbrev=False: `--epoch 7` is an unknown option, not silently `--epochs`.
     parser = argparse.ArgumentParser(prog=table.prog, description=table.description,
-                                     argument_default=argparse.SUPPRESS)
+                                     argument_default=argparse.SUPPRESS, allow_abbrev=False)
     files = parser.add_argument_group("Configuration files")
     for flag, help_text in table.yaml_flags:
         files.add_argument(f"--{flag}", help=help_text)
@@ -391,16 +419,23 @@ def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParse
             continue
         help_text = f"{option.help} [default: {option.default}]".replace("%", "%%")
         group = groups[option.group]
-        if option.kind == BOOL and option.name.startswith("no_"):  # already a negation: no `--no-no_save`
-            group.add_argument(f"--{option.name}", action="store_const", const=True, help=help_text)
-        elif option.kind == BOOL:
-            group.add_argument(f"--{option.name}", action=argparse.BooleanOptionalAction, help=help_text)
+        if option.kind == BOOL:  # a bare switch as in the original (`--x_loss`), or `--x_loss false`
+            group.add_argument(f"--{option.name}", nargs="?", const="true", metavar="BOOL", help=help_text)
         elif option.kind == INT_LIST:
             group.add_argument(f"--{option.name}", nargs="+", metavar="N", help=help_text)
         else:
             group.add_argument(f"--{option.name}", choices=option.choices, metavar=option.kind.upper()
                                if option.choices is None else None, help=help_text)
+    for flag, name, bare, help_text in table.switches:
+        groups[table.by_name[name].group].add_argument(
+            f"--{flag}", dest=name, nargs="?", const=bare, type=_bool_argument, metavar="BOOL", help=help_text)
     return parser
+
+
+def _bool_argument(text: str) -> bool:
+    if text.strip().lower() not in _TRUE | _FALSE:
+        raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
+    return text.strip().lower() in _TRUE
 
 
 def parse_command_line(argv: list[str] | None = None, table: OptionTable | None = None) -> tuple[Config, bool]:
@@ -411,6 +446,8 @@ def parse_command_line(argv: list[str] | None = None, table: OptionTable | None 
     for token in unknown:
         if token.startswith("--"):
             name = token[2:].split("=")[0]
+            if name.startswith("no-") and name[3:] in table.by_name and table.by_name[name[3:]].kind == BOOL:
+                parser.error(f"unknown option --{name}: a switch is turned off with --{name[3:]} false")
             parser.error(f"unknown option --{name}{_suggestion(name, table)}")
     if unknown:
         parser.error(f"unexpected arguments: {' '.join(unknown)}")
@@ -429,4 +466,8 @@ GAZE_FOLLOWING = OptionTable(
     yaml_flags=(("yaml_diffusion", "YAML file (flat, or keys grouped under any section names)"),
                 ("yaml_gaze", "second YAML file; a key set differently in both files is an error")),
     validate=validate,
+    switches=(("is_subsample_test_set", "test_subsample_fraction", False,
+               "The original's switch: given bare, evaluate on the full test set (as the original's store_false); "
+               "`--is_subsample_test_set true` = its 10 %% subsample (test_subsample_fraction 0.1)."),),
+    original_layout=DIFFUSIONGAZE_LAYOUT,
 )

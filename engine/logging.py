@@ -51,6 +51,15 @@ class RunLogger:
         if self.wandb is not None:
             self.wandb.log({f"{kind}/{key}": value for key, value in values.items()}, step=step)
 
+    def log_images(self, kind: str, step: int, folder: str | Path, files: list[str]) -> None:
+        """Mirror image files (the evaluation figures) to wandb as `<kind>/figures/<name>` images."""
+        if not self.enabled or self.wandb is None or not files:
+            return
+        import wandb
+
+        self.wandb.log({f"{kind}/figures/{Path(name).stem}": wandb.Image(str(Path(folder) / name)) for name in files},
+                       step=step)
+
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()

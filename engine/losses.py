@@ -16,7 +16,9 @@ def soft_argmax(heatmap: torch.Tensor, beta: float) -> torch.Tensor:
     """Differentiable argmax of heatmaps [B, H, W]: the softmax(beta * heatmap)-weighted mean cell, as (x, y) = (col,
     row) in grid cells [B, 2]. Large beta approaches the hard argmax."""
     batch, height, width = heatmap.shape
-    weights = torch.softmax(beta * heatmap.float().reshape(batch, -1), dim=1).reshape(batch, height, width)
+    # At least float32 (half-precision softmax of beta-scaled maps is too coarse); float64 stays float64.
+    heatmap = heatmap.to(torch.promote_types(heatmap.dtype, torch.float32))
+    weights = torch.softmax(beta * heatmap.reshape(batch, -1), dim=1).reshape(batch, height, width)
     cols = torch.arange(width, device=heatmap.device, dtype=weights.dtype)
     rows = torch.arange(height, device=heatmap.device, dtype=weights.dtype)
     return torch.stack([(weights.sum(1) * cols).sum(1), (weights.sum(2) * rows).sum(1)], dim=1)

@@ -52,6 +52,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("eval_weights", STR, None, RUN,
        "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme or a "
        ".safetensors export; with ema_on, the file's EMA weights.", nullable=True),
+    _o("original_ema_mix", BOOL, True, RUN,
+       "eval_weights with ema_on on a checkpoint of the original DiffusionGaze code: evaluate as the original did, "
+       "the gaze backbone's own (non-averaged) weights with the averaged UNet and in/out head; false = every weight "
+       "averaged. metrics.json names the weights evaluated."),
     _o("trust_legacy_checkpoint", BOOL, False, RUN,
        "Allow init_weights / eval_weights files that need full (unsafe) unpickling, e.g. the original DiffusionGaze "
        "checkpoints; only for files you trust. Without it such files are refused."),
@@ -68,9 +72,14 @@ OPTIONS: tuple[Option, ...] = (
     _o("gaze_point_threshold", FLOAT, 0.0, DATA,
        "Fraction in [0, 1): drop test annotator points farther from the group mean than this quantile of their "
        "distances (0 = keep all). The original declared it int but used it as a fraction."),
-    _o("is_subsample_test_set", FRACTION, 0.0, DATA,
-       "Evaluate on a seeded per-person fraction of the test set (0 or 1 = the full set, the default). "
-       "`true` from an original YAML means 0.1."),
+    _o("test_subsample_fraction", FRACTION, 0.0, DATA,
+       "Evaluate on a seeded per-person fraction of the test set (0 or 1 = the full set, the default). The "
+       "original's is_subsample_test_set is accepted: in YAML true = 0.1 (its 10 %), false = 0; on the command line "
+       "a bare --is_subsample_test_set = the full test set, as in the original.",
+       aliases=("is_subsample_test_set",)),
+    _o("train_in_frame_only", BOOL, False, DATA,
+       "Drop the out-of-frame samples from the training set (what the original did whenever x_loss was off; a "
+       "DiffusionGaze-layout file with x_loss off gets it)."),
     _o("random_flag", BOOL, False, DATA,
        "Draw each training heatmap with a random integer sigma in [7, 10] (the original's choice) instead of random_sigma."),
     _o("random_sigma", FLOAT, 3.0, DATA, "Sigma of the Gaussian target heatmap in output cells (3 = the benchmarks)."),
@@ -98,6 +107,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("depth_flag", BOOL, False, GAZE, "Add a depth ResNet stream on precomputed depth maps."),
     _o("list_resnet_depth_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the depth ResNet."),
     _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet."),
+    _o("depth_layout", STR, "tonini", GAZE,
+       "With depth_flag: how the depth stream enters. tonini = its own tokens beside the scene's and face's (Tonini "
+       "et al. 2022's late fusion); diffusiongaze = the original DiffusionGaze depth model (gaze backbone "
+       "'diffusiongaze_depth': encoded scene+face and depth+face maps as tokens, no positional encoding).",
+       choices=("tonini", "diffusiongaze")),
     # --- UNet ----------------------------------------------------------------------------------------------------
     _o("unet_inout_channels", INT, 1, UNET, "UNet input and output channels (output doubled with adm_learn_sigma)."),
     _o("unet_inplanes", INT, 8, UNET, "UNet model_channels (time-embedding width is 4x)."),
@@ -117,6 +131,15 @@ OPTIONS: tuple[Option, ...] = (
        "(concat conditioning of image-to-image diffusion), so it sees where objects and the head are. Not in the "
        "original system, which conditions through cross-attention only."),
     # --- diffusion process ---------------------------------------------------------------------------------------
+    _o("diffusion_target", STR, "heatmap", DIFF,
+       "What is diffused. heatmap: the target heatmap (branch main of the original). point: the 2-D gaze point (the "
+       "original's branches point_image_diffusion / PointLoss): the noisy point (scaled by diff_normalization, "
+       "std-normalised with norm_std_flag, clamped) is rendered as a Gaussian heatmap of sigma random_sigma, which the "
+       "UNet sees; it predicts the clean heatmap (x0 prediction, fixed variance, MSE only); sampling is DDIM on the "
+       "point with the predicted heatmap's argmax as its x0. point_image: the earlier branch point_image_diffusion: "
+       "as point, but the rendered heatmap is scaled to [-0.1, 0.1], noised again to the same t and std-normalised "
+       "(norm_std_flag) before the UNet; sampling is heatmap sampling with the state std-normalised every step.",
+       choices=("heatmap", "point", "point_image")),
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
        "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included; "
@@ -269,6 +292,11 @@ class OptionTable:
     description: str
     yaml_flags: tuple[tuple[str, str], ...]  # (flag without dashes, help): the YAML files, merged in this order
     validate: Callable[[Any], None]
+    # Command-line switches of an original program kept with their original meaning: (flag, option it sets, value of
+    # the bare flag, help). E.g. the original's `--is_subsample_test_set` (store_false: given = the full test set).
+    switches: tuple[tuple[str, str, Any, str], ...] = ()
+    # Reads YAML files of an original program's layout with that program's meanings (engine.config); None = none.
+    original_layout: Any = None
 
     @property
     def by_name(self) -> dict[str, Option]:

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
-from engine.build import build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
 from engine.checkpoint import CHECKPOINT_FORMAT, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
@@ -28,7 +28,7 @@ from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
 from optim import build_lr_scheduler, build_optimizer, learning_rates
-from pretrained.loading import load_init_weights, load_safetensors
+from pretrained.loading import load_eval_weights, load_init_weights
 
 AMP_DTYPES = {"off": None, "O0": None, "O1": torch.float16, "O2": torch.float16, "O3": torch.float16,
               "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -73,16 +73,12 @@ def run(config) -> dict:
     evaluation = partial(evaluate, run_dir=run_dir if context.is_main else None, autocast=autocast,
                          progress=context.is_main, gather=partial(distributed.gather_objects, context=context))
 
-    if config.eval_weights:  # with ema_on, the file's averaged weights ("ema" / DiffusionGaze "ema_params")
-        report = load_init_weights(model, config.eval_weights, scheme="auto", ema=config.ema_on,
-                                   trust_legacy=config.trust_legacy_checkpoint)
+    if config.eval_weights:  # with ema_on, the file's averaged weights (pretrained.loading.load_eval_weights)
+        report, kind = load_eval_weights(model, config)
         print(report.summary())
         if report.missing:
             raise RuntimeError(f"{config.eval_weights}: {len(report.missing)} model weights are missing, e.g. "
                                f"{report.missing[:5]}; cannot evaluate a partly loaded model")
-        kind = "ema" if config.ema_on else "model"
-        if str(config.eval_weights).endswith(".safetensors"):  # one set of weights, named in its metadata
-            kind = load_safetensors(config.eval_weights)[1].get("evaluated_weights", "model")
         summary = evaluation(model, config, test_loader, device, weights=str(config.eval_weights),
                              evaluated_weights=kind)
         if context.is_main:
@@ -192,6 +188,8 @@ def run(config) -> dict:
         if epoch % config.evaluate_every == 0 or finished:
             summary = evaluate_trained(evaluation, model, ema, config, test_loader, device, checkpoint_path)
             logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            if "figures" in summary:  # drawn with Debugging_maps, or whenever wandb is on
+                logger.log_images("eval", step, summary["figures"]["folder"], summary["figures"]["files"])
             if context.is_main:
                 print(f"epoch {epoch} ({summary['protocol']} protocol): " + "  ".join(
                     f"{key} {value:.4f}" for key, value in summary.items()
@@ -228,12 +226,24 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
         inout_logit = model.inout_logit(features["scene_face_feat"])
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if in_frame.any():
-            x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
-            t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed, diffusion.num_timesteps,
-                                       tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
             kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
-            terms = diffusion.training_losses(denoise, x_start, t.to(device), model_kwargs=kwargs,
-                                              noise=noise.to(device))
+            if config.diffusion_target != "heatmap":  # the point is diffused; the UNet predicts the [0, 1] heatmap
+                x_start = heatmap[in_frame].unsqueeze(1)
+                # One draw per sample: the point's noise, then (point_image) the rendered heatmap's.
+                t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
+                                           diffusion.num_timesteps, (2 + x_start[0].numel(),))
+                noise = noise.to(device)
+                terms = diffusion.training_losses_point(
+                    denoise, x_start, batch["gaze_points"][:, 0].to(device)[in_frame].to(x_start.dtype),
+                    t.to(device), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
+                    heatmap_noise=noise[:, 2:].reshape(x_start.shape))
+            else:
+                x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
+                t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
+                                           diffusion.num_timesteps, tuple(x_start.shape[1:]),
+                                           diffusion.offset_noise_strength)
+                terms = diffusion.training_losses(denoise, x_start, t.to(device), model_kwargs=kwargs,
+                                                  noise=noise.to(device))
             diffusion_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
             if config.other_loss:
                 extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],

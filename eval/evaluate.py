@@ -18,24 +18,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from diffusion import resolve_sampler, sample_heatmaps
-from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sampling_state_fn, sdedit_start_step
+from diffusion import resolve_sampler, sample_heatmaps, sample_point_heatmaps
+from engine.build import (build_sampling_diffusion, denoiser, heatmap_scaling, point_target, sampling_state_fn,
+                          sdedit_start_step)
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
+from pretrained.loading import EVALUATED_WEIGHTS
 
 # Each dataset is scored with its published protocol (see /work/shared/reference/metrics.md); `protocol` in
 # metrics.json names it. The keys are the per-sample metrics, averaged over the samples that have them.
+# Every protocol also reports `heatmap_ap`, the original DiffusionGaze code's heatmap AP (eval.metrics.heatmap_ap),
+# beside (not part of) the published metrics.
 PROTOCOLS = {
-    "gazefollow": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang"),
+    "gazefollow": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "heatmap_ap"),
     # VAT: AUC on the 64 x 64 grid against the sigma-3 square and L2 to the single point, in-frame samples only.
-    "vat": ("auc", "l2"),
+    "vat": ("auc", "l2", "heatmap_ap"),
     # GOO: the GazeFollow protocol (one annotator per sample), plus GOO's own 5 x 5-grid AUC reported beside it.
-    "goo": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "goo_grid_auc"),
+    "goo": ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "goo_grid_auc", "heatmap_ap"),
 }
 RANKING_KEY = {"gazefollow": "avg_l2", "vat": "l2", "goo": "avg_l2"}  # the L2 that orders samples in the figures
 PROTOCOL_NOTES = {
     "gazefollow": "GazeFollow protocol: AUC at the original image size against every annotator's pixel, min/avg L2 "
-                  "and angles of the heatmap argmax, mean over persons.",
+                  "and angles of the heatmap argmax, mean over persons; heatmap_ap is the original DiffusionGaze "
+                  "code's heatmap AP, not a protocol metric.",
     "vat": "VideoAttentionTarget protocol: AUC on the 64x64 grid against the sigma-3 box and L2 on in-frame "
            "person-frames only; in/out AP over every person-frame.",
     "goo": "GazeFollow protocol on GOO (one annotator per sample); goo_grid_auc is GOO's original 5x5-grid AUC, "
@@ -50,13 +55,15 @@ def sample_metrics(protocol: str, heatmap: np.ndarray, gaze_points: np.ndarray, 
     if inout < 0.5:
         return {}
     if protocol == "vat":
-        return {"auc": metrics.vat_auc(heatmap, gaze_points[0]), "l2": metrics.vat_l2(heatmap, gaze_points[0])}
+        return {"auc": metrics.vat_auc(heatmap, gaze_points[0]), "l2": metrics.vat_l2(heatmap, gaze_points[0]),
+                "heatmap_ap": metrics.heatmap_ap(heatmap, gaze_points[:1])}
     min_l2, avg_l2 = metrics.gazefollow_l2(heatmap, gaze_points)
     min_ang, avg_ang = metrics.angular_error(heatmap, eye_point, gaze_points)
     values = {"auc": metrics.gazefollow_auc(heatmap, gaze_points, image_size), "min_l2": min_l2, "avg_l2": avg_l2,
               "min_ang": min_ang, "avg_ang": avg_ang}
     if protocol == "goo":
         values["goo_grid_auc"] = metrics.goo_grid_auc(heatmap, gaze_points[0])
+    values["heatmap_ap"] = metrics.heatmap_ap(heatmap, gaze_points)
     return values
 
 
@@ -98,7 +105,15 @@ def sample_conditioned(diffusion, config, model_fn, conditioning_kwargs: dict, b
     """predict_heatmaps' sampling part: heatmaps [B, H, W] (heatmap units) drawn with the configured sampler by
     `model_fn(x_t, t, **conditioning_kwargs)` (the UNet, or an exported graph: inference/onnx_runner.py)."""
     # One map per person: a person_independent_scene backbone may be given one image for all the people of a frame.
-    shape = (batch["head_mask"].shape[0], config.unet_inout_channels, config.output_size, config.output_size)
+    batch_size = batch["head_mask"].shape[0]
+    if config.diffusion_target == "point":  # DDIM on the point; the heatmaps are the UNet's last prediction
+        check_point_sampling(config)
+        with autocast():
+            sample = sample_point_heatmaps(diffusion, model_fn, conditioning_kwargs, batch_size, point_target(config),
+                                           eta=config.ddim_eta, samples_per_input=config.sample_k,
+                                           clip_denoised=config.clip_denoised, device=device)
+        return sample.float()[:, 0].cpu().numpy()
+    shape = (batch_size, config.unet_inout_channels, config.output_size, config.output_size)
     scaling = heatmap_scaling(config)
     start = {}
     if config.eval_from_picture:
@@ -113,6 +128,16 @@ def sample_conditioned(diffusion, config, model_fn, conditioning_kwargs: dict, b
     return heatmaps.cpu().numpy()
 
 
+def check_point_sampling(config) -> None:
+    """The point formulation samples with its own DDIM loop: other samplers and SDEdit starts do not apply."""
+    if config.sampler not in ("auto", "ddim"):
+        raise ValueError(f"sampler {config.sampler!r}: diffusion_target: point samples with DDIM on the point "
+                         "(sampler auto or ddim)")
+    if config.eval_from_picture or config.compat_original_std_state:
+        raise ValueError("eval_from_picture and compat_original_std_state act on a heatmap state; diffusion_target: "
+                         "point diffuses the gaze point")
+
+
 def start_heatmaps(config, batch: dict, shape) -> torch.Tensor:
     """The eval_from_picture starting heatmaps [B, C, H, W] in [0, 1] from the named `picture_source`: the centre
     prior (the same for every input), or the test target heatmap (a diagnostic: it hands the model the answer)."""
@@ -124,8 +149,10 @@ def start_heatmaps(config, batch: dict, shape) -> torch.Tensor:
 
 def sampling_summary(config, diffusion) -> dict:
     """How the heatmaps were sampled, for metrics.json (and whether the start picture was the ground truth)."""
-    summary = {"sampler": resolve_sampler(diffusion, config.sampler), "sample_steps": config.sample_time_steps,
-               "ddim_eta": config.ddim_eta, "sample_k": config.sample_k}
+    point = config.diffusion_target == "point"
+    summary = {"sampler": "ddim" if point else resolve_sampler(diffusion, config.sampler),
+               "sample_steps": config.sample_time_steps, "ddim_eta": config.ddim_eta, "sample_k": config.sample_k,
+               "diffusion_target": config.diffusion_target}
     for name in ("compat_original_ddim_step", "compat_original_std_state"):
         if getattr(config, name):
             summary[name] = True
@@ -152,7 +179,9 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     dataset = loader.dataset
     protocol = dataset.protocol
     keys = PROTOCOLS[protocol]
-    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights)  # for the figures; the same on every rank
+    # The figures: with Debugging_maps, eval_weights, or wandb on (logged as images, as the original did); the same
+    # on every rank.
+    keep_heatmaps = config.Debugging_maps or bool(config.eval_weights) or not config.no_wandb
     draw_figures = run_dir is not None and keep_heatmaps
     was_training = model.training
     model.eval()
@@ -208,6 +237,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
         protocol=protocol, protocol_description=PROTOCOL_NOTES[protocol], dataset=type(dataset).__name__,
         dataset_root=str(getattr(dataset, "root", "")), n_samples=len(rows), n_in_frame=int(sum(labels)),
         **sampling_summary(config, diffusion), weights=weights, evaluated_weights=evaluated_weights,
+        evaluated_weights_description=EVALUATED_WEIGHTS.get(evaluated_weights, ""),
         seconds=round(seconds, 2), images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: _mean([values.get(key, "") for values in prior_values]) for key in keys},
     )

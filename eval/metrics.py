@@ -128,11 +128,17 @@ def gazefollow_auc(heatmap: ArrayLike, gaze_points: ArrayLike, image_size: Seque
         raise ValueError(f"image_size must be positive (width, height) pixels, got {tuple(image_size)}")
     points = _as_annotator_points(gaze_points)
     prediction = _resize_bilinear(_as_heatmap(heatmap), height, width)
+    return binary_auc(_annotator_map(points, width, height), prediction)
+
+
+def _annotator_map(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A (height, width) map of zeros with a 1 at `(int(x * width), int(y * height))` of each point, clamped to the
+    last column and row (so x = 1.0 stays inside)."""
     target = np.zeros((height, width))
     cols = np.minimum((points[:, 0] * width).astype(np.int64), width - 1)
     rows = np.minimum((points[:, 1] * height).astype(np.int64), height - 1)
     target[rows, cols] = 1.0
-    return binary_auc(target, prediction)
+    return target
 
 
 def gazefollow_l2(heatmap: ArrayLike, gaze_points: ArrayLike) -> tuple[float, float]:
@@ -146,6 +152,21 @@ def gazefollow_l2(heatmap: ArrayLike, gaze_points: ArrayLike) -> tuple[float, fl
     min_l2 = np.linalg.norm(points - predicted, axis=1).min()
     avg_l2 = np.linalg.norm(points.mean(axis=0) - predicted)
     return float(min_l2), float(avg_l2)
+
+
+HEATMAP_AP_GRID = 64  # the original DiffusionGaze evaluation scores the heatmap AP on the 64 x 64 output grid
+
+
+def heatmap_ap(heatmap: ArrayLike, gaze_points: ArrayLike) -> float:
+    """The original DiffusionGaze code's heatmap AP (its `avg_hm_ao`, printed as "Gaze heatmap AP"): the average
+    precision (sklearn's `average_precision_score`) of the heatmap's cells against a 64 x 64 map, zero except for a 1
+    in the cell `(min(int(x * 64), 63), min(int(y * 64), 63))` of each annotator. The heatmap is scored on the 64 x 64
+    grid (another size is first resized bilinearly, as `gazefollow_auc` does; the original's maps were 64 x 64).
+    A ranking measure of how well the heatmap singles out the annotated cells; not a published benchmark metric."""
+    points = _as_annotator_points(gaze_points)
+    prediction = _resize_bilinear(_as_heatmap(heatmap), HEATMAP_AP_GRID, HEATMAP_AP_GRID)
+    target = _annotator_map(points, HEATMAP_AP_GRID, HEATMAP_AP_GRID).astype(np.int64)
+    return float(average_precision_score(target.ravel(), prediction.ravel()))
 
 
 def vat_auc(heatmap: ArrayLike, gaze_point: ArrayLike) -> float:

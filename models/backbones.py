@@ -168,8 +168,12 @@ class OriginalGazeBackbone(SceneFaceStreams):
 
     With head_attention (adm_attention_module) Chong et al.'s attention re-weights the scene map before it is
     tokenised. Without the face stream (head_flag: false) the scene input still carries the head mask, as in the
-    original, and only scene tokens condition the UNet. Unlike the original, the positional encoding is added in
-    every variant (the original skipped it with the attention module and without the face stream).
+    original, and only scene tokens condition the UNet. As in the original, the positional encodings are added only
+    in the final configuration (face stream, no attention module): the attention variant (branch main) and the
+    scene-only variant (branches point_image_diffusion / PointLoss) tokenise the maps as they are, so converted
+    checkpoints of those variants give the original's outputs. The original saved its positional-encoding buffers
+    (and its attention layer) in every variant; entries a variant does not use are reported as dropped when loading
+    (`ignored_checkpoint_keys`).
     """
 
     def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
@@ -186,10 +190,15 @@ class OriginalGazeBackbone(SceneFaceStreams):
             )
         self.context_dim = context_dim
         self.feature_channels = self.stream_channels * (2 if use_face else 1)
-        self.scene_positional_encoding = SinusoidalPositionalEncoding2D(context_dim)
-        self.face_positional_encoding = SinusoidalPositionalEncoding2D(context_dim) if use_face else None
+        encoded = use_face and not head_attention  # the original's final configuration
+        self.scene_positional_encoding = SinusoidalPositionalEncoding2D(context_dim) if encoded else None
+        self.face_positional_encoding = SinusoidalPositionalEncoding2D(context_dim) if encoded else None
         self.depth_positional_encoding = (SinusoidalPositionalEncoding2D(context_dim)
-                                          if depth_layers is not None else None)
+                                          if encoded and depth_layers is not None else None)
+        # The original built its attention layer, both encodings and the face ResNet in every variant.
+        self.ignored_checkpoint_keys = (
+            (() if head_attention else ("attn.",)) + (() if use_face else ("face_backbone.",))
+            + (() if encoded else ("scene_positional_encoding.", "face_positional_encoding.")))
 
     @classmethod
     def from_config(cls, config):
@@ -203,15 +212,81 @@ class OriginalGazeBackbone(SceneFaceStreams):
         """With a depth stream the depth map adds h*w tokens of its own (between the scene and face tokens), and the
         in/out head sees scene + depth summed, as the RGB+depth reference's in/out decoder does."""
         scene_map, face_map, depth_map = self.streams(image, head_mask, face, depth)
-        tokens = [to_tokens(self.scene_positional_encoding(scene_map))]
+
+        def encode(encoding, feature_map):
+            return to_tokens(feature_map if encoding is None else encoding(feature_map))
+
+        tokens = [encode(self.scene_positional_encoding, scene_map)]
         spatial = scene_map
         if depth_map is not None:
-            tokens.append(to_tokens(self.depth_positional_encoding(depth_map)))
+            tokens.append(encode(self.depth_positional_encoding, depth_map))
             spatial = scene_map + depth_map
         if face_map is None:
             return {"conditioning": torch.cat(tokens, dim=1), "scene_face_feat": spatial}
-        tokens.append(to_tokens(self.face_positional_encoding(face_map)))
+        tokens.append(encode(self.face_positional_encoding, face_map))
         return {"conditioning": torch.cat(tokens, dim=1), "scene_face_feat": torch.cat([spatial, face_map], dim=1)}
+
+
+class DepthFusionEncoder(nn.Module):
+    """The original DiffusionGaze depth model's encoder: Conv1x1(C_in -> C_out)-BN-ReLU (2048 -> 1024 at full size;
+    the original's gaze/modules/Encoder.py, whose second stage is commented out)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+
+@register_backbone("diffusiongaze_depth")
+class DiffusionGazeDepthBackbone(SceneFaceStreams):
+    """DiffusionGaze's `depth_flag` model (the original's gaze/gaze_net_module.py on branch main): scene ResNet on
+    cat(image, head mask), face ResNet on the face crop, depth ResNet on cat(depth, head mask);
+    scene_encoder(cat(scene, face)) and depth_encoder(cat(depth, face)), each Conv1x1(2C -> context_dim)-BN-ReLU;
+    the conditioning is the encoded scene's h*w tokens followed by the encoded depth's (98 x 1024 at full size),
+    without positional encoding; the in/out head sees cat(scene, face) (the depth stream does not reach it).
+
+    The original built its head-conditioned attention layer and its two positional encodings in this model too but
+    never used them: their checkpoint entries are reported as dropped when loading (`ignored_checkpoint_keys`).
+    """
+
+    ignored_checkpoint_keys = ("attn.", "scene_positional_encoding.", "face_positional_encoding.")
+
+    def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
+                 context_dim: int, depth_layers, depth_inplanes: int = 64):
+        super().__init__(scene_layers, face_layers, scene_inplanes, face_inplanes, input_size, use_face=True,
+                         head_attention=False, depth_layers=depth_layers, depth_inplanes=depth_inplanes)
+        self.context_dim = context_dim
+        self.feature_channels = 2 * self.stream_channels
+        self.scene_encoder = DepthFusionEncoder(2 * self.stream_channels, context_dim)
+        self.depth_encoder = DepthFusionEncoder(2 * self.stream_channels, context_dim)
+
+    @classmethod
+    def from_config(cls, config):
+        problems = [text for bad, text in (
+            (not config.depth_flag, "depth_flag: true (it is the depth model)"),
+            (not config.head_flag, "head_flag: true (it always has the face stream)"),
+            (config.adm_attention_module, "adm_attention_module: false (the original ignored the attention module "
+                                          "in its depth model)"),
+            (config.attention_layout, "attention_layout: false"),
+        ) if bad]
+        if problems:
+            raise ValueError("the 'diffusiongaze_depth' gaze backbone (the original DiffusionGaze depth model) needs "
+                             + "; ".join(problems))
+        return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
+                   config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
+                   depth_layers=config.list_resnet_depth_layers, depth_inplanes=config.resnet_depth_inplanes)
+
+    def forward(self, image, head_mask, face, depth=None) -> dict[str, torch.Tensor]:
+        scene_map, face_map, depth_map = self.streams(image, head_mask, face, depth)
+        scene_encoding = self.scene_encoder(torch.cat([scene_map, face_map], dim=1))
+        depth_encoding = self.depth_encoder(torch.cat([depth_map, face_map], dim=1))
+        return {"conditioning": torch.cat([to_tokens(scene_encoding), to_tokens(depth_encoding)], dim=1),
+                "scene_face_feat": torch.cat([scene_map, face_map], dim=1)}
 
 
 class SceneEncoder(nn.Module):

@@ -11,19 +11,19 @@ MODEL_OPTIONS = (
     "list_unet_inplanes_multipliers", "list_unet_attention_levels", "unet_spatial_tf_heads",
     "unet_spatial_tf_layers", "unet_context_vector", "unet_dropout", "use_scale_shift_norm", "conv_resample",
     "resblock_updown", "adm_learn_sigma", "adm_attention_module", "attention_layout", "head_flag", "depth_flag",
-    "list_resnet_depth_layers", "resnet_depth_inplanes", "freeze_scene", "freeze_face", "concat_scene",
+    "list_resnet_depth_layers", "resnet_depth_inplanes", "depth_layout", "freeze_scene", "freeze_face", "concat_scene",
 )
 
 
 def get_model(config) -> GazeDiffusionModel:
     """Build the model. `config` is any object with the attributes in MODEL_OPTIONS (e.g. a SimpleNamespace).
 
-    attention_layout selects the gaze backbone: False -> "original" (DiffusionGaze), True -> "chong".
+    The gaze backbone (see `backbone_name`) is built from the registry in models/backbones.py.
     """
     missing = [name for name in MODEL_OPTIONS if not hasattr(config, name)]
     if missing:
         raise AttributeError(f"get_model: the configuration lacks the model options {missing}")
-    backbone = build_backbone("chong" if config.attention_layout else "original", config)
+    backbone = build_backbone(backbone_name(config), config)
     unet = UNetModel(
         in_channels=config.unet_inout_channels,
         model_channels=config.unet_inplanes,
@@ -57,6 +57,20 @@ def get_model(config) -> GazeDiffusionModel:
             raise ValueError("freeze_face: true but head_flag: false builds no face stream to freeze")
         model.freeze("face_backbone")
     return model
+
+
+def backbone_name(config) -> str:
+    """The registered gaze backbone the options select: attention_layout -> "chong"; depth_flag with
+    depth_layout: diffusiongaze -> "diffusiongaze_depth" (the original DiffusionGaze depth model); else "original".
+    """
+    if config.depth_layout not in ("tonini", "diffusiongaze"):
+        raise ValueError(f"depth_layout: expected tonini or diffusiongaze, found {config.depth_layout!r}")
+    if config.depth_layout == "diffusiongaze":
+        if not config.depth_flag:
+            raise ValueError("depth_layout: diffusiongaze selects the original DiffusionGaze depth model, but "
+                             "depth_flag is false (no depth stream)")
+        return "diffusiongaze_depth"
+    return "chong" if config.attention_layout else "original"
 
 
 def count_parameters(module) -> int:

@@ -195,7 +195,8 @@ class UNetModel(nn.Module):
         if (spatial is None) != (self.spatial_channels == 0):
             raise ValueError(f"this UNet takes {self.spatial_channels} spatial condition channels; got "
                              f"{'none' if spatial is None else spatial.shape[1]}")
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
+        # The embedding is computed in float32 (as in ADM) and given to time_embed in its own dtype (float64 runs).
+        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
         skips = []
         h = x if spatial is None else torch.cat([x, spatial.to(x.dtype)], dim=1)
         for stage in self.input_blocks:

@@ -42,7 +42,9 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # target keys the checkpoint does not provide (left as they are)
     unexpected: list[str] = field(default_factory=list)  # renamed keys the model does not have
     unmatched: list[str] = field(default_factory=list)  # source keys no renaming rule matches
-    dropped: list[str] = field(default_factory=list)  # source keys a rule marks as having no place in this project
+    # Source keys a rule marks as having no place in this project, or that the model declares it does not use
+    # (`ignored_checkpoint_keys`).
+    dropped: list[str] = field(default_factory=list)
     shape_mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (target key, file, model shape)
 
     @property
@@ -54,7 +56,7 @@ class LoadReport:
         lines = [f"init weights from {self.source} (scheme {self.scheme!r}): loaded {len(self.loaded)} tensors"]
         for title, keys in (("missing in the checkpoint", self.missing), ("unexpected (not in the model)",
                             self.unexpected), ("matched by no renaming rule", self.unmatched),
-                            ("dropped (no place in this project)", self.dropped)):
+                            ("dropped (no place in this model)", self.dropped)):
             if keys:
                 lines.append(f"  {title}: {len(keys)} keys: {_group(keys)}")
         for key, file_shape, model_shape in self.shape_mismatched:
@@ -142,7 +144,12 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
         source = str(path_or_state)
         state = load_checkpoint_state(path_or_state, trust_legacy=trust_legacy, ema=ema)
     if scheme == "auto":
-        scheme = detect_scheme(state)
+        try:
+            scheme = detect_scheme(state)
+        except ValueError:
+            if not extra_rules:
+                raise
+            scheme = None  # no known naming: the given rules alone rename the keys
     if scheme is not None and scheme not in SCHEMES:
         raise ValueError(f"unknown renaming scheme {scheme!r}; known: {sorted(SCHEMES)} (or 'auto', or None)")
     rules = (rules_from_spec(extra_rules) if extra_rules is not None else []) + (SCHEMES[scheme] if scheme else [])
@@ -151,11 +158,16 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
 
     renamed, dropped, unmatched = rename_keys(state, rules)
     converted = {new: state[old] for old, new in renamed.items()}
+    renamed_from = {new: old for old, new in renamed.items()}
     target = model.state_dict()
     report = LoadReport(scheme=scheme if scheme else "custom", source=source, dropped=dropped, unmatched=unmatched)
+    ignored = ignored_checkpoint_prefixes(model)
     for key, tensor in converted.items():
         if key not in target:
-            report.unexpected.append(key)
+            if key.startswith(ignored):
+                report.dropped.append(renamed_from[key])
+            else:
+                report.unexpected.append(key)
         elif tensor.shape != target[key].shape:
             report.shape_mismatched.append((key, tuple(tensor.shape), tuple(target[key].shape)))
         else:
@@ -169,7 +181,68 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
     return report
 
 
+def ignored_checkpoint_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Full-name prefixes of checkpoint entries the model knows it has no use for: a submodule may list, in
+    `ignored_checkpoint_keys`, prefixes (relative to itself) of entries that the checkpoints it loads carry but it
+    does not build (e.g. layers the original DiffusionGaze code built in every variant and used in only some)."""
+    prefixes = []
+    for name, module in model.named_modules():
+        for key in getattr(module, "ignored_checkpoint_keys", ()):
+            prefixes.append(f"{name}.{key}" if name else key)
+    return tuple(prefixes)
+
+
 def _group(keys: list[str], depth: int = 2) -> str:
     """'prefix (count), ...' with keys grouped by their first `depth` name components, for readable summaries."""
     counts = Counter(".".join(key.split(".")[:depth]) for key in keys)
     return ", ".join(f"{prefix} ({count})" for prefix, count in counts.items())
+
+
+# What `evaluated_weights` in metrics.json names (see load_eval_weights).
+EVALUATED_WEIGHTS = {
+    "model": "the trained (non-averaged) weights",
+    "ema": "the exponential moving average of every weight",
+    "ema_original_mix": "as the original DiffusionGaze code evaluated its EMA: the gaze backbone's own weights "
+                        "(model_state_dict) with the averaged UNet and in/out head (ema_params)",
+}
+
+
+def is_original_diffusiongaze_checkpoint(checkpoint) -> bool:
+    """A checkpoint written by the original DiffusionGaze code: its weights and their average side by side."""
+    return (isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model_state_dict"), Mapping)
+            and isinstance(checkpoint.get("ema_params"), Mapping))
+
+
+def original_ema_mix(checkpoint: Mapping, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The weights the original evaluated with `ema_on` (its main.py, evaluation branch): in the file's key order,
+    every entry before the first UNet key (`model.`, i.e. the gaze backbone) from `model_state_dict`, every entry
+    from there on (UNet, in/out head) from `ema_params`. Keys keep the original's names."""
+    model = unwrap_state_dict(checkpoint, source, containers=("model_state_dict",))
+    averaged = unwrap_state_dict(checkpoint, source, containers=("ema_params",))
+    keys = list(averaged)
+    first_unet = next((i for i, key in enumerate(keys) if key.startswith("model.")), None)
+    if first_unet is None:
+        raise ValueError(f"{source}: its ema_params hold no UNet ('model.') key; cannot form the original's EMA mix")
+    backbone = list(model)[:first_unet]
+    return {**{key: model[key] for key in backbone}, **{key: averaged[key] for key in keys[first_unet:]}}
+
+
+def load_eval_weights(model: nn.Module, config) -> tuple[LoadReport, str]:
+    """Load `config.eval_weights` for evaluation with the renaming of `init_weights_scheme` and
+    `init_weights_rules`. With `ema_on`: the file's averaged weights, and for a checkpoint of the original
+    DiffusionGaze code (with `original_ema_mix`, the default) the mix the original evaluated. Returns the report and
+    the name of the weights evaluated (a key of EVALUATED_WEIGHTS)."""
+    path = str(config.eval_weights)
+    rename = dict(scheme=config.init_weights_scheme, extra_rules=config.init_weights_rules)
+    if path.endswith(".safetensors"):  # one set of weights, named in its metadata
+        report = load_init_weights(model, path, ema=config.ema_on, **rename)
+        return report, load_safetensors(path)[1].get("evaluated_weights", "model")
+    checkpoint = load_checkpoint(path, trust_legacy=config.trust_legacy_checkpoint)
+    if config.ema_on and getattr(config, "original_ema_mix", True) and is_original_diffusiongaze_checkpoint(checkpoint):
+        state, kind = original_ema_mix(checkpoint, path), "ema_original_mix"
+    else:
+        containers = EMA_CONTAINERS if config.ema_on else STATE_DICT_CONTAINERS
+        state, kind = unwrap_state_dict(checkpoint, path, containers=containers), "ema" if config.ema_on else "model"
+    report = load_init_weights(model, state, **rename)
+    report.source = path if kind == "model" else f"{path} ({kind})"
+    return report, kind

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.config import ConfigError, build_arg_parser, load_config, parse_command_line
-from engine.options import OPTIONS, OPTIONS_BY_NAME
+from engine.options import ALIASES, OPTIONS, OPTIONS_BY_NAME
 from tests.conftest import ROOT
 
 # The 70 flags of the original usage text and its YAML-only keys (original_system.md, issue 2).
@@ -37,7 +37,7 @@ def test_every_original_option_is_declared_once_with_type_default_help_and_group
     names = [o.name for o in OPTIONS]
     assert len(names) == len(set(names))
     for name in ORIGINAL_FLAGS + YAML_ONLY:
-        option = OPTIONS_BY_NAME[name]
+        option = OPTIONS_BY_NAME[ALIASES.get(name, name)]  # is_subsample_test_set: test_subsample_fraction
         assert option.help and option.group and option.kind
     help_text = build_arg_parser().format_help()
     for name in ORIGINAL_FLAGS:
@@ -49,7 +49,7 @@ def test_defaults_reproduce_the_final_configuration_without_its_defects():
     assert config.list_resnet_scene_layers == [3, 4, 6, 3, 2] and config.unet_inplanes == 8
     assert config.list_unet_attention_levels == [2, 4, 8] and config.unet_context_vector == 1024
     assert config.diffusion_weight == 1e5 and config.inout_weight == 100 and config.diff_normalization == 3.0
-    assert config.is_subsample_test_set == 0.0  # the full test set (the original subsampled 10 % of rows)
+    assert config.test_subsample_fraction == 0.0  # the full test set (the original subsampled 10 % of rows)
     assert isinstance(config.gaze_point_threshold, float) and config.gaze_point_threshold == 0.0
 
 
@@ -84,7 +84,7 @@ def test_original_grouped_files_load_unchanged_with_the_original_spelling(tmp_pa
         """)
     gaze = write(tmp_path, "gaze.yaml", "Gaze:\n    adm_attention_module: false\n    list_resnet_face_layers:\n      - 3\n      - 4\n")
     config = load_config([diffusion, gaze])
-    assert config.diffusion_weight == 50000.0 and config.is_subsample_test_set == 0.0
+    assert config.diffusion_weight == 50000.0 and config.test_subsample_fraction == 0.0
     assert config.list_resnet_face_layers == [3, 4]
 
 
@@ -125,7 +125,7 @@ def test_adm_options_in_the_simple_formulation_are_an_error():
 
 
 def test_command_line_flags_and_print_config_round_trip(tmp_path):
-    config, wants_print = parse_command_line(["--epochs", "2", "--no-x_loss", "--list_unet_attention_levels", "4", "8",
+    config, wants_print = parse_command_line(["--epochs", "2", "--x_loss", "false", "--list_unet_attention_levels", "4", "8",
                                               "--print_config"])
     assert wants_print and config.epochs == 2 and config.x_loss is False
     assert config.list_unet_attention_levels == [4, 8]

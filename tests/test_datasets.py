@@ -384,7 +384,7 @@ def test_a_two_worker_loader_returns_the_same_batches_as_the_main_process(synthe
 def options(root, **changes) -> SimpleNamespace:
     values = dict(
         source_dataset="gazefollow", source_dataset_dir=str(root), input_size=SIZE, output_size=16,
-        random_flag=False, random_sigma=3.0, gaze_point_threshold=0.0, is_subsample_test_set=0.0, seed=0,
+        random_flag=False, random_sigma=3.0, gaze_point_threshold=0.0, test_subsample_fraction=0.0, seed=0,
     )
     values.update(changes)
     return SimpleNamespace(**values)
@@ -399,8 +399,8 @@ def test_build_dataset_reads_the_project_options(synthetic_root):
     test = build_dataset(options(synthetic_root, random_sigma=2.0), "test")
     assert test.split == "test" and not test.augment and test.heatmap_sigma == 2.0
     for fraction in (0.0, 1.0):
-        assert len(build_dataset(options(synthetic_root, is_subsample_test_set=fraction), "test")) == len(test)
-    assert len(build_dataset(options(synthetic_root, is_subsample_test_set=0.5), "test")) == round(len(test) / 2)
+        assert len(build_dataset(options(synthetic_root, test_subsample_fraction=fraction), "test")) == len(test)
+    assert len(build_dataset(options(synthetic_root, test_subsample_fraction=0.5), "test")) == round(len(test) / 2)
     no_seed = options(synthetic_root)
     del no_seed.seed
     assert build_dataset(no_seed, "train").seed == 0

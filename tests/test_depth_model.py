@@ -59,3 +59,30 @@ def test_tonini_checkpoint_with_its_depth_branch_loads_completely(tmp_path):
     image, head_mask, face = gaze_inputs(1, 128)
     with torch.no_grad():
         assert target.encode(image, head_mask, face, torch.rand(1, 3, 128, 128))["conditioning"].shape == (1, 16, 64)
+
+
+def test_original_depth_model_tokens_and_a_one_epoch_run(tmp_path):
+    """depth_layout: diffusiongaze builds the original DiffusionGaze depth model (parity: test_diffusiongaze_parity)."""
+    from datasets.synthetic_formats import write_depth_maps
+    from engine.train import run
+    from tests.tiny_runs import make_tiny_dataset, tiny_config
+
+    model = depth_model(3, depth_layout="diffusiongaze")
+    assert type(model.gaze_backbone).__name__ == "DiffusionGazeDepthBackbone"
+    image, head_mask, face = gaze_inputs(2, 128)
+    with torch.no_grad():
+        features = model.encode(image, head_mask, face, torch.rand(2, 3, 128, 128))
+        scene, face_map, _ = model.gaze_backbone.streams(image, head_mask, face, torch.rand(2, 3, 128, 128))
+    assert features["conditioning"].shape == (2, 2 * 16, 128)  # encoded scene+face, then depth+face tokens
+    torch.testing.assert_close(features["scene_face_feat"], torch.cat([scene, face_map], dim=1))
+    with pytest.raises(ValueError, match="depth_flag is false"):
+        get_model(small_config(depth_layout="diffusiongaze"))
+    with pytest.raises(ValueError, match="adm_attention_module: false"):
+        depth_model(3, depth_layout="diffusiongaze", adm_attention_module=True)
+
+    dataset = make_tiny_dataset(tmp_path / "data")
+    write_depth_maps(dataset, "gazefollow")
+    config = tiny_config(dataset, tmp_path / "out", "depth", "--epochs", "1", "--depth_flag", "--depth_layout",
+                         "diffusiongaze", "--list_resnet_depth_layers", "1", "1", "1", "1", "1",
+                         "--resnet_depth_inplanes", "8")
+    assert 0.0 <= run(config)["auc"] <= 1.0

@@ -39,7 +39,7 @@ def test_torchrun_two_processes_gloo_equals_one_process_with_the_global_batch(tm
     # Frozen streams keep their BatchNorm layers in eval mode and x_loss off leaves the in/out head (whose BatchNorm
     # would see each rank's half batch) without gradient: then the only trained part, the UNet, sees exactly the
     # same samples, time steps and noise in both runs and the two runs must agree to float round-off.
-    flags = ["--epochs", "1", "--freeze_scene", "--freeze_face", "--no-x_loss", "--lr", "1e-3"]
+    flags = ["--epochs", "1", "--freeze_scene", "--freeze_face", "--x_loss", "false", "--lr", "1e-3"]
     single = main_command(dataset, tmp_path, "single", *flags, "--batch_size", "4")
     run_main(*single)
     ddp = main_command(dataset, tmp_path, "ddp", *flags, "--batch_size", "2")

@@ -51,7 +51,8 @@ def test_vat_protocol_scores_in_frame_samples_only():
     points[0] = (0.25, 0.75)
     assert sample_metrics("vat", heatmap, points, np.array([0.5, 0.5]), (320, 180), 0.0) == {}
     values = sample_metrics("vat", heatmap, points, np.array([0.5, 0.5]), (320, 180), 1.0)
-    assert values == {"auc": metrics.vat_auc(heatmap, (0.25, 0.75)), "l2": metrics.vat_l2(heatmap, (0.25, 0.75))}
+    assert values == {"auc": metrics.vat_auc(heatmap, (0.25, 0.75)), "l2": metrics.vat_l2(heatmap, (0.25, 0.75)),
+                      "heatmap_ap": metrics.heatmap_ap(heatmap, (0.25, 0.75))}
     goo = sample_metrics("goo", heatmap, points, np.array([0.5, 0.5]), (320, 180), 1.0)
     assert set(goo) == set(PROTOCOLS["goo"]) and goo["goo_grid_auc"] == metrics.goo_grid_auc(heatmap, (0.25, 0.75))
     assert goo["auc"] == metrics.gazefollow_auc(heatmap, points, (320, 180))

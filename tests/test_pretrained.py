@@ -66,14 +66,19 @@ def manifest() -> dict[str, list[int]]:
 
 def test_manifest_converts_one_to_one(manifest):
     with torch.device("meta"):
-        # The original built its attention layer in every configuration, so its checkpoints always carry it.
-        model = get_model(final_config(adm_attention_module=True))
-    ours = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
+        # The original built its attention layer and both positional encodings in every configuration, so its
+        # checkpoints always carry them; the final configuration uses the encodings, the attention variant the layer.
+        final = get_model(final_config())
+        attention = get_model(final_config(adm_attention_module=True))
+    ours = {key: list(tensor.shape) for model in (final, attention) for key, tensor in model.state_dict().items()}
     renamed, dropped, unmatched = rename_keys(manifest, SCHEMES["diffusiongaze"])
     assert dropped == [] and unmatched == []
     converted = {new: manifest[old] for old, new in renamed.items()}
     assert len(converted) == len(manifest) == 1182
     assert set(converted) == set(ours)
+    assert set(final.state_dict()) ^ set(attention.state_dict()) == {
+        "gaze_backbone.attn.weight", "gaze_backbone.attn.bias", "gaze_backbone.scene_positional_encoding.inv_freq",
+        "gaze_backbone.face_positional_encoding.inv_freq"}
     assert [key for key in converted if converted[key] != ours[key]] == []
     face_encoding = renamed["gaze_model.postional_embedding_2.penc.inv_freq"]
     assert face_encoding == "gaze_backbone.face_positional_encoding.inv_freq"
@@ -88,9 +93,15 @@ def test_manifest_loads_into_final_configuration(manifest):
     report = load_init_weights(model, state)
     assert report.scheme == "diffusiongaze"
     assert report.missing == [] and report.shape_mismatched == []
-    # adm_attention_module is off in the final configuration: the original's unused attention layer has no place.
-    assert report.unexpected == ["gaze_backbone.attn.weight", "gaze_backbone.attn.bias"]
+    # adm_attention_module is off in the final configuration: the original's unused attention layer is dropped.
+    assert report.unexpected == [] and report.dropped == ["gaze_model.attn.weight", "gaze_model.attn.bias"]
     assert len(report.loaded) == 1180
+    with torch.device("meta"):
+        attention_model = get_model(final_config(adm_attention_module=True))
+    report = load_init_weights(attention_model, state)
+    assert report.missing == [] and report.unexpected == [] and len(report.loaded) == 1180
+    assert report.dropped == ["gaze_model.postional_embedding_1.penc.inv_freq",
+                              "gaze_model.postional_embedding_2.penc.inv_freq"]
 
 
 # --------------------------------------------------------------------------------- Chong and Tonini round trips
@@ -247,3 +258,35 @@ def test_unknown_scheme_and_missing_rules():
         load_init_weights(model, model.state_dict(), scheme="timm")
     with pytest.raises(ValueError, match="needs extra_rules"):
         load_init_weights(model, model.state_dict(), scheme=None)
+
+
+TO_DIFFUSIONGAZE = [
+    (r"gaze_backbone\.scene_positional_encoding\.", "gaze_model.postional_embedding_1.penc."),
+    (r"gaze_backbone\.face_positional_encoding\.", "gaze_model.postional_embedding_2.penc."),
+    (r"gaze_backbone\.", "gaze_model."),
+    (r"unet\.", "model."),
+    (r"inout_head\.conv1\.", "sequential.0."),
+    (r"inout_head\.bn1\.", "sequential.1."),
+    (r"inout_head\.conv2\.", "sequential.3."),
+    (r"inout_head\.bn2\.", "sequential.4."),
+    (r"inout_head\.fc\.", "fc_inout."),
+]
+
+
+def test_scene_only_checkpoint_of_the_point_branches_loads_completely():
+    """The point branches' head_flag: false model: the original still built (and saved) its face ResNet, attention
+    layer and positional encodings; here they are reported as dropped, and everything the model has is loaded."""
+    torch.manual_seed(1)
+    source = get_model(small_config(head_flag=False))
+    assert not any("face_backbone" in key or "positional" in key for key in source.state_dict())
+    original = inverse_rename(source.state_dict(), TO_DIFFUSIONGAZE)
+    unused = {"gaze_model.face_backbone.conv1.weight": torch.zeros(8, 3, 7, 7),
+              "gaze_model.attn.weight": torch.zeros(16, 8), "gaze_model.postional_embedding_1.penc.inv_freq":
+              torch.zeros(32), "gaze_model.postional_embedding_2.penc.inv_freq": torch.zeros(32)}
+    torch.manual_seed(2)
+    target = get_model(small_config(head_flag=False))
+    report = load_init_weights(target, {**original, **unused})
+    assert report.scheme == "diffusiongaze"
+    assert report.missing == [] and report.unexpected == [] and sorted(report.dropped) == sorted(unused)
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key

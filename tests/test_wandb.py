@@ -75,3 +75,23 @@ def test_offline_wandb_logs_every_metric_watches_gradients_and_resumes_the_same_
                 assert row[f"{record['type']}/{key}"] == pytest.approx(value), (record["step"], key)
     assert {r["step"] for r in logged if r["type"] == "train"} == {1, 2, 3, 4}
     assert any(key.startswith("gradients/unet.") for row in rows.values() for key in row)  # watch_wandb
+
+
+def test_evaluation_figures_are_logged_as_wandb_images(tmp_path, monkeypatch, single_thread):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    dataset = make_tiny_dataset(tmp_path / "data")
+    config = tiny_config(dataset, tmp_path, "figures", "--epochs", "1", "--debug_trajectories", "1",
+                         "--debug_maps_per_group", "1").replace(no_wandb=False)  # no Debugging_maps: wandb draws them
+    summary = run(config)
+    assert summary["figures"]["files"] == ["best.png", "median.png", "worst.png", "trajectory_0.png"]
+    (run_file,) = sorted((tmp_path / "figures").glob("wandb/offline-run-*/run-*.wandb"))
+    _, rows = history(run_file)
+    fields = {key: value for row in rows.values() for key, value in row.items() if key.startswith("eval/figures/")}
+    names = ("best", "median", "worst", "trajectory_0")
+    assert {key.rsplit("/", 1)[0] for key in fields} == {f"eval/figures/{name}" for name in names}
+    for name in names:  # an image record (wandb.Image): its type and the media file it points to
+        assert fields[f"eval/figures/{name}/_type"] == "image-file"
+        assert fields[f"eval/figures/{name}/path"].endswith(".png")
+    media = list(run_file.parent.glob("files/media/images/eval/figures/*.png"))
+    assert len(media) == 4
