@@ -21,8 +21,13 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_yaml(), end="")
         return 0
     from gaze360.train import run  # imported late so --help and --print_config stay fast
+    from datasets.errors import DataError
 
-    run(config)
+    try:
+        run(config)
+    except DataError as error:  # bad data (datasets/validation.py): the file and line, no traceback
+        print(f"data error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

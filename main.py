@@ -20,12 +20,16 @@ def main(argv: list[str] | None = None) -> int:
         print(config.to_yaml(), end="")
         return 0
     from engine.train import run  # imported late so --help and --print_config stay fast
+    from datasets.errors import DataError
 
     try:
         run(config)
     except FloatingPointError as error:  # a NaN / inf loss: say where, keep the last good checkpoint
         print(str(error), file=sys.stderr)
         return 1
+    except DataError as error:  # bad data (datasets/validation.py): the file and line, no traceback
+        print(f"data error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.errors import DataError, MissingDataFile
 from datasets.heatmap import gaze_heatmap
 from datasets.transforms import (
     Annotation, apply_augmentation, apply_geometry, clamp_box, depth_tensor, model_inputs, sample_augmentation,
@@ -76,7 +77,7 @@ class GazeTargetDataset(Dataset):
         counts copying every page. `gaze_points` is a list of (N_i, 2) arrays (empty for out-of-frame samples);
         `annotation_files` names the annotation file of each sample and `lines` its line (or record) number, for errors."""
         if not len(paths):
-            raise ValueError(f"{self.__class__.__name__}: no {self.split} samples left after cleaning")
+            raise DataError(f"{self.__class__.__name__}: no {self.split} samples left after cleaning")
         self._paths = np.array(paths)
         self._annotation_names, source_ids = np.unique(np.array([str(s) for s in annotation_files]), return_inverse=True)
         self._annotation_ids = source_ids.astype(np.int32)
@@ -206,11 +207,15 @@ class GazeTargetDataset(Dataset):
 
 
 def _open(path: Path, mode: str, what: str) -> Image.Image:
-    """Open an image file fully (the file handle is closed), converted to `mode`; a missing file names `what`."""
+    """Open an image file fully (the file handle is closed), converted to `mode`; a missing or corrupt (e.g.
+    truncated) file is an error naming it and `what`."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} does not exist")
-    with Image.open(path) as opened:
-        return opened.convert(mode)
+        raise MissingDataFile(f"{path}: {what} does not exist")
+    try:
+        with Image.open(path) as opened:
+            return opened.convert(mode)
+    except (OSError, SyntaxError) as error:  # PIL: "image file is truncated", "cannot identify image file", ...
+        raise DataError(f"{path}: {what} cannot be decoded ({error})") from None
 
 
 RandomSigma = tuple[float, float] | Callable[[np.random.Generator], float] | None

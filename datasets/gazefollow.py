@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.base import MAX_GAZE_POINTS, GazeTargetDataset, RandomSigma
+from datasets.errors import DataError, MissingDataFile
+from datasets.validation import RowChecks, gazefollow_row_problem, not_finite, print_skips
 
 TRAIN_COLUMNS = (
     "path", "idx",
@@ -52,12 +54,18 @@ def original_random_sigma(rng: np.random.Generator) -> int:
     return int(rng.integers(7, 11))
 
 
-def read_annotations(annotation_file: Path, columns: tuple[str, ...]) -> list[PersonAnnotation]:
-    """Parse every row of a GazeFollow annotation file into one PersonAnnotation per row (nothing dropped).
+def read_annotations(annotation_file: Path, columns: tuple[str, ...],
+                     checks: RowChecks | None = None) -> list[PersonAnnotation]:
+    """Parse every row of a GazeFollow annotation file into one PersonAnnotation per row.
 
-    Blank lines are skipped. A row with another number of fields than `columns`, or a number that does not
-    parse, is an error naming the file and the line.
+    Blank lines are skipped. A row with another number of fields than `columns`, or a number that does not parse,
+    is an error naming the file and the line; so is an impossible value (datasets.validation.gazefollow_row_problem:
+    NaN / inf, a head box with no area, an eye or in-frame gaze point outside [0, 1]) unless `checks` skips such rows.
+    An exact repeat of an earlier row is left out and recorded in `checks.skipped`.
     """
+    checks = checks or RowChecks()
+    if not Path(annotation_file).is_file():
+        raise MissingDataFile(f"{annotation_file}: GazeFollow annotation file does not exist")
     rows = []
     with open(annotation_file, newline="") as handle:
         for line, fields in enumerate(csv.reader(handle), start=1):
@@ -65,7 +73,7 @@ def read_annotations(annotation_file: Path, columns: tuple[str, ...]) -> list[Pe
                 continue
             where = f"{annotation_file}:{line}"
             if len(fields) != len(columns):
-                raise ValueError(
+                raise DataError(
                     f"{where}: expected {len(columns)} comma-separated fields ({', '.join(columns)}), found "
                     f"{len(fields)}"
                 )
@@ -75,24 +83,33 @@ def read_annotations(annotation_file: Path, columns: tuple[str, ...]) -> list[Pe
                 try:
                     return float(record[name])
                 except ValueError:
-                    raise ValueError(f"{where}: field '{name}' should be a number, found {record[name]!r}") from None
+                    raise DataError(f"{where}: field '{name}' should be a number, found {record[name]!r}") from None
 
             inout = 1
             if "inout" in record:
                 inout_value = number("inout")
                 if inout_value not in (-1.0, 0.0, 1.0):
-                    raise ValueError(f"{where}: field 'inout' should be 1, 0 or -1, found {record['inout']!r}")
+                    raise DataError(f"{where}: field 'inout' should be 1, 0 or -1, found {record['inout']!r}")
                 inout = int(inout_value)
-            head_box = np.array([number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")])
+            head_box = [number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")]
+            body_box = [number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")]
+            eye_point = [number("eye_x"), number("eye_y")]
+            gaze_point = [number("gaze_x"), number("gaze_y")]
+            idx = number("idx")
+            if not checks.unique(tuple(fields), where) or not checks.accept(
+                    where, gazefollow_row_problem(body_box, eye_point, gaze_point, head_box, inout)
+                    or not_finite(idx=idx)):
+                continue
+            head_box, body_box, eye_point, gaze_point = map(np.array, (head_box, body_box, eye_point, gaze_point))
             # Some boxes are stored with inverted sides; the references swap them.
             head_box = np.concatenate([np.minimum(head_box[:2], head_box[2:]), np.maximum(head_box[:2], head_box[2:])])
             rows.append(PersonAnnotation(
                 path=record["path"],
                 line=line,
-                idx=int(number("idx")),
-                body_box=np.array([number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")]),
-                eye_point=np.array([number("eye_x"), number("eye_y")]),
-                gaze_points=np.array([[number("gaze_x"), number("gaze_y")]]),
+                idx=int(idx),
+                body_box=body_box,
+                eye_point=eye_point,
+                gaze_points=gaze_point[None],
                 head_box=head_box,
                 inout=inout,
                 source=record["source"],
@@ -112,7 +129,7 @@ def group_test_rows(rows: list[PersonAnnotation], annotation_file: Path) -> list
     persons = []
     for group in groups.values():
         if len(group) > MAX_GAZE_POINTS:
-            raise ValueError(
+            raise DataError(
                 f"{annotation_file}:{group[0].line}: person {group[0].path} (eye_x {group[0].eye_point[0]}) has "
                 f"{len(group)} annotator rows (lines {', '.join(str(r.line) for r in group)}); at most "
                 f"{MAX_GAZE_POINTS} are supported"
@@ -180,6 +197,7 @@ class GazeFollow(GazeTargetDataset):
         seed: int = 0,
         annotation_file: str | Path | None = None,
         depth: bool = False,
+        invalid_annotations: str = "error",
     ):
         if split not in ANNOTATION_FILES:
             raise ValueError(f"split must be one of {sorted(ANNOTATION_FILES)}, found {split!r}")
@@ -194,7 +212,10 @@ class GazeFollow(GazeTargetDataset):
         self.root = Path(root)
         self.annotation_file = Path(annotation_file) if annotation_file else self.root / ANNOTATION_FILES[split]
 
-        rows = read_annotations(self.annotation_file, TEST_COLUMNS if is_test else TRAIN_COLUMNS)
+        checks = RowChecks(invalid_annotations)
+        rows = read_annotations(self.annotation_file, TEST_COLUMNS if is_test else TRAIN_COLUMNS, checks)
+        self.skipped_rows = checks.skipped  # listed by datasets.validation in the run folder
+        print_skips(str(self.annotation_file), checks.skipped)
         if is_test:
             persons = group_test_rows(rows, self.annotation_file)
             if gaze_point_threshold > 0:
@@ -206,7 +227,7 @@ class GazeFollow(GazeTargetDataset):
         else:
             persons = [row for row in rows if row.inout != -1]
         if not persons:
-            raise ValueError(f"{self.annotation_file}: no {split} samples left after cleaning")
+            raise DataError(f"{self.annotation_file}: no {split} samples left after cleaning")
         self._store_samples(
             paths=[p.path for p in persons], annotation_files=[self.annotation_file] * len(persons),
             lines=[p.line for p in persons], head_boxes=[p.head_box for p in persons],
@@ -243,11 +264,13 @@ class GazeFollow(GazeTargetDataset):
     def from_config(cls, config, split: str) -> "GazeFollow":
         """Build from the project's options (engine.options): source_dataset_dir, input_size, output_size,
         random_sigma (the target sigma), random_flag (training sigma drawn by `original_random_sigma` instead),
-        gaze_point_threshold, test_subsample_fraction (0 or 1 = full test set), seed (default 0) and depth_flag."""
+        gaze_point_threshold, test_subsample_fraction (0 or 1 = full test set), seed (default 0), depth_flag and
+        invalid_annotations."""
         common = dict(
             root=config.source_dataset_dir, split=split, input_size=config.input_size, output_size=config.output_size,
             heatmap_sigma=config.random_sigma, seed=getattr(config, "seed", 0),
             depth=getattr(config, "depth_flag", False),
+            invalid_annotations=getattr(config, "invalid_annotations", "error"),
         )
         if split == "train":
             return cls(**common, random_sigma=original_random_sigma if config.random_flag else None)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from datasets.base import GazeTargetDataset, RandomSigma
+from datasets.errors import DataError, MissingDataFile
 from datasets.transforms import widen_box
+from datasets.validation import RowChecks, goo_record_problem, print_skips
 
 COORDINATE_SCALE = (640.0, 480.0)  # width, height of the scale every GOO coordinate is given on
 HEAD_HALF_SIZE = 0.15  # the synthesised head box spans eye +- 0.15 of the image size ...
@@ -39,15 +41,18 @@ def synthesised_head_box(eye_point: np.ndarray) -> np.ndarray:
 def read_records(pickle_file: Path) -> list[dict]:
     """The list of record dicts of a GOO pickle; a record lacking a required key is an error naming its index."""
     if not pickle_file.is_file():
-        raise FileNotFoundError(f"{pickle_file}: GOO annotation pickle does not exist")
+        raise MissingDataFile(f"{pickle_file}: GOO annotation pickle does not exist")
     with open(pickle_file, "rb") as handle:
-        records = pickle.load(handle)
+        try:
+            records = pickle.load(handle)
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as error:
+            raise DataError(f"{pickle_file}: not a readable GOO pickle ({type(error).__name__}: {error})") from None
     if not isinstance(records, list):
-        raise ValueError(f"{pickle_file}: expected a list of record dicts, found {type(records).__name__}")
+        raise DataError(f"{pickle_file}: expected a list of record dicts, found {type(records).__name__}")
     for index, record in enumerate(records):
         missing = [key for key in REQUIRED_KEYS if not isinstance(record, dict) or key not in record]
         if missing:
-            raise ValueError(f"{pickle_file}: record {index} lacks the keys {missing} (required: {list(REQUIRED_KEYS)})")
+            raise DataError(f"{pickle_file}: record {index} lacks the keys {missing} (required: {list(REQUIRED_KEYS)})")
     return records
 
 
@@ -76,6 +81,7 @@ class GOO(GazeTargetDataset):
         seed: int = 0,
         annotation_file: str | Path | None = None,
         depth: bool = False,
+        invalid_annotations: str = "error",
     ):
         if variant not in ANNOTATION_FILES:
             raise ValueError(f"GOO variant must be one of {sorted(ANNOTATION_FILES)}, found {variant!r}")
@@ -85,23 +91,35 @@ class GOO(GazeTargetDataset):
         self.annotation_file = Path(annotation_file) if annotation_file else self.root / ANNOTATION_FILES[variant][split]
         records = read_records(self.annotation_file)
         scale = np.array(COORDINATE_SCALE)
-        paths, indices, boxes, eyes, points, skipped = [], [], [], [], [], []
+        checks = RowChecks(invalid_annotations)
+        paths, indices, boxes, eyes, points = [], [], [], [], []
         for index, record in enumerate(records):
+            where = f"{self.annotation_file}: record {index}"
             path = str(record["filename"]).replace("\\", "/")
             if path in CORRUPT_IMAGES[variant]:
-                skipped.append(path)
+                checks.drop(where, f"known corrupt GOO-{variant} image {path}")
                 continue
-            eye = np.array([record["hx"], record["hy"]], dtype=np.float64) / scale
-            gaze = np.array([[record["gaze_cx"], record["gaze_cy"]]], dtype=np.float64) / scale
+            try:
+                eye = np.array([record["hx"], record["hy"]], dtype=np.float64)
+                gaze = np.array([record["gaze_cx"], record["gaze_cy"]], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: hx, hy, gaze_cx, gaze_cy should be numbers, found "
+                                f"{[record[k] for k in ('hx', 'hy', 'gaze_cx', 'gaze_cy')]}") from None
+            if (not checks.unique((path, *eye.tolist(), *gaze.tolist()), where)
+                    or not checks.accept(where, goo_record_problem(eye, gaze, COORDINATE_SCALE))):
+                continue
             paths.append(path)
             indices.append(index)
-            eyes.append(eye)
-            boxes.append(synthesised_head_box(eye))
-            points.append(gaze)
-        if skipped:
-            print(f"{self.annotation_file}: skipped {len(skipped)} record(s) of the known corrupt GOO-{variant} "
-                  f"image(s) {sorted(set(skipped))}", file=sys.stderr)
-        self.skipped = skipped
+            eyes.append(eye / scale)
+            boxes.append(synthesised_head_box(eye / scale))
+            points.append(gaze[None] / scale)
+        self.skipped = [path for path in (str(r["filename"]).replace("\\", "/") for r in records)
+                        if path in CORRUPT_IMAGES[variant]]
+        if self.skipped:
+            print(f"{self.annotation_file}: skipped {len(self.skipped)} record(s) of the known corrupt GOO-{variant} "
+                  f"image(s) {sorted(set(self.skipped))}", file=sys.stderr)
+        print_skips(str(self.annotation_file), [s for s in checks.skipped if not s.reason.startswith("known corrupt")])
+        self.skipped_rows = checks.skipped  # listed by datasets.validation in the run folder
         self._store_samples(paths, [self.annotation_file] * len(paths), indices, boxes, eyes, points,
                             [1] * len(paths))
 
@@ -114,12 +132,12 @@ class GOO(GazeTargetDataset):
     @classmethod
     def from_config(cls, config, split: str) -> "GOO":
         """From the project's options: source_dataset_dir, goo_variant, input_size, output_size, random_sigma,
-        random_flag, seed and depth_flag."""
+        random_flag, seed, depth_flag and invalid_annotations."""
         from datasets.gazefollow import original_random_sigma
 
         return cls(
             root=config.source_dataset_dir, split=split, variant=config.goo_variant, input_size=config.input_size,
             output_size=config.output_size, heatmap_sigma=config.random_sigma, seed=getattr(config, "seed", 0),
             random_sigma=original_random_sigma if split == "train" and config.random_flag else None,
-            depth=config.depth_flag,
+            depth=config.depth_flag, invalid_annotations=getattr(config, "invalid_annotations", "error"),
         )

@@ -1,5 +1,6 @@
 """Synthetic VideoAttentionTarget clips, GOO pickles and depth maps, in the real on-disk formats, drawn with the scenes
-of datasets/synthetic.py so every loader runs end to end without the real data.
+of datasets/synthetic_scenes.py so every loader runs end to end without the real data (the command line is
+`python -m datasets.synthetic --format ...`).
 
 - VAT (`generate_videoattentiontarget`): clips of a fixed scene in which each person's head drifts, their gaze target
   switches once from one object to another, and for a stretch of frames they look out of the frame (annotated -1, -1).
@@ -20,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from datasets import goo as goo_format
 from datasets.gazefollow import DEPTH_FOLDERS
-from datasets.synthetic import (
+from datasets.synthetic_scenes import (
     Person, _background, _draw_body, _draw_head, _draw_object, _in_cone, _layout,
 )
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.base import GazeTargetDataset, RandomSigma
+from datasets.errors import DataError, MissingDataFile
+from datasets.validation import RowChecks, print_skips, vat_row_problem
 
 COLUMNS = ("frame", "xmin", "ymin", "xmax", "ymax", "gazex", "gazey")
 SMOOTHING_WINDOW = 11  # frames of the head-box moving average of the reference (an odd number: centred)
@@ -32,28 +34,38 @@ def smooth_track(values: np.ndarray, window: int = SMOOTHING_WINDOW) -> np.ndarr
     return (cumulative[window:] - cumulative[:-window]) / window
 
 
-def read_person_file(path: Path) -> tuple[list[str], np.ndarray]:
-    """(frame file names, (T, 6) array of xmin, ymin, xmax, ymax, gazex, gazey in pixels) of one s<NN>.txt file.
+def read_person_file(path: Path, checks: RowChecks | None = None) -> tuple[list[str], np.ndarray, list[int]]:
+    """(frame file names, (T, 6) array of xmin, ymin, xmax, ymax, gazex, gazey in pixels, the rows' line numbers) of
+    one s<NN>.txt file.
 
-    A row with another number of fields, or a number that does not parse, is an error naming the file and line.
+    A row with another number of fields, or a number that does not parse, is an error naming the file and line; so
+    is an impossible value (datasets.validation.vat_row_problem) unless `checks` skips such rows. An exact repeat of
+    an earlier row is left out and recorded in `checks.skipped`.
     """
-    frames, values = [], []
+    checks = checks or RowChecks()
+    frames, values, lines, rows_read = [], [], [], 0
     with open(path, newline="") as handle:
         for line, fields in enumerate(csv.reader(handle), start=1):
             if not fields:
                 continue
+            where = f"{path}:{line}"
             if len(fields) != len(COLUMNS):
-                raise ValueError(f"{path}:{line}: expected {len(COLUMNS)} comma-separated fields "
-                                 f"({', '.join(COLUMNS)}), found {len(fields)}")
+                raise DataError(f"{where}: expected {len(COLUMNS)} comma-separated fields "
+                                f"({', '.join(COLUMNS)}), found {len(fields)}")
             try:
-                values.append([float(v) for v in fields[1:]])
+                row = [float(v) for v in fields[1:]]
             except ValueError:
-                raise ValueError(f"{path}:{line}: fields {', '.join(COLUMNS[1:])} should be numbers, found "
-                                 f"{fields[1:]}") from None
+                raise DataError(f"{where}: fields {', '.join(COLUMNS[1:])} should be numbers, found "
+                                f"{fields[1:]}") from None
+            rows_read += 1
+            if not checks.unique(tuple(fields), where) or not checks.accept(where, vat_row_problem(row)):
+                continue
+            values.append(row)
             frames.append(fields[0].strip())
-    if not frames:
-        raise ValueError(f"{path}: no annotation rows")
-    return frames, np.array(values)
+            lines.append(line)
+    if not rows_read:
+        raise DataError(f"{path}: no annotation rows")
+    return frames, np.array(values).reshape(-1, 6), lines
 
 
 class VideoAttentionTarget(GazeTargetDataset):
@@ -84,6 +96,7 @@ class VideoAttentionTarget(GazeTargetDataset):
         smooth_head_boxes: bool = True,
         frame_step: int = 1,
         depth: bool = False,
+        invalid_annotations: str = "error",
     ):
         if frame_step < 1:
             raise ValueError(f"frame_step must be >= 1, found {frame_step}")
@@ -97,11 +110,14 @@ class VideoAttentionTarget(GazeTargetDataset):
         self.annotation_dir = self.root / "annotations" / split
         person_files = sorted(self.annotation_dir.glob("*/*/*.txt"))
         if not person_files:
-            raise FileNotFoundError(f"{self.annotation_dir}: no per-person annotation files "
+            raise MissingDataFile(f"{self.annotation_dir}: no per-person annotation files "
                                     f"(<show>/<clip>/s<NN>.txt) found")
         columns = {name: [] for name in ("paths", "files", "lines", "boxes", "eyes", "points", "inout")}
+        checks = RowChecks(invalid_annotations)
         for person_file in person_files:
-            frames, values = read_person_file(person_file)
+            frames, values, lines = read_person_file(person_file, checks)
+            if not frames:  # every row skipped (counted in checks.skipped)
+                continue
             boxes = values[:, :4]
             # Inverted sides happen in detector boxes; swap them as for GazeFollow before averaging.
             boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], 1)
@@ -113,11 +129,13 @@ class VideoAttentionTarget(GazeTargetDataset):
             for row in range(0, len(frames), frame_step):
                 columns["paths"].append(f"{show}/{clip}/{frames[row]}")
                 columns["files"].append(person_file)
-                columns["lines"].append(row + 1)
+                columns["lines"].append(lines[row])
                 columns["boxes"].append(boxes[row])
                 columns["eyes"].append((boxes[row, :2] + boxes[row, 2:]) / 2)
                 columns["points"].append(np.zeros((0, 2)) if outside[row] else np.maximum(gaze[row:row + 1], 0.0))
                 columns["inout"].append(0 if outside[row] else 1)
+        self.skipped_rows = checks.skipped  # listed by datasets.validation in the run folder
+        print_skips(str(self.annotation_dir), checks.skipped)
         self._store_samples(columns["paths"], columns["files"], columns["lines"], columns["boxes"], columns["eyes"],
                             columns["points"], columns["inout"])
 
@@ -130,7 +148,7 @@ class VideoAttentionTarget(GazeTargetDataset):
     @classmethod
     def from_config(cls, config, split: str) -> "VideoAttentionTarget":
         """From the project's options: source_dataset_dir, input_size, output_size, random_sigma, random_flag, seed,
-        vat_smooth_head_boxes, vat_frame_step (training only) and depth_flag."""
+        vat_smooth_head_boxes, vat_frame_step (training only), depth_flag and invalid_annotations."""
         from datasets.gazefollow import original_random_sigma
 
         return cls(
@@ -139,4 +157,5 @@ class VideoAttentionTarget(GazeTargetDataset):
             random_sigma=original_random_sigma if split == "train" and config.random_flag else None,
             smooth_head_boxes=config.vat_smooth_head_boxes,
             frame_step=config.vat_frame_step if split == "train" else 1, depth=config.depth_flag,
+            invalid_annotations=getattr(config, "invalid_annotations", "error"),
         )

@@ -91,6 +91,14 @@ OPTIONS: tuple[Option, ...] = (
        "every frame."),
     _o("goo_variant", STR, "real", DATA, "GOO: which release source_dataset_dir holds (selects the pickle files).",
        choices=("real", "synth")),
+    _o("invalid_annotations", STR, "error", DATA,
+       "An annotation row with an impossible value (NaN / inf, a head box with no area, an eye or in-frame gaze point "
+       "outside the image): stop with an error naming file and line, or leave such rows out (counted, listed in the "
+       "run folder's data_validation.csv).", choices=("error", "skip")),
+    _o("skip_validation", BOOL, False, DATA,
+       "Do not read every image header again before training when these annotation files (same paths, sizes and "
+       "modification times) were validated before (cached in <output_dir>/.data_validation); without such a "
+       "result the data is validated anyway."),
     # --- gaze backbone -------------------------------------------------------------------------------------------
     _o("list_resnet_scene_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the scene ResNet."),
     _o("list_resnet_face_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the face ResNet."),

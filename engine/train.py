@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
+from datasets.validation import validate_datasets
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
 from engine.checkpoint import CHECKPOINT_FORMAT, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
 from engine import distributed
@@ -68,6 +69,9 @@ def run(config) -> dict:
     if config.torch_compile:
         compile_model(model)
     test_set = build_eval_dataset(config)  # eval_dataset: cross-dataset
+    train_set = None if config.eval_weights else build_dataset(config, "train")
+    validate_datasets({"train": train_set, "test": test_set}, run_dir if context.is_main else None,  # before any step
+                      config.output_dir, skip=config.skip_validation, progress=context.is_main)
     test_loader = make_loader(test_set, config, train=False, sampler=ShardSampler(len(test_set), context.rank,
                               context.world_size) if context.enabled else None)
     evaluation = partial(evaluate, run_dir=run_dir if context.is_main else None, autocast=autocast,
@@ -91,7 +95,6 @@ def run(config) -> dict:
                                    extra_rules=config.init_weights_rules,
                                    trust_legacy=config.trust_legacy_checkpoint)
         print(report.summary())
-    train_set = build_dataset(config, "train")
     sampler = EpochShuffleSampler(len(train_set), seed=config.seed, rank=context.rank, world_size=context.world_size)
     train_loader = make_loader(train_set, config, train=True, sampler=sampler)
     unet_params, gaze_params = model.parameter_groups()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.errors import DataError, MissingDataFile
+from datasets.validation import RowChecks, Skip
 from gaze360.transforms import frame_views
 
 SPLIT_FILES = {"train": "train.txt", "validation": "validation.txt", "test": "test.txt"}
@@ -84,35 +86,45 @@ class SplitRows:
     paths: list[str]
     gaze: np.ndarray
     source: str
+    skipped: list = field(default_factory=list)  # datasets.validation.Skip of each exact repeat left out
 
 
 def read_split_file(path: str | Path) -> SplitRows:
-    """Parse a Gaze360 split file; a malformed row is an error naming the file and line."""
+    """Parse a Gaze360 split file; a malformed row, a path listed twice with different labels or an empty file is an
+    error naming the file (and line); an exact repeat of a row is left out and recorded in `skipped`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Gaze360 split file not found: {path}")
-    paths, gaze = [], []
+        raise MissingDataFile(f"Gaze360 split file not found: {path}")
+    paths, gaze, checks, first_line = [], [], RowChecks(), {}
     with open(path) as stream:
         for line_number, line in enumerate(stream, start=1):
             fields = line.split()
             if not fields:
                 continue
             if len(fields) != 4:
-                raise ValueError(f"{path}:{line_number}: expected 'path gx gy gz', found {len(fields)} fields: "
+                raise DataError(f"{path}:{line_number}: expected 'path gx gy gz', found {len(fields)} fields: "
                                  f"{line.rstrip()!r}")
             if ROW_PATH.match(fields[0]) is None:
-                raise ValueError(f"{path}:{line_number}: expected a path '<recording>/head/<person>/<frame>.jpg', "
+                raise DataError(f"{path}:{line_number}: expected a path '<recording>/head/<person>/<frame>.jpg', "
                                  f"found {fields[0]!r}")
             try:
                 vector = [float(value) for value in fields[1:]]
             except ValueError:
-                raise ValueError(f"{path}:{line_number}: gaze components must be numbers, found {fields[1:]}") from None
+                raise DataError(f"{path}:{line_number}: gaze components must be numbers, found {fields[1:]}") from None
             norm = math.sqrt(sum(v * v for v in vector))
             if not math.isfinite(norm) or abs(norm - 1.0) > 1e-3:
-                raise ValueError(f"{path}:{line_number}: the gaze vector must have unit length, found norm {norm:.6f}")
+                raise DataError(f"{path}:{line_number}: the gaze vector must have unit length, found norm {norm:.6f}")
+            if not checks.unique((fields[0], *vector), f"{path}:{line_number}"):
+                continue
+            if fields[0] in first_line:
+                raise DataError(f"{path}:{line_number}: {fields[0]} is listed again with another gaze vector (first "
+                                f"at line {first_line[fields[0]]})")
+            first_line[fields[0]] = line_number
             paths.append(fields[0])
             gaze.append(vector)
-    return SplitRows(paths, np.asarray(gaze, dtype=np.float64).reshape(-1, 3), str(path))
+    if not paths:
+        raise DataError(f"{path}: no rows (an empty split file)")
+    return SplitRows(paths, np.asarray(gaze, dtype=np.float64).reshape(-1, 3), str(path), checks.skipped)
 
 
 def window_paths(path: str, num_frames: int) -> list[str]:
@@ -133,9 +145,9 @@ def load_rgb(path: Path) -> Image.Image:
         with Image.open(path) as image:
             return image.convert("RGB")
     except FileNotFoundError:
-        raise FileNotFoundError(f"missing frame: {path}") from None
-    except OSError as error:
-        raise OSError(f"unreadable frame: {path} ({error})") from None
+        raise MissingDataFile(f"missing frame: {path}") from None
+    except (OSError, SyntaxError) as error:
+        raise DataError(f"unreadable frame: {path} ({error})") from None
 
 
 # --- dataset --------------------------------------------------------------------------------------------------------
@@ -155,7 +167,7 @@ class HeadCropDataset(Dataset):
                  input_size: int, crops: list[int], train_crop_scale: float, missing_frames: str, seed: int,
                  magnification_delta: int = 0):
         keep = []
-        self.skipped, self.skipped_examples = 0, []
+        self.skipped, self.skipped_examples, self.skipped_rows = 0, [], []
         # Overlapping windows share frames: look each file up once (Gaze360's train split has ~900k window frames).
         present = {path: path.is_file() for path in {f for files in frame_files for f in files}}
         for index, files in enumerate(frame_files):
@@ -164,13 +176,14 @@ class HeadCropDataset(Dataset):
                 keep.append(index)
             elif missing_frames == "skip":
                 self.skipped += 1
+                self.skipped_rows.append(Skip(f"sample {names[index]}", f"missing frame {missing}"))
                 if len(self.skipped_examples) < 5:
                     self.skipped_examples.append(str(missing))
             else:
-                raise FileNotFoundError(f"missing frame: {missing} (window of sample {names[index]}); set "
+                raise MissingDataFile(f"missing frame: {missing} (window of sample {names[index]}); set "
                                         f"missing_frames: skip to drop such samples (they are counted)")
         if not keep:
-            raise ValueError(f"no samples: {len(frame_files)} listed, {self.skipped} skipped for missing frames "
+            raise DataError(f"no samples: {len(frame_files)} listed, {self.skipped} skipped for missing frames "
                              f"(e.g. {self.skipped_examples[:1]})")
         self.frame_files = [frame_files[i] for i in keep]
         self.gaze = np.asarray(gaze, dtype=np.float64)[keep]
@@ -212,4 +225,7 @@ def gaze360_dataset(root: str | Path, split: str, *, num_frames: int, **kwargs) 
         raise ValueError(f"unknown Gaze360 split {split!r}; expected one of {list(SPLIT_FILES)}")
     rows = read_split_file(root / SPLIT_FILES[split])
     files = [[root / "imgs" / p for p in window_paths(path, num_frames)] for path in rows.paths]
-    return HeadCropDataset(files, rows.gaze, rows.paths, **kwargs)
+    dataset = HeadCropDataset(files, rows.gaze, rows.paths, **kwargs)
+    dataset.annotation_files = [Path(rows.source)]  # for datasets.validation (with skipped_rows)
+    dataset.skipped_rows = rows.skipped + dataset.skipped_rows
+    return dataset

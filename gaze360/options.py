@@ -50,6 +50,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("missing_frames", STR, "error", DATA,
        "A missing or unreadable frame: stop with an error naming the file, or skip the sample (counted and reported).",
        choices=("error", "skip")),
+    _o("skip_validation", BOOL, False, DATA,
+       "Do not read every frame header again before training when these split / label files (same paths, sizes and "
+       "modification times) were validated before (cached in <output_dir>/.data_validation); without such a "
+       "result the data is validated anyway."),
     _o("front_facing", STR, "yaw", DATA,
        "Definition of the front-facing subset: |yaw| <= front_facing_degrees; also |pitch| <= it; or within it of "
        "the camera direction.", choices=("yaw", "yaw_pitch", "camera")),

@@ -8,11 +8,13 @@ Gaze360's yaw_pitch_to_gaze gives the same angular errors.
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
+from datasets.errors import DataError, MissingDataFile
 from gaze360.data import HeadCropDataset, yaw_pitch_to_gaze
 
 FOLDS = ((1, 2, 8, 10), (3, 4, 7, 9), (5, 6, 11, 12, 13))  # test on one, train on the other two
@@ -25,19 +27,21 @@ def read_labels(path: str | Path) -> tuple[list[int], np.ndarray, np.ndarray]:
     """(image indices, head (yaw, pitch) [N, 2], gaze (yaw, pitch) [N, 2]) of one label_combined.txt."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"RT-GENE label file not found: {path}")
+        raise MissingDataFile(f"RT-GENE label file not found: {path}")
     indices, head, gaze = [], [], []
     for line_number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         match = LABEL_LINE.match(line)
         if match is None:
-            raise ValueError(f"{path}:{line_number}: expected 'idx, [head_phi, head_theta], [gaze_phi, gaze_theta], "
+            raise DataError(f"{path}:{line_number}: expected 'idx, [head_phi, head_theta], [gaze_phi, gaze_theta], "
                              f"timestamp', found {line!r}")
         try:
             values = [float(v) for v in match.groups()[1:5]]
         except ValueError:
-            raise ValueError(f"{path}:{line_number}: angles must be numbers, found {line!r}") from None
+            raise DataError(f"{path}:{line_number}: angles must be numbers, found {line!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(f"{path}:{line_number}: angles must be finite numbers, found {line!r}")
         indices.append(int(match[1]))
         head.append(values[:2])
         gaze.append(values[2:])
@@ -62,4 +66,6 @@ def rtgene_dataset(root: str | Path, subjects, face: str = "inpainted", **kwargs
         files += [[folder / face / "face" / f"face_{index:06d}_rgb.png"] for index in indices]
         gaze.append(yaw_pitch_to_gaze(gaze_angles))
         names += [f"s{subject:03d}/{index}" for index in indices]
-    return HeadCropDataset(files, np.concatenate(gaze), names, **kwargs)
+    dataset = HeadCropDataset(files, np.concatenate(gaze), names, **kwargs)
+    dataset.annotation_files = [root / f"s{subject:03d}_glasses" / "label_combined.txt" for subject in subjects]
+    return dataset  # (the attribute is the cache key of datasets.validation)

@@ -22,6 +22,7 @@ from engine.data import EpochShuffleSampler, make_loader
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
 from engine.train import AMP_DTYPES, autocast_for, resolve_device
+from datasets.validation import head_crop_split, validate_splits
 from gaze360.data import gaze360_dataset
 from gaze360.evaluate import evaluate_split, format_table, mean_direction, write_metrics
 from gaze360.losses import gaze_loss
@@ -72,6 +73,9 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
     model = build_model(config, len(crop_list(config))).to(device)
     train_set = make_dataset(config, "train", train=True, fold=fold)
     validation_set = make_dataset(config, "validation", train=False, fold=fold)
+    test_set = make_dataset(config, "test", train=False, fold=fold)  # checked now, not after the training
+    validate_splits([head_crop_split(n, d) for n, d in (("train", train_set), ("validation", validation_set),
+                    ("test", test_set))], run_dir, Path(config.output_dir) / ".data_validation", config.skip_validation)
     baseline_direction = mean_direction(train_set.gaze)
     for name, dataset in (("train", train_set), ("validation", validation_set)):
         if dataset.skipped:

@@ -228,7 +228,7 @@ def test_test_rows_of_one_person_become_one_sample_with_every_point(tmp_path):
 
 
 def test_test_persons_with_more_than_20_annotators_are_an_error(tmp_path):
-    write_test_split(tmp_path, {("test2/a.jpg", 0.2): [(0.5, 0.5)] * 21})
+    write_test_split(tmp_path, {("test2/a.jpg", 0.2): [(0.5, 0.4 + 0.01 * k) for k in range(21)]})  # no repeats
     with pytest.raises(ValueError, match=r"test_annotations_release.txt:1: .* 21 annotator rows .* at most 20"):
         GazeFollow(tmp_path, "test")
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from datasets import synthetic
-from datasets.synthetic import Person, generate_gazefollow
+from datasets import synthetic, synthetic_scenes
+from datasets.synthetic import generate_gazefollow
+from datasets.synthetic_scenes import Person
 
 N_TRAIN, N_TEST = 14, 6
 
@@ -118,9 +119,9 @@ def test_only_the_target_lies_on_a_gaze_ray(seed):
     # exactly their target (none for people looking out of frame), which sits on the ray itself.
     rng = np.random.default_rng(seed)
     roles = ["in", "out", "in"][: 1 + seed % 3]
-    width, height, people, objects = synthetic._layout(rng, roles)
+    width, height, people, objects = synthetic_scenes._layout(rng, roles)
     for person in people:
-        on_ray = [o for o in objects if synthetic._in_cone(person, person.direction, o.centre, o.radius)]
+        on_ray = [o for o in objects if synthetic_scenes._in_cone(person, person.direction, o.centre, o.radius)]
         if person.role == "out":
             assert on_ray == [] and person.target is None
         else:
@@ -133,7 +134,7 @@ def test_only_the_target_lies_on_a_gaze_ray(seed):
 def draw_lone_head(direction: float) -> np.ndarray:
     image = Image.new("RGB", (101, 101), (128, 128, 128))
     person = Person(centre=np.array([50.5, 50.5]), radius=40.0, body_box=(0, 0, 0, 0), role="in", direction=direction)
-    synthetic._draw_head(np.random.default_rng(0), ImageDraw.Draw(image), person)
+    synthetic_scenes._draw_head(np.random.default_rng(0), ImageDraw.Draw(image), person)
     return np.asarray(image, dtype=np.float64)
 
 
