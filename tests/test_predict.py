@@ -446,6 +446,43 @@ def test_the_yolo_detector_is_optional_and_refused_clearly(trained, tmp_path, ca
         assert message in capsys.readouterr().err
 
 
+def test_the_yolo_detector_reads_ultralytics_boxes_and_scores(trained, tmp_path, capsys, monkeypatch):
+    """With Ultralytics present (a stand-in module here: the package and a head model are not installed), the
+    detector file's boxes (pixels, xyxy) and confidences become head boxes and head scores, filtered like MTCNN's."""
+    import importlib.machinery
+    import sys
+    import types
+
+    calls = []
+
+    class Boxes:
+        xyxy = torch.tensor([[553.0, 71.0, 752.0, 275.0], [1093.0, 33.0, 1347.0, 299.0], [10.0, 10.0, 20.0, 20.0]])
+        conf = torch.tensor([0.9, 0.3, 0.99])
+
+    class YOLO:
+        def __init__(self, path):
+            calls.append(path)
+
+        def predict(self, image, device, verbose):
+            assert image.size == FRAME_SIZE and device == "cpu" and verbose is False
+            return [types.SimpleNamespace(boxes=Boxes())]
+
+    module = types.ModuleType("ultralytics")
+    module.YOLO, module.__spec__ = YOLO, importlib.machinery.ModuleSpec("ultralytics", None)
+    monkeypatch.setitem(sys.modules, "ultralytics", module)
+    (tmp_path / "heads.pt").write_bytes(b"weights")
+    code, printed = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--out", tmp_path / "out",
+                                "--device", "cpu", "--detector", f"yolo:{tmp_path / 'heads.pt'}",
+                                "--min_head_score", "0.5")
+    assert code == 0, printed
+    assert calls == [str(tmp_path / "heads.pt")]
+    [row] = read_rows(tmp_path / "out")  # 0.3 below the score, the 10-pixel box below the size
+    assert [float(row[k]) for k in ("head_x_min", "head_y_min", "head_x_max", "head_y_max")] == [553, 71, 752, 275]
+    assert float(row["head_score"]) == pytest.approx(0.9)
+    counts = json.loads((tmp_path / "out" / "predictions.json").read_text())["detection"]["detections"]
+    assert (counts["dropped_below_min_head_score"], counts["dropped_below_min_head_size"]) == (1, 1)
+
+
 def tiny_gaze360_checkpoint(path, **changes):
     from engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
     from gaze360.models import build_model
