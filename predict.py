@@ -18,7 +18,8 @@ from engine.config import ConfigError
 from engine.options import OPTIONS_BY_NAME
 from inference import ANIMATION_FORMATS
 
-DETECTION_OPTIONS = ("detector", "min_head_score", "min_head_size", "track_min_iou", "track_max_missed")
+DETECTION_OPTIONS = ("detector", "min_head_score", "min_head_size", "detect_width", "track_min_iou",
+                     "track_max_missed")
 SEQUENCE_OPTIONS = ("every_nth_frame", "start", "end", "smooth_boxes", "smooth_points", "animation", "fps",
                     "animation_width", "overlays", "skip_missing_frames", "track_min_iou", "track_max_missed")
 OVERRIDES = ("device", "sampler", "sample_time_steps", "sample_k", "ddim_eta", "seed", "amp")  # options of engine/options.py a flag may override
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     detection.add_argument("--min_head_size", type=float, default=20.0,
                            help="drop (and count) head boxes whose shorter side is below this many pixels "
                                 "[default: 20]")
+    detection.add_argument("--detect_width", type=int, default=0,
+                           help="detect on frames scaled down to this width in pixels (faster on large frames; boxes "
+                                "are scaled back; 0 = full size) [default: 0]")
     detection.add_argument("--track_min_iou", type=float, default=0.3,
                            help="smallest IoU of a detection with a track's last box to continue it [default: 0.3]")
     detection.add_argument("--track_max_missed", type=int, default=5,
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     changed = [name for name in vars(args) if getattr(args, name) != parser.get_default(name)]
     if not detect and (unused := [n for n in changed if n in DETECTION_OPTIONS]):
         parser.error(f"--{unused[0]} applies when heads are detected; head boxes were given")
+    if args.detect_width < 0:
+        parser.error(f"--detect_width: expected a width in pixels >= 0 (0 = full size), found {args.detect_width}")
     if args.image and (unused := [n for n in changed if n in SEQUENCE_OPTIONS]):
         parser.error(f"--{unused[0]} applies to --frames / --video, not to one --image")
     overlays = {"auto": None, "on": True, "off": False}[args.overlays]
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             from inference.detection import build_detector
 
             finder = HeadFinder(build_detector(args.detector, str(predictor.device)), args.detector,
-                                args.min_head_score, args.min_head_size)
+                                args.min_head_score, args.min_head_size, args.detect_width)
             tracker = IoUTracker(args.track_min_iou, args.track_max_missed)
         if args.gaze360_weights:
             from inference.gaze3d import Gaze3DEstimator

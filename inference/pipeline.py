@@ -46,14 +46,20 @@ class HeadFinder:
     spec: str
     min_score: float = 0.0
     min_size: float = 0.0
+    detect_width: int = 0  # frames wider than this are scaled down to it for detection (0 = full size)
     counts: DetectionCounts = field(default_factory=DetectionCounts)
 
     def find(self, image: Image.Image):
-        return filter_detections(self.detector.detect(image), self.min_score, self.min_size, self.counts)
+        scale = 1.0
+        if 0 < self.detect_width < image.width:
+            scale = self.detect_width / image.width
+            image = image.resize((self.detect_width, max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+        detections = [dataclasses.replace(d, box=d.box / scale) for d in self.detector.detect(image)]
+        return filter_detections(detections, self.min_score, self.min_size, self.counts)
 
     def settings(self) -> dict:
         return {"detector": self.spec, "min_head_score": self.min_score, "min_head_size": self.min_size,
-                "detections": self.counts.summary()}
+                "detect_width": self.detect_width, "detections": self.counts.summary()}
 
 
 def predict_image(predictor: Predictor, image_path: str | Path, head_boxes: Sequence[str], out_dir: str | Path, *,

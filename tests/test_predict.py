@@ -351,6 +351,12 @@ def test_without_head_boxes_both_people_are_detected_and_tracked_in_every_demo_f
         assert track_rows == [row for row in rows if row["person"] == person]
     assert document["track_files"] == [f"tracks/{p}.csv" for p in dict.fromkeys(r["person"] for r in rows)]
 
+    # Detection on the frame scaled down to 960 px (boxes scaled back to the frame's pixels) finds both people too.
+    code, printed = predict_cli(capsys, "--weights", trained[0], "--image", DEMO / FRAMES[0], "--out",
+                                tmp_path / "small", "--device", "cpu", "--detect_width", "960")
+    assert code == 0, printed
+    assert_both_people_found_and_followed(detected_tracks(read_rows(tmp_path / "small")), FRAMES[:1])
+
     # The filters drop and count: no face of these frames scores above 1, and none is 2000 px tall.
     for flags, key in ((["--min_head_score", "1.01"], "dropped_below_min_head_score"),
                        (["--min_head_size", "2000"], "dropped_below_min_head_size")):
