@@ -6,8 +6,8 @@ with `os.replace`, so a crash during the write leaves the previous checkpoint in
 """
 from __future__ import annotations
 
+import errno
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -16,12 +16,42 @@ from typing import Any
 import numpy as np
 import torch
 
+from pretrained.files import CheckpointError, load_checkpoint  # noqa: F401  (read here by the engine)
+
 CHECKPOINT_FORMAT = 1
 
 
+class DiskFullError(OSError):
+    """A run's file could not be written: no space left on the device (or the quota is used up)."""
+
+
+def no_space_left(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, is ENOSPC / EDQUOT (torch.save reports a full disk as a
+    RuntimeError 'unexpected pos' raised while handling the OSError of the write)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically (temporary file + fsync + os.replace + fsync of the folder)."""
+    """Write `state` to `path` atomically (temporary file + fsync + os.replace + fsync of the folder). A full disk is
+    a DiskFullError naming the file; the previous file at `path` is left as it was."""
     path = Path(path)
+    try:
+        _write_atomically(path, state)
+    except Exception as error:
+        if no_space_left(error):
+            raise DiskFullError(f"cannot write {path}: no space left on the device (or the disk quota is used up); "
+                                f"the previous {path.name} is intact: free some space and run the same command "
+                                "again to resume") from error
+        raise
+
+
+def _write_atomically(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while writing
         stale.unlink(missing_ok=True)
@@ -40,40 +70,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
-
-
-def load_checkpoint(path: str | Path, trust_legacy: bool = False) -> dict[str, Any]:
-    """Load a checkpoint with `torch.load(weights_only=True)`: no arbitrary code is unpickled.
-
-    A file that needs unsafe unpickling (e.g. the original DiffusionGaze checkpoints, which pickle the function
-    `F.mse_loss`) is refused with an explanation, unless `trust_legacy` (option `trust_legacy_checkpoint`) allows a
-    full unpickling of a file the user trusts.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # torch's message for objects outside the weights-only allow-list
-        if trust_legacy:
-            print(f"{path}: loading with full unpickling (trust_legacy_checkpoint): it holds Python objects beyond "
-                  "tensors and containers")
-            return torch.load(path, map_location="cpu", weights_only=False)
-        raise RuntimeError(
-            f"{path}: refused: torch.load(weights_only=True) cannot load it because it holds Python objects other "
-            f"than tensors, numbers, strings and containers ({_unsupported_global(error)}). Unpickling such a file "
-            "can run arbitrary code. If you trust its origin (e.g. a checkpoint written by the original DiffusionGaze "
-            "code, which pickles F.mse_loss), pass --trust_legacy_checkpoint."
-        ) from error
-    except Exception as error:  # truncated or otherwise corrupt files
-        raise RuntimeError(f"{path}: cannot be loaded, the file is corrupt or not a torch checkpoint "
-                           f"({type(error).__name__}: {error})") from error
-
-
-def _unsupported_global(error: Exception) -> str:
-    """The line of torch's weights-only error that names the refused object, e.g. 'Unsupported global: GLOBAL x.y'."""
-    lines = [line.strip() for line in str(error).splitlines() if "Unsupported" in line]
-    return lines[0].split(" was not an allowed")[0] if lines else str(error).splitlines()[0]
 
 
 def rng_state() -> dict[str, Any]:

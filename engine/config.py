@@ -212,8 +212,9 @@ def _read_yaml(path: str | Path, table: OptionTable | None = None) -> tuple[dict
     finally:
         loader.dispose()
     found: dict[str, tuple[Any, str]] = {}
-    if root is None:
-        return found, False
+    if root is None:  # an empty file (or only comments) would silently mean "all defaults"
+        raise ConfigError(f"{path}: the file is empty (no options): give the YAML file with the run's options, or "
+                          "leave the flag out to use the defaults")
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{path}: expected a mapping of options at the top level")
     table = _table(table)
@@ -342,10 +343,26 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{at('diff_normalization')} must be positive, found {config.diff_normalization}")
     if not 0.0 <= config.ema_rate < 1.0:
         raise ConfigError(f"{at('ema_rate')} must be in [0, 1), found {config.ema_rate}")
+    _validate_unread(config, at)
     if config.sync_batchnorm and config.device != "cuda":
         raise ConfigError(f"{at('sync_batchnorm')} needs {at('device')} = 'cuda' (SyncBatchNorm has no CPU backend)")
     if config.random_sigma <= 0:
         raise ConfigError(f"{at('random_sigma')} must be positive, found {config.random_sigma}")
+
+
+# (option, the switch that makes something read it): setting the option away from its default while the switch is off
+# is an error, since nothing would read it.
+_READ_ONLY_WITH = (("offset_noise_strength", "noise_changer"), ("ema_rate", "ema_on"),
+                   ("time_noise", "eval_from_picture"), ("picture_source", "eval_from_picture"))
+
+
+def _validate_unread(config: Config, at) -> None:
+    for name, switch in _READ_ONLY_WITH:
+        if config.sources[name].endswith("(stored)"):  # a checkpoint's value, e.g. ema_rate when evaluating the raw
+            continue                                   # weights of an EMA run with --ema_on false: not the user's
+        if not getattr(config, switch) and getattr(config, name) != config.table.by_name[name].default:
+            raise ConfigError(f"{at(name)} = {getattr(config, name)!r} is read only with {at(switch)}, which is off: "
+                              f"turn '{switch}' on, or leave '{name}' out")
 
 
 def _validate_diffusion(config: Config, at) -> None:

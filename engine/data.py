@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from engine.stopping import ignore_stop_signals
+
 
 class EpochShuffleSampler(Sampler[int]):
     """A random permutation of range(n) that is a pure function of (seed, epoch); call `set_epoch` every epoch.
@@ -81,6 +83,7 @@ def make_loader(dataset, config, train: bool, sampler: Sampler | None = None) ->
         # The loader draws its workers' base seed from this generator, not from torch's global one, so starting an
         # epoch (or resuming in its middle) leaves the global random state -- saved in checkpoints -- untouched.
         generator=torch.Generator().manual_seed(config.seed),
+        worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM are the main process's to handle (engine.stopping)
     )
 
 

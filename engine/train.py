@@ -1,10 +1,13 @@
 """The main job: build everything from the configuration, then one training loop a reader can follow top to bottom.
 
 `run(config)` trains (resuming from `<output_dir>/<tag>/last.pt` unless `no_resume`), checkpoints atomically,
-evaluates every `evaluate_every` epochs and at the end; with `eval_weights` it only evaluates.
+evaluates every `evaluate_every` epochs and at the end; with `eval_weights` it only evaluates. A resume and an
+evaluation start from the configuration stored in the checkpoint (engine.stored_config); one job at a time holds a run
+folder (engine.run_folder); Ctrl-C and SIGTERM stop after the current step with a checkpoint (engine.stopping).
 """
 from __future__ import annotations
 
+import signal
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -19,12 +22,18 @@ from tqdm import tqdm
 from datasets import build_dataset, build_eval_dataset
 from datasets.validation import validate_datasets
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
-from engine.checkpoint import CHECKPOINT_FORMAT, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state
+from engine.checkpoint import (
+    CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state,
+)
+from engine.config import ConfigError
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
 from engine.ema import ExponentialMovingAverage
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
+from engine.run_folder import RunLock, evaluation_dir, holds_training_run, trim_log
+from engine.stopping import RunStopped, StopRequests, signal_name
+from engine.stored_config import RESUMABLE, Change, apply_stored_config, evaluation_config, given_options
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
@@ -39,9 +48,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """The requested device (under torchrun, CUDA device `local_rank`), or an error saying why it cannot be used
     (never a silent fallback to CPU)."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but CUDA is not available here; pass --device cpu")
+        raise ConfigError("device 'cuda' was requested but CUDA is not available here; pass --device cpu")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("device 'mps' was requested but MPS is not available here; pass --device cpu")
+        raise ConfigError("device 'mps' was requested but MPS is not available here; pass --device cpu")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
@@ -58,7 +67,59 @@ def run(config) -> dict:
     the gradients, each rank trains on its share of every epoch and evaluates its shard of the test set, and only
     rank 0 logs and writes files."""
     context = distributed.setup(config.device)
-    run_dir = Path(config.output_dir) / config.tag
+    with StopRequests() as stop:
+        if config.eval_weights:  # the model, diffusion and data come from the checkpoint's stored configuration
+            config, changes = evaluation_setup(config)
+            run_dir = evaluation_dir(config.output_dir, config.tag, config.eval_weights)
+        else:
+            run_dir, changes = Path(config.output_dir) / config.tag, []
+        if context.enabled:  # every rank writes into the folder rank 0 chose
+            run_dir = Path(distributed.gather_objects([str(run_dir)] if context.is_main else [], context)[0])
+        with RunLock(run_dir) if context.is_main else nullcontext() as lock:
+            state = None
+            if not config.eval_weights:
+                if config.no_resume and lock is not None and holds_training_run(run_dir):
+                    print(f"--no_resume: moved the previous run aside to {lock.move_run_aside()}")
+                state, config, changes = resume_checkpoint(run_dir / "last.pt", config)
+            return _run(config, context, run_dir, state, changes, stop)
+
+
+def evaluation_setup(config):
+    """The configuration an evaluation of `config.eval_weights` runs with: the checkpoint's stored one with the
+    evaluation-time options given applied (said aloud), or `config` itself for a file that stores none."""
+    weights = str(config.eval_weights)
+    if weights.endswith(".safetensors"):
+        return config, []
+    resolved = evaluation_config(load_checkpoint(weights, trust_legacy=config.trust_legacy_checkpoint),
+                                 given_options(config), weights=weights, table=config.table)
+    if resolved is None:
+        print(f"{weights} stores no configuration: the model is built from the YAML files and flags given")
+        return config, []
+    config, changes = resolved
+    changes = [change for change in changes if change.name not in ("tag", "output_dir", "eval_weights")]
+    print(f"evaluating {weights} with the configuration stored in it"
+          + (": evaluation-time options changed: " + "; ".join(map(str, changes)) if changes else ""))
+    return config, changes
+
+
+def resume_checkpoint(checkpoint_path: Path, config):
+    """(state, config, changes) to continue the run of `checkpoint_path`: its stored configuration with the options
+    that may change on resume (engine.stored_config.RESUMABLE) applied, or (None, config, []) for a fresh start."""
+    if config.no_resume or not checkpoint_path.is_file():
+        return None, config, []
+    state = load_checkpoint(checkpoint_path)
+    if "config" not in state:
+        raise CheckpointError(f"{checkpoint_path} stores no configuration, so the run cannot be resumed safely: "
+                              "start a new run (--no_resume or another --tag)")
+    config, changes = apply_stored_config(state["config"], given_options(config), RESUMABLE,
+                                          checkpoint=str(checkpoint_path), purpose="resume", table=config.table)
+    if changes:
+        print(f"resuming with changed options (allowed on resume) at step {state['step']}: "
+              + "; ".join(map(str, changes)))
+    return state, config, changes
+
+
+def _run(config, context, run_dir: Path, state: dict | None, changes: list[Change], stop: StopRequests) -> dict:
     device = resolve_device(config.device, context.local_rank)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
@@ -81,16 +142,20 @@ def run(config) -> dict:
         report, kind = load_eval_weights(model, config)
         print(report.summary())
         if report.missing:
-            raise RuntimeError(f"{config.eval_weights}: {len(report.missing)} model weights are missing, e.g. "
-                               f"{report.missing[:5]}; cannot evaluate a partly loaded model")
+            raise CheckpointError(f"{config.eval_weights}: {len(report.missing)} model weights are missing, e.g. "
+                                  f"{report.missing[:5]}; cannot evaluate a partly loaded model (weights of another "
+                                  "architecture? give the configuration they were trained with)")
+        if context.is_main:
+            print(f"evaluation results go to {run_dir}")
+            (run_dir / "evaluation.yaml").write_text(config.to_yaml() + change_comments(changes, "evaluation"))
         summary = evaluation(model, config, test_loader, device, weights=str(config.eval_weights),
-                             evaluated_weights=kind)
+                             evaluated_weights=kind, record=evaluation_record(config, changes))
         if context.is_main:
             print(format_table(summary))
         distributed.cleanup(context)
         return summary
 
-    if config.init_weights:
+    if config.init_weights and state is None:  # a resumed run's weights come from its checkpoint
         report = load_init_weights(model, config.init_weights, scheme=config.init_weights_scheme,
                                    extra_rules=config.init_weights_rules,
                                    trust_legacy=config.trust_legacy_checkpoint)
@@ -117,9 +182,16 @@ def run(config) -> dict:
 
     epoch, step, batch_in_epoch, wandb_run_id = 0, 0, 0, None
     checkpoint_path = run_dir / "last.pt"
-    state = resume_state(checkpoint_path, config)
+    history = list(state.get("config_changes", [])) if state is not None else []
     if state is not None:
-        model.load_state_dict(state["model"])
+        check_schedule_length(changes, state, config, steps_per_epoch)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:  # torch's "Error(s) in loading state_dict": another version's model
+            first = str(error).strip().splitlines()[0]
+            raise CheckpointError(f"{checkpoint_path}: its weights do not fit the model built from its own stored "
+                                  f"configuration ({first}); it was written by another version of the code: start "
+                                  "a new run (--no_resume or another --tag)") from error
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -137,9 +209,13 @@ def run(config) -> dict:
                                "that epoch: resume with the same number of processes")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}"
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
+        history += [{"step": step, "option": c.name, "was": c.stored, "now": c.given, "source": c.source}
+                    for c in changes]
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
+        (run_dir / "config.yaml").write_text(config.to_yaml() + history_comments(history))
+        if state is not None and trim_log(run_dir / "metrics.jsonl", step):
+            print(f"metrics.jsonl: dropped the records logged after step {step} by the interrupted job")
     logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id, enabled=context.is_main)
 
     def training_state(epoch: int, batch_in_epoch: int) -> dict:
@@ -147,7 +223,7 @@ def run(config) -> dict:
         state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                  "batch_in_epoch": batch_in_epoch, "rng": rng_state(), "config": config.to_dict(),
-                 "wandb_run_id": logger.wandb_run_id, "world_size": context.world_size}
+                 "wandb_run_id": logger.wandb_run_id, "world_size": context.world_size, "config_changes": history}
         if ema is not None:
             state["ema"] = ema.state_dict()
         return state
@@ -161,11 +237,13 @@ def run(config) -> dict:
 
     summary = None
     finished = step >= total_steps
+    stop.deferring = True  # from here a signal lets the current step finish, then stops with a checkpoint
     while not finished:
         sampler.set_epoch(epoch, start=batch_in_epoch * config.batch_size)
         train_set.set_epoch(epoch)
         model.train()
         started, seen = time.perf_counter(), 0
+        stopping = None
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                           disable=not context.is_main):
             losses = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
@@ -179,8 +257,13 @@ def run(config) -> dict:
                            images_per_second=seen * context.world_size / max(elapsed, 1e-9), **memory_stats(device))
             if step >= total_steps:
                 break
-            if config.save_every_steps and step % config.save_every_steps == 0 and batch_in_epoch < steps_per_epoch:
+            stopping = stop_requested(stop, context, device)
+            mid_epoch = batch_in_epoch < steps_per_epoch
+            if mid_epoch and (stopping or config.save_every_steps and step % config.save_every_steps == 0):
                 save(checkpoint_path, training_state(epoch, batch_in_epoch))
+            if stopping and mid_epoch:
+                logger.close()
+                raise RunStopped(stopping, stopped_message(stopping, step, checkpoint_path))
         epoch += 1
         batch_in_epoch = 0
         finished = step >= total_steps
@@ -188,8 +271,14 @@ def run(config) -> dict:
         save(checkpoint_path, state)
         if not config.no_save and (epoch % config.save_every == 0 or finished):
             save(run_dir / f"ckpt_epoch_{epoch}.pt", state)
+        stopping = stop_requested(stop, context, device)
+        if stopping:  # the evaluation of this epoch is not run (a resumed finished run evaluates its weights)
+            logger.close()
+            raise RunStopped(stopping, stopped_message(stopping, step, checkpoint_path))
         if epoch % config.evaluate_every == 0 or finished:
+            stop.deferring = False  # the epoch's checkpoint is written: a signal stops the evaluation at once
             summary = evaluate_trained(evaluation, model, ema, config, test_loader, device, checkpoint_path)
+            stop.deferring = True
             logger.log("eval", step, epoch=epoch, **{k: v for k, v in summary.items() if isinstance(v, (int, float))})
             if "figures" in summary:  # drawn with Debugging_maps, or whenever wandb is on
                 logger.log_images("eval", step, summary["figures"]["folder"], summary["figures"]["files"])
@@ -197,6 +286,7 @@ def run(config) -> dict:
                 print(f"epoch {epoch} ({summary['protocol']} protocol): " + "  ".join(
                     f"{key} {value:.4f}" for key, value in summary.items()
                     if key in PROTOCOLS[summary["protocol"]] and value is not None))
+    stop.deferring = False
     if summary is None:  # resumed a run that had already finished: evaluate its final weights
         summary = evaluate_trained(evaluation, model, ema, config, test_loader, device, checkpoint_path)
     logger.close()
@@ -204,6 +294,53 @@ def run(config) -> dict:
         print(format_table(summary))
     distributed.cleanup(context)
     return summary
+
+
+def stop_requested(stop: StopRequests, context: distributed.Distributed, device: torch.device) -> int | None:
+    """The signal that asks the job to stop, agreed by every rank (under torchrun the ranks may see it one step
+    apart; they stop together after the same step), or None."""
+    if not context.enabled:
+        return stop.signum
+    signum = distributed.all_reduce_sum(torch.tensor([float(stop.signum or 0)], device=device), context).item()
+    return (stop.signum or signal.SIGTERM) if signum else None
+
+
+def stopped_message(signum: int, step: int, checkpoint_path: Path) -> str:
+    return (f"stopped by {signal_name(signum)} after step {step}: wrote {checkpoint_path}; run the same command "
+            "again to resume")
+
+
+def check_schedule_length(changes: list[Change], state: dict, config, steps_per_epoch: int) -> None:
+    """A changed `epochs` is allowed on resume unless the learning-rate schedule is laid out over the run's length
+    (lr_schedular, warmup_linear): its rates so far would then belong to another run."""
+    epochs = next((change for change in changes if change.name == "epochs"), None)
+    if epochs is not None and (config.lr_schedular or config.warmup_linear):
+        schedule = "lr_schedular" if config.lr_schedular else "warmup_linear"
+        raise ConfigError(f"epochs: {epochs.stored!r} -> {epochs.given!r} ({epochs.source}) on resume, but "
+                          f"'{schedule}' spreads the learning-rate schedule over the run's {epochs.stored} epochs: "
+                          "the steps done followed that schedule; resume with the same epochs, or start a new run")
+
+
+def change_comments(changes: list[Change], what: str) -> str:
+    """YAML comments listing the options an evaluation changed from the checkpoint's configuration."""
+    return "".join(f"# {what}-time option changed from the checkpoint's configuration: {change}\n"
+                   for change in changes)
+
+
+def history_comments(history: list[dict]) -> str:
+    """YAML comments (the file stays loadable) listing the options changed on each resume, with the step."""
+    return "".join(f"# changed on resume at step {entry['step']}: {entry['option']}: {entry['was']!r} -> "
+                   f"{entry['now']!r} ({entry['source']})\n" for entry in history)
+
+
+def evaluation_record(config, changes: list[Change]) -> dict:
+    """What metrics.json says about the configuration an evaluation ran with."""
+    record = {"configuration": "stored in the checkpoint" if any(
+        "(stored)" in source for source in config.sources.values()) else "YAML files and flags given"}
+    if changes:
+        record["changed_from_checkpoint"] = {change.name: {"checkpoint": change.stored, "evaluation": change.given,
+                                                           "source": change.source} for change in changes}
+    return record
 
 
 def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkpoint_path) -> dict:

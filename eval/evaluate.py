@@ -23,6 +23,7 @@ from engine.build import (build_sampling_diffusion, denoiser, heatmap_scaling, p
                           sdedit_start_step)
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
+from eval.encoding import encode_batch
 from pretrained.loading import EVALUATED_WEIGHTS
 
 # Each dataset is scored with its published protocol (see /work/shared/reference/metrics.md); `protocol` in
@@ -72,19 +73,6 @@ def batch_metrics(protocol: str, heatmaps: np.ndarray, prior: np.ndarray, target
     A plain function of numpy values so that worker processes can run it (eval_metric_workers)."""
     return [(sample_metrics(protocol, heatmap, *target), sample_metrics(protocol, prior, *target))
             for heatmap, target in zip(heatmaps, targets)]
-
-
-@torch.no_grad()
-def encode_batch(model, config, batch: dict, device: torch.device, autocast=nullcontext) -> tuple[dict, torch.Tensor]:
-    """The model's features of a batch (computed once per image, reused by every sampling step) and its in/out
-    probabilities [B]."""
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
-    depth = batch["depth"].to(device, memory_format=memory_format) if "depth" in batch else None  # depth_flag
-    with autocast():
-        features = model.encode(image, head_mask, face, depth)
-        inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
-    return features, inout
 
 
 @torch.no_grad()
@@ -166,7 +154,8 @@ def sampling_summary(config, diffusion) -> dict:
 
 
 def evaluate(model, config, loader, device: torch.device, run_dir: Path | None = None, weights: str = "",
-             autocast=nullcontext, progress: bool = True, evaluated_weights: str = "model", gather=None) -> dict:
+             autocast=nullcontext, progress: bool = True, evaluated_weights: str = "model", gather=None,
+             record: dict | None = None) -> dict:
     """Predict every test sample, score it with the protocol of the loader's dataset (`dataset.protocol`), and score a
     centre-prior heatmap on the same samples. Writes `metrics.json` and `predictions.csv` (one row per sample, every
     metric) into `run_dir`, and with Debugging_maps or eval_weights the figures of eval/figures.py.
@@ -175,7 +164,8 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     the next batches (the full-resolution GazeFollow AUC is the slow part). `evaluated_weights` ("model" or "ema", the
     exponential moving average) is recorded in the summary. Under DDP each rank predicts its shard of the loader and
     `gather` (a list -> every rank's list concatenated) brings every prediction together exactly once, in dataset
-    order; the figures are drawn by the rank with a `run_dir`."""
+    order; the figures are drawn by the rank with a `run_dir`. `record` adds entries to the summary (e.g. the
+    options an evaluation changed from the checkpoint's configuration)."""
     dataset = loader.dataset
     protocol = dataset.protocol
     keys = PROTOCOLS[protocol]
@@ -249,6 +239,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
                      "picture_source ground_truth); these metrics are not a result of the model.")
     if notes:
         summary["notes"] = " ".join(notes)
+    summary.update(record or {})
     if run_dir is not None:
         write_results(Path(run_dir), summary, rows)
         if draw_figures:

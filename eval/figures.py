@@ -21,6 +21,7 @@ from torch.utils.data import default_collate  # noqa: E402
 
 from diffusion.sampling import sample_heatmaps_progressive  # noqa: E402
 from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sampling_state_fn  # noqa: E402
+from eval.encoding import encode_batch  # noqa: E402
 
 TRAJECTORY_SNAPSHOTS = 6  # heatmaps drawn per trajectory, evenly spaced over the sampling steps (the last included)
 PANEL_INCHES = 3.2
@@ -76,8 +77,6 @@ def _group_figure(path: Path, dataset, rows: list[dict], heatmaps: dict, ranking
 def denoising_trajectory(model, config, dataset, index: int, device, autocast) -> list[tuple[int, np.ndarray]]:
     """[(step, predicted x0 heatmap)] of sample `index` at TRAJECTORY_SNAPSHOTS evenly spaced sampling steps, noise
     drawn from seed (config.seed, index) so the figure does not depend on the evaluation's random stream."""
-    from eval.evaluate import encode_batch  # the evaluation's own encoding (imported here: evaluate imports us)
-
     batch = default_collate([dataset[index]])
     features, _ = encode_batch(model, config, batch, device, autocast)
     diffusion = build_sampling_diffusion(config)

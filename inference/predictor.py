@@ -19,6 +19,7 @@ from diffusion import resolve_sampler
 from engine.build import build_sampling_diffusion
 from engine.checkpoint import load_checkpoint
 from engine.config import ConfigError, load_config
+from engine.stored_config import evaluation_config, stored_configuration
 from engine.train import autocast_for, resolve_device
 from eval.evaluate import predict_heatmaps
 from eval.metrics import argmax_point
@@ -147,7 +148,7 @@ class Predictor:
 
 def _config(weights: Path, checkpoint, config_paths: Sequence[str | Path], overrides: Mapping[str, object]):
     """The checkpoint's stored configuration (or the YAML files for a weight file without one), then `overrides`."""
-    stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
+    stored = stored_configuration(checkpoint)
     if stored is not None and config_paths:
         raise ConfigError(f"{weights} stores the configuration it was trained with; --config "
                           f"{' '.join(map(str, config_paths))} would contradict it (change single options with "
@@ -158,7 +159,9 @@ def _config(weights: Path, checkpoint, config_paths: Sequence[str | Path], overr
     try:
         if stored is None:
             return load_config(config_paths, overrides)
-        return load_config((), {**stored, **overrides})
+        # The stored configuration; flags may change evaluation-time options only (as main.py --eval_weights).
+        return evaluation_config(checkpoint, {name: (value, f"--{name}") for name, value in overrides.items()},
+                                 weights=str(weights))[0]
     except ConfigError as error:
         where = "the configuration stored in it" if stored is not None else "the --config files"
         raise ConfigError(f"{weights}: {where}, with the overrides {dict(overrides)}: {error}") from error

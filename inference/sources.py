@@ -90,6 +90,11 @@ def checked_head_box(head_box: HeadBox, image_size: tuple[int, int], image_name:
     if x_min >= x_max or y_min >= y_max:
         raise ValueError(f"{head_box.where}: head box {_format(head_box.box)} of {head_box.person} is inverted or "
                          "empty: expected x_min < x_max and y_min < y_max (pixels)")
+    if max(width, height) > 2 and 0 <= x_min and 0 <= y_min and x_max <= 1 and y_max <= 1:  # no pixel box is < 1 px
+        pixels = head_box.box * np.array([width, height, width, height])
+        raise ValueError(f"{head_box.where}: head box {_format(head_box.box)} of {head_box.person} looks normalised "
+                         f"to [0, 1]; head boxes are in pixels: in the {width}x{height} image {image_name} that box "
+                         f"is {_format(pixels)}")
     if x_max <= 0 or y_max <= 0 or x_min >= width or y_min >= height:
         raise ValueError(f"{head_box.where}: head box {_format(head_box.box)} of {head_box.person} lies outside the "
                          f"{width}x{height} image {image_name} (x in [0, {width}], y in [0, {height}] pixels)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import load_checkpoint
+from pretrained.files import load_checkpoint
 from pretrained.loading import EMA_CONTAINERS, detect_scheme, unwrap_state_dict
 from pretrained.renaming import SCHEMES, rename_keys
 

@@ -11,7 +11,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from engine.checkpoint import load_checkpoint
+from pretrained.files import CheckpointError, load_checkpoint, load_safetensors  # noqa: F401  (re-exported)
 from pretrained.renaming import SCHEMES, rename_keys, rules_from_spec
 
 logger = logging.getLogger(__name__)
@@ -79,14 +79,6 @@ def load_checkpoint_state(path: str | os.PathLike, trust_legacy: bool = False,
     containers = EMA_CONTAINERS if ema else STATE_DICT_CONTAINERS
     return unwrap_state_dict(load_checkpoint(path, trust_legacy=trust_legacy), source=str(path),
                              containers=containers)
-
-
-def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(state dict, metadata) of a .safetensors file (see pretrained.export)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt", device="cpu") as stream:
-        return {key: stream.get_tensor(key) for key in stream.keys()}, dict(stream.metadata() or {})
 
 
 def unwrap_state_dict(checkpoint, source: str = "checkpoint",
@@ -175,8 +167,11 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
     report.missing = [key for key in target if key not in converted]
     logger.info(report.summary())
     if report.shape_mismatched:
-        raise ValueError(f"{source}: tensors whose shapes differ from the model's (nothing loaded):\n" + "\n".join(
-            f"  {key}: checkpoint {list(a)}, model {list(b)}" for key, a, b in report.shape_mismatched))
+        raise CheckpointError(
+            f"{source}: {len(report.shape_mismatched)} tensors have other shapes than the model's (nothing loaded): "
+            "the weights are of another architecture; build the model with the configuration they were trained "
+            "with:\n" + "\n".join(f"  {key}: checkpoint {list(a)}, model {list(b)}"
+                                   for key, a, b in report.shape_mismatched))
     model.load_state_dict({key: converted[key] for key in report.loaded}, strict=False)
     return report
 

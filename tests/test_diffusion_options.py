@@ -373,7 +373,7 @@ OPTION_EFFECTS = [  # (base overrides, the option switched, the parts it must ch
     ({}, {"ddim_eta": 1.0}, {"sampling"}),
     ({}, {"sample_k": 3}, {"sampling"}),
     ({"diff_normalization": 0.2}, {"clip_denoised": True}, {"sampling"}),
-    ({"time_noise": 10}, {"eval_from_picture": True}, {"sampling"}),
+    ({}, {"eval_from_picture": True, "time_noise": 10}, {"sampling"}),  # time_noise alone is unread: an error
     ({"eval_from_picture": True, "time_noise": 10}, {"time_noise": 5}, {"sampling"}),
     ({"eval_from_picture": True, "time_noise": 10}, {"picture_source": "ground_truth"}, {"sampling"}),
     ({}, {"compat_original_ddim_step": True}, {"sampling"}),

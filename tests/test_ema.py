@@ -67,8 +67,14 @@ def test_training_with_ema_saves_and_evaluates_the_average(tmp_path, single_thre
     assert written["evaluated_weights"] == "ema"
     for key in ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-9), key
-    plain = run(tiny_config(dataset, tmp_path, "eval_model", "--eval_weights", str(tmp_path / "ema" / "last.pt")))
+    # The stored configuration has ema_on: without a flag the EMA is evaluated; --ema_on false picks the raw weights.
+    assert run(tiny_config(dataset, tmp_path, "eval_stored", "--eval_weights", str(tmp_path / "ema" / "last.pt"))
+               )["evaluated_weights"] == "ema"
+    plain = run(tiny_config(dataset, tmp_path, "eval_model", "--eval_weights", str(tmp_path / "ema" / "last.pt"),
+                            "--ema_on", "false"))
     assert plain["evaluated_weights"] == "model"
+    assert json.loads((tmp_path / "eval_model" / "metrics.json").read_text())["changed_from_checkpoint"] == {
+        "ema_on": {"checkpoint": True, "evaluation": False, "source": "command line"}}
 
     # Export of the evaluation weights (the EMA: trained with ema_on) to safetensors, evaluated again.
     code = export_main([str(tmp_path / "ema" / "last.pt"), str(tmp_path / "ema.safetensors")])

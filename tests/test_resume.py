@@ -1,6 +1,7 @@
 """Exact, safe resume: a run killed with SIGKILL in the middle of an epoch, or in the middle of writing a checkpoint,
 resumes to weights bitwise equal to an uninterrupted run; a NaN loss stops the run naming the step and keeps the
 last good checkpoint; files that need unsafe unpickling are refused unless explicitly trusted."""
+import json
 import os
 import signal
 import subprocess
@@ -39,9 +40,34 @@ sys.exit(main.main(sys.argv[1:]))
 """
 
 
+# Runs main.py and sends it SIGNAL (SIGINT = Ctrl-C, or SIGTERM) as optimisation step SIGNAL_AT_STEP (0-based) starts.
+SIGNAL_DURING_STEP = """
+import inspect, os, signal, sys
+import engine.train
+real_step = engine.train.training_step
+def signalled_step(*args, **kwargs):
+    if inspect.signature(real_step).bind(*args, **kwargs).arguments["step"] == int(os.environ["SIGNAL_AT_STEP"]):
+        os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+    return real_step(*args, **kwargs)
+engine.train.training_step = signalled_step
+import main
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return make_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def straight(dataset, tmp_path_factory):
+    """The final training state of the uninterrupted run every interrupted one must resume to."""
+    output = tmp_path_factory.mktemp("straight")
+    run_main(*main_command(dataset, output, "straight", *FLAGS))
+    state = load_checkpoint(output / "straight" / "last.pt")
+    assert state["step"] == 4
+    return state
 
 
 def assert_same_training_state(expected, found):
@@ -55,11 +81,7 @@ def assert_same_training_state(expected, found):
         assert torch.equal(values["exp_avg_sq"], found["optimizer"]["state"][index]["exp_avg_sq"])
 
 
-def test_sigkill_mid_epoch_and_during_a_checkpoint_write_resume_bitwise(dataset, tmp_path):
-    run_main(*main_command(dataset, tmp_path, "straight", *FLAGS))
-    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
-    assert straight["step"] == 4
-
+def test_sigkill_mid_epoch_and_during_a_checkpoint_write_resume_bitwise(dataset, straight, tmp_path):
     # 1. SIGKILL as soon as a mid-epoch checkpoint exists (batch 1 of an epoch done), then resume.
     process = subprocess.Popen(main_command(dataset, tmp_path, "killed", *FLAGS), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,6 +98,8 @@ def test_sigkill_mid_epoch_and_during_a_checkpoint_write_resume_bitwise(dataset,
     if interrupted["batch_in_epoch"]:
         assert f"(batch {interrupted['batch_in_epoch']} of the epoch)" in resumed.stdout
     assert_same_training_state(straight, load_checkpoint(checkpoint))
+    log = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "train"] == [1, 2, 3, 4]  # each step once after the resume
 
     # 2. SIGKILL half-way through the 4th checkpoint write (last.pt at step 3, mid-epoch; the 3rd was ckpt_epoch_1.pt): the file of step 2 stays loadable.
     command = main_command(dataset, tmp_path, "torn", *FLAGS)
@@ -89,6 +113,27 @@ def test_sigkill_mid_epoch_and_during_a_checkpoint_write_resume_bitwise(dataset,
     run_main(*command)
     assert_same_training_state(straight, load_checkpoint(folder / "last.pt"))
     assert not list(folder.glob(".last.pt.*.tmp"))  # the next write removed the torn temporary file
+
+
+@pytest.mark.parametrize("name,at_step,status", [("SIGINT", 2, 130), ("SIGTERM", 1, 143)],
+                         ids=["ctrl-c-mid-epoch", "sigterm-last-step-of-an-epoch"])
+def test_ctrl_c_and_sigterm_finish_the_step_write_a_checkpoint_and_resume_bitwise(dataset, straight, tmp_path, name,
+                                                                                  at_step, status):
+    flags = [flag for flag in FLAGS if flag not in ("--save_every_steps", "1")]  # the stop itself must checkpoint
+    command = main_command(dataset, tmp_path, "stopped", *flags)
+    stopped = subprocess.run([sys.executable, "-c", SIGNAL_DURING_STEP, *command[2:]], cwd=ROOT, capture_output=True,
+                             text=True, env={**os.environ, "SIGNAL": name, "SIGNAL_AT_STEP": str(at_step)},
+                             timeout=600)
+    assert stopped.returncode == status, stopped.stderr[-3000:]
+    checkpoint = tmp_path / "stopped" / "last.pt"
+    assert f"{name} received: finishing the current step and writing a checkpoint" in stopped.stderr
+    assert f"stopped by {name} after step {at_step + 1}: wrote {checkpoint}; run the same command again to resume" \
+        in stopped.stderr
+    assert "Traceback" not in stopped.stderr and not (tmp_path / "stopped" / "run.lock").exists()
+    interrupted = load_checkpoint(checkpoint)
+    assert interrupted["step"] == at_step + 1  # the step under way when the signal came was finished and saved
+    run_main(*command)
+    assert_same_training_state(straight, load_checkpoint(checkpoint))
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch, capsys,
