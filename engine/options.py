@@ -44,14 +44,16 @@ OPTIONS: tuple[Option, ...] = (
     _o("no_save", BOOL, False, RUN, "Keep only the latest checkpoint (enough to resume), not one every save_every."),
     _o("init_weights", STR, None, RUN, "Weights to initialise from (renamed with init_weights_scheme).", nullable=True),
     _o("init_weights_scheme", STR, "auto", RUN,
-       "Key naming of init_weights: auto-detected, or one of the built-in schemes.",
+       "Key naming of init_weights and eval_weights: auto-detected, or one of the built-in schemes.",
        choices=("auto", "project", "chong", "tonini", "diffusiongaze")),
     _o("init_weights_rules", RULES, None, RUN,
-       "Extra renaming rules for init_weights, YAML only: a list of [regex, replacement] pairs applied first.",
+       "Extra renaming rules for init_weights and eval_weights, YAML only: a list of [regex, replacement] pairs "
+       "applied first (alone when auto-detection finds no known naming).",
        nullable=True),
     _o("eval_weights", STR, None, RUN,
        "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme or a "
-       ".safetensors export; with ema_on, the file's EMA weights.", nullable=True),
+       ".safetensors export, renamed with init_weights_scheme / init_weights_rules; with ema_on, the file's EMA "
+       "weights (see original_ema_mix).", nullable=True),
     _o("original_ema_mix", BOOL, True, RUN,
        "eval_weights with ema_on on a checkpoint of the original DiffusionGaze code: evaluate as the original did, "
        "the gaze backbone's own (non-averaged) weights with the averaged UNet and in/out head; false = every weight "
@@ -115,10 +117,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("depth_flag", BOOL, False, GAZE, "Add a depth ResNet stream on precomputed depth maps."),
     _o("list_resnet_depth_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the depth ResNet."),
     _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet."),
-    _o("depth_layout", STR, "tonini", GAZE,
-       "With depth_flag: how the depth stream enters. tonini = its own tokens beside the scene's and face's (Tonini "
-       "et al. 2022's late fusion); diffusiongaze = the original DiffusionGaze depth model (gaze backbone "
-       "'diffusiongaze_depth': encoded scene+face and depth+face maps as tokens, no positional encoding).",
+    _o("depth_layout", STR, "diffusiongaze", GAZE,
+       "With depth_flag: how the depth stream enters. diffusiongaze = the original DiffusionGaze depth model (gaze "
+       "backbone 'diffusiongaze_depth': encoded scene+face and depth+face maps as tokens, no positional encoding); "
+       "tonini = the depth map's own tokens beside the scene's and face's (Tonini et al. 2022's late fusion; also "
+       "with attention_layout).",
        choices=("tonini", "diffusiongaze")),
     # --- UNet ----------------------------------------------------------------------------------------------------
     _o("unet_inout_channels", INT, 1, UNET, "UNet input and output channels (output doubled with adm_learn_sigma)."),

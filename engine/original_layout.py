@@ -28,6 +28,7 @@ ORIGINAL_SECTIONS = ("Dataset", "Diffusion", "experiment_parameter", "losses_par
 # Keys that only the point-formulation branches' code read (main's code never did), and the option they select.
 POINT_BRANCH_KEYS = ("factor_multiplier", "schedule_type", "warmup_linear", "head_flag")
 POINT_FORMULATION = {"diffusion_target": "point"}
+POINT_SOURCE = " is read only by DiffusionGaze's point branches)"
 
 
 def notice(text: str) -> None:
@@ -65,11 +66,8 @@ class DiffusionGazeLayout:
                     f"{where}: '{markers[0]}' marks a file of DiffusionGaze's point-formulation branches "
                     f"(point_image_diffusion / PointLoss), which diffuse the gaze point; this build has no "
                     f"{', '.join(missing)} option to run that formulation")
-            for name, value in POINT_FORMULATION.items():
-                found[name] = (value, f"{where} (DiffusionGaze point branches: '{markers[0]}' is read only there)")
-            notice(f"{where}: '{markers[0]}' is read only by DiffusionGaze's point-formulation branches: running "
-                   "the latest one's (PointLoss) method, diffusion_target: point (a file of the branch "
-                   "point_image_diffusion needs diffusion_target: point_image)")
+            for name, value in POINT_FORMULATION.items():  # said once per configuration, in resolve()
+                found[name] = (value, f"{where} ('{markers[0]}'{POINT_SOURCE}")
         return found
 
 
@@ -77,6 +75,10 @@ class DiffusionGazeLayout:
         """After the command line, for a configuration read from original-layout files: x_loss off also drops the
         out-of-frame training rows (unless train_in_frame_only was set explicitly), so `--x_loss` on the command line
         brings them back as it did in the original."""
+        point = sources.get("diffusion_target", "")
+        if point.endswith(POINT_SOURCE):
+            notice(f"{point}: running the latest point branch's (PointLoss) method, diffusion_target: point (a file "
+                   "of the branch point_image_diffusion needs diffusion_target: point_image)")
         if values.get("x_loss") is False and "train_in_frame_only" not in explicit and "train_in_frame_only" in values:
             values["train_in_frame_only"] = True
             sources["train_in_frame_only"] = f"{sources['x_loss']} (DiffusionGaze file: x_loss off drops out-of-frame rows)"

@@ -112,7 +112,9 @@ def sample_conditioned(diffusion, config, model_fn, conditioning_kwargs: dict, b
                                  sampler=config.sampler, eta=config.ddim_eta, samples_per_input=config.sample_k,
                                  clip_denoised=config.clip_denoised, device=device,
                                  state_fn=sampling_state_fn(config), **start)
-    heatmaps = scaling.to_heatmap(sample.float())[:, 0]
+    # point_image: the network's x0 is the [0, 1] target heatmap itself (only its input was scaled).
+    heatmaps = (sample.float() if config.diffusion_target == "point_image"
+                else scaling.to_heatmap(sample.float()))[:, 0]
     return heatmaps.cpu().numpy()
 
 

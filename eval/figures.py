@@ -20,7 +20,8 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
 from diffusion.sampling import sample_heatmaps_progressive  # noqa: E402
-from engine.build import build_sampling_diffusion, denoiser, heatmap_scaling, sampling_state_fn  # noqa: E402
+from engine.build import (  # noqa: E402
+    build_sampling_diffusion, denoiser, heatmap_scaling, point_target, sampling_state_fn)
 from eval.encoding import encode_batch  # noqa: E402
 
 TRAJECTORY_SNAPSHOTS = 6  # heatmaps drawn per trajectory, evenly spaced over the sampling steps (the last included)
@@ -84,16 +85,25 @@ def denoising_trajectory(model, config, dataset, index: int, device, autocast) -
     keep = set(np.linspace(diffusion.num_timesteps - 1, 0, TRAJECTORY_SNAPSHOTS).round().astype(int).tolist())
     scaling = heatmap_scaling(config)
     snapshots = []
+    if config.diffusion_target == "point":  # the point formulation's own sampler (its x0 is a [0, 1] heatmap)
+        steps = ({"step": diffusion.num_timesteps - 1 - i, **out} for i, out in enumerate(
+            diffusion.point_ddim_sample_loop_progressive(denoiser(model, config), 1, point_target(config),
+                                                         clip_denoised=config.clip_denoised,
+                                                         model_kwargs=model.denoiser_kwargs(features), device=device,
+                                                         eta=config.ddim_eta)))
+    else:
+        steps = sample_heatmaps_progressive(diffusion, denoiser(model, config), model.denoiser_kwargs(features),
+                                            shape, sampler=config.sampler, eta=config.ddim_eta,
+                                            samples_per_input=config.sample_k, clip_denoised=config.clip_denoised,
+                                            device=device, state_fn=sampling_state_fn(config))
+    # The point targets' network predicts the heatmap in [0, 1] itself; the heatmap target's lives in [-v, v].
+    to_heatmap = scaling.to_heatmap if config.diffusion_target == "heatmap" else (lambda x: x)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed * 1_000_003 + index)
         with autocast():
-            for out in sample_heatmaps_progressive(diffusion, denoiser(model, config), model.denoiser_kwargs(features),
-                                                   shape, sampler=config.sampler, eta=config.ddim_eta,
-                                                   samples_per_input=config.sample_k,
-                                                   clip_denoised=config.clip_denoised, device=device,
-                                                   state_fn=sampling_state_fn(config)):
+            for out in steps:
                 if out["step"] in keep:
-                    heatmap = scaling.to_heatmap(out["pred_xstart"].float())[0, 0].cpu().numpy()
+                    heatmap = to_heatmap(out["pred_xstart"].float())[0, 0].cpu().numpy()
                     snapshots.append((out["step"], heatmap))
     return snapshots
 

@@ -12,21 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import make_loader
+from gaze360.build import make_dataset, make_gaze_loader
 from gaze360.data import SUBSETS, subset_masks, yaw_pitch_to_gaze
 from gaze360.evaluate import angular_error_degrees, predict
 
 
 def errors_per_delta(model, config, device, autocast, fold=None) -> tuple[np.ndarray, np.ndarray]:
     """[D, N] test angular errors (degrees) for each delta of magnification_deltas, and the [N, 3] labels."""
-    from gaze360.train import make_dataset
-
     errors, gaze = [], None
     for delta in config.magnification_deltas:
         dataset = make_dataset(config, "test", train=False, fold=fold, magnification_delta=delta)
-        result = predict(model, make_loader(dataset, config, train=False), device, autocast, config.target)
-        errors.append(angular_error_degrees(yaw_pitch_to_gaze(result["yaw_pitch"]), dataset.gaze))
-        gaze = dataset.gaze
+        result = predict(model, make_gaze_loader(dataset, config, train=False), device, autocast, config.target,
+                         config.yaw_decoding)
+        gaze = dataset.gaze[result["index"]]
+        errors.append(angular_error_degrees(yaw_pitch_to_gaze(result["yaw_pitch"]), gaze))
     return np.stack(errors), gaze
 
 

@@ -50,16 +50,24 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def predict(model, loader, device: torch.device, autocast, target: str) -> dict[str, np.ndarray]:
-    """Run `model` over `loader` (dataset order): predicted (yaw, pitch) [N, 2] radians and sigma [N]."""
+def predict(model, loader, device: torch.device, autocast, target: str,
+            yaw_decoding: str = "atan2") -> dict[str, np.ndarray]:
+    """Run `model` over `loader` (dataset order): predicted (yaw, pitch) [N, 2] radians, sigma [N] and the dataset
+    `index` [N] of each row (samples dropped as unreadable are absent)."""
     model.eval()
-    yaw_pitch, sigma = [], []
+    yaw_pitch, sigma, index = [], [], []
     for batch in loader:
+        if batch is None:
+            continue
+        index.append(torch.as_tensor(batch["index"]))
         with autocast():
             prediction = model(batch["images"].to(device))
-        yaw_pitch.append(decode_yaw_pitch(prediction["output"].float(), target).cpu())
+        yaw_pitch.append(decode_yaw_pitch(prediction["output"].float(), target, yaw_decoding).cpu())
         sigma.append(prediction["sigma"].float()[:, 0].cpu())
-    return {"yaw_pitch": torch.cat(yaw_pitch).double().numpy(), "sigma": torch.cat(sigma).double().numpy()}
+    if not index:
+        raise RuntimeError("no sample could be read (every one had an unreadable frame)")
+    return {"yaw_pitch": torch.cat(yaw_pitch).double().numpy(), "sigma": torch.cat(sigma).double().numpy(),
+            "index": torch.cat(index).numpy()}
 
 
 def summarise(errors: np.ndarray, gaze: np.ndarray, config, sigma: np.ndarray | None = None) -> dict:
@@ -87,23 +95,25 @@ def mean_direction(gaze: np.ndarray) -> np.ndarray:
 def evaluate_split(model, dataset, loader, config, device, autocast, baseline_direction: np.ndarray,
                    csv_path: Path | None = None) -> dict:
     """Errors of the model and of the mean-direction baseline on one split; optionally the per-sample CSV."""
-    result = predict(model, loader, device, autocast, config.target)
-    gaze = dataset.gaze
+    result = predict(model, loader, device, autocast, config.target, config.yaw_decoding)
+    rows = result["index"]
+    gaze = dataset.gaze[rows]
     errors = angular_error_degrees(yaw_pitch_to_gaze(result["yaw_pitch"]), gaze)
     baseline_errors = angular_error_degrees(np.broadcast_to(baseline_direction, gaze.shape), gaze)
     summary = {"model": summarise(errors, gaze, config, result["sigma"]),
                "mean_direction_baseline": summarise(baseline_errors, gaze, config),
-               "skipped_samples": dataset.skipped}
+               "skipped_samples": dataset.skipped + len(dataset) - len(rows)}
     if csv_path is not None:
         masks = subset_masks(gaze, config.front_facing, config.front_facing_degrees)
         with open(csv_path, "w", newline="") as stream:
             writer = csv.writer(stream)
             writer.writerow(["index", "sample", "yaw_deg", "pitch_deg", "pred_yaw_deg", "pred_pitch_deg", "sigma",
                              "error_deg", "baseline_error_deg", *SUBSETS])
-            for i, name in enumerate(dataset.names):
-                yaw, pitch = np.degrees(dataset.yaw_pitch[i])
+            for i, row in enumerate(rows):
+                name = dataset.names[row]
+                yaw, pitch = np.degrees(dataset.yaw_pitch[row])
                 pred_yaw, pred_pitch = np.degrees(result["yaw_pitch"][i])
-                writer.writerow([i, name, f"{yaw:.4f}", f"{pitch:.4f}", f"{pred_yaw:.4f}", f"{pred_pitch:.4f}",
+                writer.writerow([row, name, f"{yaw:.4f}", f"{pitch:.4f}", f"{pred_yaw:.4f}", f"{pred_pitch:.4f}",
                                  f"{result['sigma'][i]:.5f}", f"{errors[i]:.4f}", f"{baseline_errors[i]:.4f}",
                                  *(int(masks[s][i]) for s in SUBSETS)])
     return summary

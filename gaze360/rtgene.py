@@ -2,7 +2,8 @@
 
 Subjects s000_glasses .. s016_glasses, each with `label_combined.txt` lines
 `idx, [head_phi, head_theta], [gaze_phi, gaze_theta], timestamp` (phi = yaw, theta = pitch, radians) and face crops
-`<variant>/face/face_%06d_rgb.png` (variant: inpainted or original). RT-GENE's own vector convention differs from
+`<FACE_FOLDERS[face]>/face_%06d_rgb.png`: original/face_before_inpainting (the larger crops the original trainer
+used by default), inpainted/face, original/face. RT-GENE's own vector convention differs from
 Gaze360's by the sign of x and y (a 180 deg rotation about z), so converting both prediction and label with
 Gaze360's yaw_pitch_to_gaze gives the same angular errors.
 """
@@ -19,6 +20,8 @@ from gaze360.data import HeadCropDataset, yaw_pitch_to_gaze
 
 FOLDS = ((1, 2, 8, 10), (3, 4, 7, 9), (5, 6, 11, 12, 13))  # test on one, train on the other two
 VALIDATION_SUBJECTS = (0, 14, 15, 16)  # always the validation set
+FACE_FOLDERS = {"face_before_inpainting": "original/face_before_inpainting", "inpainted": "inpainted/face",
+                "original": "original/face"}
 _NUMBER = r"\s*([-+0-9.eE]+)\s*"
 LABEL_LINE = re.compile(rf"^\s*(\d+)\s*,\s*\[{_NUMBER},{_NUMBER}\]\s*,\s*\[{_NUMBER},{_NUMBER}\]\s*,{_NUMBER}$")
 
@@ -56,14 +59,14 @@ def fold_subjects(fold: int) -> dict[str, tuple[int, ...]]:
     return {"train": train, "validation": VALIDATION_SUBJECTS, "test": FOLDS[fold - 1]}
 
 
-def rtgene_dataset(root: str | Path, subjects, face: str = "inpainted", **kwargs) -> HeadCropDataset:
+def rtgene_dataset(root: str | Path, subjects, face: str = "face_before_inpainting", **kwargs) -> HeadCropDataset:
     """The face crops of `subjects` as a HeadCropDataset (single frames); kwargs as HeadCropDataset."""
     root = Path(root)
     files, gaze, names = [], [], []
     for subject in subjects:
         folder = root / f"s{subject:03d}_glasses"
         indices, _, gaze_angles = read_labels(folder / "label_combined.txt")
-        files += [[folder / face / "face" / f"face_{index:06d}_rgb.png"] for index in indices]
+        files += [[folder / FACE_FOLDERS[face] / f"face_{index:06d}_rgb.png"] for index in indices]
         gaze.append(yaw_pitch_to_gaze(gaze_angles))
         names += [f"s{subject:03d}/{index}" for index in indices]
     dataset = HeadCropDataset(files, np.concatenate(gaze), names, **kwargs)

@@ -135,14 +135,15 @@ def write_gaze360(root: str | Path, seed: int = 0, tracks: dict[str, int] | None
 
 def write_rtgene(root: str | Path, seed: int = 0, images_per_subject: int = 30, size: int = 64) -> int:
     """Write 17 RT-GENE-format subjects s000_glasses .. s016_glasses: label_combined.txt and face crops in
-    inpainted/face/ (no glasses) and original/face/ (dark glasses frames drawn over the eyes). Gaze and head in
+    inpainted/face/ (no glasses), original/face/ (dark glasses frames drawn over the eyes) and
+    original/face_before_inpainting/ (the same with glasses, a looser crop: the face is smaller). Gaze and head in
     RT-GENE's frontal range; labels are (phi, theta) = (yaw, pitch) radians. Returns the number of images."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     for subject in range(17):
         folder = root / f"s{subject:03d}_glasses"
-        for variant in ("inpainted", "original"):
-            (folder / variant / "face").mkdir(parents=True, exist_ok=True)
+        for variant in ("inpainted/face", "original/face", "original/face_before_inpainting"):
+            (folder / variant).mkdir(parents=True, exist_ok=True)
         lines = []
         for index in range(1, images_per_subject + 1):
             gaze_angles = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.5, 0.4)])
@@ -153,10 +154,17 @@ def write_rtgene(root: str | Path, seed: int = 0, images_per_subject: int = 30, 
             head, gaze = yaw_pitch_to_gaze(head_angles), yaw_pitch_to_gaze(gaze_angles)
             image = render_head(size, head, gaze, radius, centre, background)
             image.save(folder / "inpainted" / "face" / f"face_{index:06d}_rgb.png")
-            glasses = np.asarray(image).copy()
-            row = int(centre[1] - 0.25 * radius)
-            glasses[max(row - 1, 0):row + 2, int(centre[0] - 0.8 * radius):int(centre[0] + 0.8 * radius)] = 10
-            Image.fromarray(glasses).save(folder / "original" / "face" / f"face_{index:06d}_rgb.png")
+
+            def with_glasses(picture: Image.Image, r: float) -> Image.Image:
+                pixels = np.asarray(picture).copy()
+                row = int(centre[1] - 0.25 * r)
+                pixels[max(row - 1, 0):row + 2, int(centre[0] - 0.8 * r):int(centre[0] + 0.8 * r)] = 10
+                return Image.fromarray(pixels)
+
+            with_glasses(image, radius).save(folder / "original" / "face" / f"face_{index:06d}_rgb.png")
+            loose = render_head(size, head, gaze, 0.8 * radius, centre, background)
+            with_glasses(loose, 0.8 * radius).save(
+                folder / "original" / "face_before_inpainting" / f"face_{index:06d}_rgb.png")
             lines.append(f"{index}, [{head_angles[0]:.6f}, {head_angles[1]:.6f}], "
                          f"[{gaze_angles[0]:.6f}, {gaze_angles[1]:.6f}], {1.5e9 + index / 10:.3f}\n")
         (folder / "label_combined.txt").write_text("".join(lines))

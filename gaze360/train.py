@@ -7,6 +7,7 @@ keeps the epoch with the lowest validation error as best.pt, and finally evaluat
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -18,27 +19,51 @@ from tqdm import tqdm
 from engine.checkpoint import (
     CHECKPOINT_FORMAT, load_checkpoint, resume_state, rng_state, save_checkpoint, seed_everything, set_rng_state,
 )
-from engine.data import EpochShuffleSampler, make_loader
+from engine.data import EpochShuffleSampler
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
 from engine.train import AMP_DTYPES, autocast_for, resolve_device
 from datasets.validation import head_crop_split, validate_splits
-from gaze360.data import gaze360_dataset
+from gaze360.build import TARGET_KEYS, make_dataset, make_gaze_loader
+from gaze360.checkpoints import model_state_from_checkpoint
 from gaze360.evaluate import evaluate_split, format_table, mean_direction, write_metrics
 from gaze360.losses import gaze_loss
 from gaze360.models import build_model, load_backbone_weights
-from gaze360.options import crop_list
-from gaze360.rtgene import fold_subjects, rtgene_dataset
+from gaze360.options import crop_list  # noqa: F401  (kept: main's gaze360.train exported it)
+from gaze360.rtgene import fold_subjects
+
+BACKBONE_PARTS = ("stn.", "backbone.", "feature.")  # what freeze_backbone_epochs freezes and init_weights_parts copies
 
 
-def make_dataset(config, split: str, train: bool, fold: int | None = None, magnification_delta: int = 0):
-    """The configured data set's `split`; train=True applies the training augmentation."""
-    kwargs = dict(train=train, input_size=config.input_size, crops=crop_list(config),
-                  train_crop_scale=config.train_crop_scale, missing_frames=config.missing_frames, seed=config.seed,
-                  magnification_delta=magnification_delta)
-    if config.dataset == "rtgene":
-        return rtgene_dataset(config.dataset_dir, fold_subjects(fold)[split], config.rtgene_face, **kwargs)
-    return gaze360_dataset(config.dataset_dir, split, num_frames=config.num_frames, **kwargs)
+def load_weights(model, path: str, parts: str = "all") -> None:
+    """Load a checkpoint of this trainer or an original MultiZoomGaze / Gaze360 .pth.tar into `model`, printing
+    how its keys were mapped. parts = backbone: only the BACKBONE_PARTS tensors (all of them must be there)."""
+    state, report = model_state_from_checkpoint(load_checkpoint(path), model, str(path))
+    print(report)
+    if parts == "all":
+        model.load_state_dict(state)
+        return
+    state = {k: v for k, v in state.items() if k.startswith(BACKBONE_PARTS)}
+    missing = [k for k in model.state_dict() if k.startswith(BACKBONE_PARTS) and k not in state]
+    if missing:
+        raise ValueError(f"{path}: init_weights_parts = backbone, but the file lacks {missing[:6]}")
+    model.load_state_dict(state, strict=False)
+    print(f"{path}: copied the {len(state)} backbone tensors; fusion and head start from their initialisation")
+
+
+def set_backbone_trainable(model, trainable: bool) -> None:
+    for name, parameter in model.named_parameters():
+        if name.startswith(BACKBONE_PARTS):
+            parameter.requires_grad_(trainable)
+
+
+def make_optimizer(model, config) -> torch.optim.Adam:
+    """Adam (lr, betas, weight decay); the spatial transformer's parameters at lr x stn_lr_multiplier."""
+    stn = [p for n, p in model.named_parameters() if n.startswith("stn.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("stn.")]
+    groups = [{"params": rest}] + ([{"params": stn, "lr": config.lr * config.stn_lr_multiplier}] if stn else [])
+    return torch.optim.Adam(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
+                            weight_decay=config.weight_decay)
 
 
 def run(config) -> dict:
@@ -70,12 +95,15 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
-    model = build_model(config, len(crop_list(config))).to(device)
+    model = build_model(config).to(device)
     train_set = make_dataset(config, "train", train=True, fold=fold)
     validation_set = make_dataset(config, "validation", train=False, fold=fold)
     test_set = make_dataset(config, "test", train=False, fold=fold)  # checked now, not after the training
-    validate_splits([head_crop_split(n, d) for n, d in (("train", train_set), ("validation", validation_set),
-                    ("test", test_set))], run_dir, Path(config.output_dir) / ".data_validation", config.skip_validation)
+    splits = [head_crop_split(n, d) for n, d in (("train", train_set), ("validation", validation_set), ("test", test_set))]
+    if config.missing_frames == "skip":  # the loader skips and counts each unreadable frame: no frame pass to stop on
+        splits = [dataclasses.replace(split, images={}, options={**split.options, "frames": "skipped when unreadable"})
+                  for split in splits]
+    validate_splits(splits, run_dir, Path(config.output_dir) / ".data_validation", config.skip_validation)
     baseline_direction = mean_direction(train_set.gaze)
     for name, dataset in (("train", train_set), ("validation", validation_set)):
         if dataset.skipped:
@@ -83,8 +111,7 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     if config.eval_weights:
-        state = load_checkpoint(config.eval_weights)
-        model.load_state_dict(state["model"] if "model" in state else state)
+        load_weights(model, config.eval_weights)
         metrics = final_evaluation(model, config, run_dir, device, autocast, baseline_direction, fold,
                                    weights=str(config.eval_weights), validation_set=validation_set)
         if config.analysis != "none":
@@ -95,12 +122,14 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
 
     if config.backbone_weights:
         load_backbone_weights(model, config.backbone_weights)
+    if config.init_weights:
+        load_weights(model, config.init_weights, config.init_weights_parts)
     sampler = EpochShuffleSampler(len(train_set), seed=config.seed)
-    train_loader = make_loader(train_set, config, train=True, sampler=sampler)
-    validation_loader = make_loader(validation_set, config, train=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train_loader = make_gaze_loader(train_set, config, train=True, sampler=sampler)
+    validation_loader = make_gaze_loader(validation_set, config, train=False)
+    optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=AMP_DTYPES[config.amp] is torch.float16)
-    target_key = "sincos" if config.target == "sincos" else "yaw_pitch"
+    target_key = TARGET_KEYS[config.target]
 
     epoch, step, best, wandb_run_id = 0, 0, {"epoch": 0, "validation_deg": float("inf")}, None
     checkpoint_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -116,11 +145,21 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
     logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id)
 
     while epoch < config.epochs:
+        if config.early_stopping_patience and epoch - best["epoch"] >= config.early_stopping_patience:
+            print(f"early stopping at epoch {epoch}: no better validation error for "
+                  f"{config.early_stopping_patience} epochs (best: epoch {best['epoch']})")
+            break
+        set_backbone_trainable(model, epoch >= config.freeze_backbone_epochs)
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         model.train()
         started, seen = time.perf_counter(), 0
+        unreadable = 0
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
+            if batch is None or batch["unreadable"]:
+                unreadable += config.batch_size if batch is None else batch["unreadable"]
+                if batch is None:
+                    continue
             with autocast():
                 prediction = model(batch["images"].to(device))
             loss = gaze_loss(prediction, batch[target_key].to(device), config)
@@ -134,6 +173,8 @@ def run_one(config, run_dir: Path, fold: int | None = None) -> dict:
                 logger.log("train", step, epoch=epoch + 1, loss=loss.item(), lr=optimizer.param_groups[0]["lr"],
                            samples_per_second=seen / max(time.perf_counter() - started, 1e-9))
         epoch += 1
+        if unreadable:
+            print(f"epoch {epoch}: skipped {unreadable} training samples with unreadable frames (missing_frames: skip)")
         validation = evaluate_split(model, validation_set, validation_loader, config, device, autocast,
                                     baseline_direction)["model"]
         logger.log("validation", step, epoch=epoch, **{k: v for k, v in validation.items()})
@@ -163,7 +204,7 @@ def final_evaluation(model, config, run_dir: Path, device, autocast, baseline_di
     metrics = {"weights": weights, "best": best}
     for split, dataset in (("test", make_dataset(config, "test", train=False, fold=fold)),
                            ("validation", validation_set)):
-        loader = make_loader(dataset, config, train=False)
+        loader = make_gaze_loader(dataset, config, train=False)
         metrics[split] = evaluate_split(model, dataset, loader, config, device, autocast, baseline_direction,
                                         csv_path=run_dir / f"predictions_{split}.csv")
     write_metrics(run_dir / "metrics.json", metrics)
@@ -182,6 +223,10 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
     if stored is None or "model" not in checkpoint:
         raise ConfigError(f"{path}: not a checkpoint of the Gaze360 trainer (gaze360_main.py writes 'model' and "
                           "'config'); a bare state dict cannot say which Gaze360 network it holds")
+    # Only the values that differ from the defaults: an option left at its default is not "set" (the cross-option
+    # checks refuse options set without the option they depend on).
+    defaults = {option.name: option.default for option in GAZE360.options}
+    stored = {name: value for name, value in stored.items() if name not in defaults or value != defaults[name]}
     try:
         config = load_config((), stored, GAZE360)
     except ConfigError as error:

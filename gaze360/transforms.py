@@ -3,8 +3,11 @@
 Boxes are (left, top, width, height) in integer pixels of the image they apply to. Random parameters are drawn
 first (`sample_resized_crop`) and applied after, so tests check boxes by hand. Resizing is PIL bilinear.
 
-Per frame: training = RandomResizedCrop(S, scale [s, 1], ratio [3/4, 4/3]); evaluation = Resize(S) (shorter
-side). Then each copy c of the crop list: Resize(S) -> CenterCrop(c) -> Resize(S x S), ImageNet-normalised.
+Per frame: Resize((S, S)) (the original squashes the head crop to a square) or Resize(S) (shorter side, this
+project's option), or in training optionally RandomResizedCrop(S, scale [s, 1], ratio [3/4, 4/3]) (this project's
+augmentation, off by default). Then each copy c of the crop list: CenterCrop(c) -> Resize((S, S)),
+ImageNet-normalised; c > S zooms out with black padding. With square resize and S = 224 this is the original's
+`centercrop_transform(c, 224)`.
 """
 from __future__ import annotations
 
@@ -68,23 +71,54 @@ def crop_resize(image: Image.Image, box: tuple[int, int, int, int], size: int) -
     return image.crop((left, top, left + w, top + h)).resize((size, size), Image.Resampling.BILINEAR)
 
 
-def multi_crop(image: Image.Image, crops: list[int], size: int) -> list[Image.Image]:
-    """One copy per crop side c: Resize(size) -> CenterCrop(c) -> Resize(size x size)."""
-    base = resize_shorter(image, size)
-    return [crop_resize(base, center_crop_box(*base.size, crop), size) for crop in crops]
+def resize_frame(image: Image.Image, size: int, resize: str = "square") -> Image.Image:
+    """The first resize of a frame: square = Resize((size, size)) (squashes, the original); shorter_side =
+    Resize(size) (keeps the aspect ratio)."""
+    if resize == "square":
+        return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BILINEAR)
+    if resize == "shorter_side":
+        return resize_shorter(image, size)
+    raise ValueError(f"resize must be 'square' or 'shorter_side', found {resize!r}")
+
+
+def zoom(image: Image.Image, crop: int, size: int) -> Image.Image:
+    """CenterCrop(crop) -> Resize((size, size)). A crop larger than the image zooms out: the image is pasted in the
+    centre of a black crop x crop canvas (at the CenterCrop offsets), then resized."""
+    width, height = image.size
+    if crop == width == height == size:
+        return image  # the whole image at its size: nothing to do
+    if crop <= width and crop <= height:
+        return crop_resize(image, center_crop_box(width, height, crop), size)
+    canvas = Image.new("RGB", (max(crop, width), max(crop, height)))
+    canvas.paste(image, ((canvas.width - width) // 2, (canvas.height - height) // 2))
+    return crop_resize(canvas, center_crop_box(canvas.width, canvas.height, crop), size)
+
+
+def multi_crop(image: Image.Image, crops: list[int], size: int, resize: str = "shorter_side") -> list[Image.Image]:
+    """One copy per crop side c: resize -> CenterCrop(c) -> Resize(size x size)."""
+    base = resize_frame(image, size, resize)
+    return [zoom(base, crop, size) for crop in crops]
+
+
+def prepare_frame(image: Image.Image, size: int, resize: str = "square", rng: np.random.Generator | None = None,
+                  scale_min: float = 1.0, centre_crop: int = 0) -> Image.Image:
+    """A decoded frame -> the image its crops are cut from (size x size for square resize).
+
+    rng given and scale_min < 1 (training augmentation of this project): RandomResizedCrop(size, scale
+    [scale_min, 1]) of the frame. Otherwise the configured resize; centre_crop > 0 then magnifies it:
+    CenterCrop(centre_crop) -> Resize(size) (the magnification analyses and experiments).
+    """
+    if rng is not None and scale_min < 1.0:
+        image = crop_resize(image, sample_resized_crop(rng, *image.size, (scale_min, 1.0)), size)
+    else:
+        image = resize_frame(image, size, resize)
+    if centre_crop:
+        image = zoom(image, centre_crop, size)
+    return image
 
 
 def frame_views(image: Image.Image, size: int, crops: list[int], rng: np.random.Generator | None = None,
-                scale_min: float = 0.8, magnification_delta: int = 0) -> list[torch.Tensor]:
-    """The normalised [3, size, size] copies of one frame.
-
-    rng given (training): RandomResizedCrop(size, scale [scale_min, 1]) of this frame first. Without rng
-    (evaluation): Resize(size); with magnification_delta > 0, then CenterCrop(size - delta) -> Resize(size) (the
-    magnification analysis). Then the crop list.
-    """
-    if rng is not None:
-        image = crop_resize(image, sample_resized_crop(rng, *image.size, (scale_min, 1.0)), size)
-    elif magnification_delta:
-        base = resize_shorter(image, size)
-        image = crop_resize(base, center_crop_box(*base.size, size - magnification_delta), size)
-    return [to_normalised_tensor(copy, size) for copy in multi_crop(image, crops, size)]
+                scale_min: float = 1.0, magnification_delta: int = 0, resize: str = "square") -> list[torch.Tensor]:
+    """The normalised [3, size, size] copies of one frame, one per crop (prepare_frame, then zoom)."""
+    base = prepare_frame(image, size, resize, rng, scale_min, size - magnification_delta if magnification_delta else 0)
+    return [to_normalised_tensor(zoom(base, crop, size), size) for crop in crops]

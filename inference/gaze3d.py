@@ -42,14 +42,19 @@ class Gaze3DEstimator:
         """[crops, 3, S, S]: the normalised copies of one head crop (one frame of a window)."""
         from gaze360.transforms import frame_views
 
-        return torch.stack(frame_views(head_crop(image, head_box), self.config.input_size, self.crops))
+        return torch.stack(frame_views(head_crop(image, head_box), self.config.input_size, self.crops,
+                                       resize=self.config.resize))
 
     @torch.no_grad()
     def estimate_windows(self, windows: Sequence[Sequence[torch.Tensor]]) -> list[Gaze3D]:
         """One Gaze3D per window of num_frames `views` (oldest first)."""
         if not windows:
             return []
-        images = torch.stack([torch.cat(list(window)) for window in windows]).to(self.device)
+        from gaze360.data import sequence_plan
+
+        # The trainer's image order (frame_crops): frame f of the window with crop c, for each (f, c) of the plan.
+        plan = sequence_plan(self.num_frames, len(self.crops), self.config.frame_crops)
+        images = torch.stack([torch.stack([window[f][c] for f, c in plan]) for window in windows]).to(self.device)
         output = self.model(images)
         yaw_pitch = self.decode(output["output"].float(), self.config.target).cpu().numpy()
         sigma = output["sigma"].float().cpu().numpy()[:, 0]

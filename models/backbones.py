@@ -275,8 +275,9 @@ class DiffusionGazeDepthBackbone(SceneFaceStreams):
             (config.attention_layout, "attention_layout: false"),
         ) if bad]
         if problems:
-            raise ValueError("the 'diffusiongaze_depth' gaze backbone (the original DiffusionGaze depth model) needs "
-                             + "; ".join(problems))
+            raise ValueError("depth_layout: diffusiongaze (the default) builds the original DiffusionGaze depth model "
+                             "(gaze backbone 'diffusiongaze_depth'), which needs " + "; ".join(problems)
+                             + "; depth_layout: tonini adds the depth stream to the other layouts")
         return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
                    config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
                    depth_layers=config.list_resnet_depth_layers, depth_inplanes=config.resnet_depth_inplanes)

@@ -60,17 +60,25 @@ def get_model(config) -> GazeDiffusionModel:
 
 
 def backbone_name(config) -> str:
-    """The registered gaze backbone the options select: attention_layout -> "chong"; depth_flag with
-    depth_layout: diffusiongaze -> "diffusiongaze_depth" (the original DiffusionGaze depth model); else "original".
-    """
-    if config.depth_layout not in ("tonini", "diffusiongaze"):
-        raise ValueError(f"depth_layout: expected tonini or diffusiongaze, found {config.depth_layout!r}")
-    if config.depth_layout == "diffusiongaze":
-        if not config.depth_flag:
-            raise ValueError("depth_layout: diffusiongaze selects the original DiffusionGaze depth model, but "
-                             "depth_flag is false (no depth stream)")
+    """The registered gaze backbone the options select: `gaze_backbone` ("original" when the option is absent, as in
+    configurations stored before it existed), except that the original's own switches select their layouts:
+    attention_layout -> "chong"; depth_flag with depth_layout: diffusiongaze (the default) -> "diffusiongaze_depth"
+    (the original DiffusionGaze depth model). Such a switch together with another gaze_backbone is an error.
+    depth_layout is read only with depth_flag."""
+    name = getattr(config, "gaze_backbone", "original")
+    depth_layout = getattr(config, "depth_layout", "tonini")
+    if depth_layout not in ("tonini", "diffusiongaze"):
+        raise ValueError(f"depth_layout: expected tonini or diffusiongaze, found {depth_layout!r}")
+    if config.depth_flag and depth_layout == "diffusiongaze":
+        if name not in ("original", "diffusiongaze_depth"):
+            raise ValueError(f"depth_flag with depth_layout: diffusiongaze selects the 'diffusiongaze_depth' backbone, "
+                             f"but gaze_backbone is {name!r} (depth_layout: tonini adds a depth stream to others)")
         return "diffusiongaze_depth"
-    return "chong" if config.attention_layout else "original"
+    if getattr(config, "attention_layout", False):
+        if name not in ("original", "chong"):
+            raise ValueError(f"attention_layout: true selects the 'chong' backbone, but gaze_backbone is {name!r}")
+        return "chong"
+    return name
 
 
 def count_parameters(module) -> int:

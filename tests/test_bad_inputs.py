@@ -20,7 +20,7 @@ from datasets.gazefollow import GazeFollow
 from datasets.synthetic import generate_gazefollow
 from datasets.synthetic_formats import generate_goo, generate_videoattentiontarget
 from datasets.validation import REPORT_FILE, head_crop_split, validate_datasets, validate_splits
-from gaze360.data import gaze360_dataset, read_split_file
+from gaze360.data import ViewSpec, gaze360_dataset, read_split_file
 from gaze360.synthetic import write_gaze360
 from tests.test_end_to_end import TINY
 
@@ -351,8 +351,7 @@ def test_gaze360_counted_skips_are_listed_in_the_run_folder(sources, tmp_path):
     (data / "train.txt").write_text("".join(lines + lines[:1]))
     missing = data / "imgs" / lines[-1].split()[0]
     missing.unlink()
-    options = dict(num_frames=3, train=False, input_size=24, crops=[24], train_crop_scale=1.0, missing_frames="skip",
-                   seed=0)
+    options = dict(num_frames=3, train=False, spec=ViewSpec(24, (24,)), missing_frames="skip", seed=0)
     train = gaze360_dataset(data, "train", **options)
     validate_splits([head_crop_split("train", train)], tmp_path / "run", progress=False)
     report = rows(tmp_path / "run" / REPORT_FILE)[1:]

@@ -21,6 +21,7 @@ def _threads(single_thread):
 
 
 def depth_model(seed: int, **overrides):
+    overrides.setdefault("depth_layout", "tonini")  # Tonini et al.'s depth stream unless a test says otherwise
     torch.manual_seed(seed)
     return get_model(small_config(depth_flag=True, list_resnet_depth_layers=[1, 1, 1, 1, 1],
                                   resnet_depth_inplanes=8, **overrides)).eval()
@@ -75,9 +76,8 @@ def test_original_depth_model_tokens_and_a_one_epoch_run(tmp_path):
         scene, face_map, _ = model.gaze_backbone.streams(image, head_mask, face, torch.rand(2, 3, 128, 128))
     assert features["conditioning"].shape == (2, 2 * 16, 128)  # encoded scene+face, then depth+face tokens
     torch.testing.assert_close(features["scene_face_feat"], torch.cat([scene, face_map], dim=1))
-    with pytest.raises(ValueError, match="depth_flag is false"):
-        get_model(small_config(depth_layout="diffusiongaze"))
-    with pytest.raises(ValueError, match="adm_attention_module: false"):
+    assert type(get_model(small_config()).gaze_backbone).__name__ == "OriginalGazeBackbone"  # read with depth_flag
+    with pytest.raises(ValueError, match="adm_attention_module: false.*depth_layout: tonini"):
         depth_model(3, depth_layout="diffusiongaze", adm_attention_module=True)
 
     dataset = make_tiny_dataset(tmp_path / "data")

@@ -81,7 +81,10 @@ def test_original_layout_files_load_with_the_original_meanings_and_equal_the_shi
             load_config(original)
         return
     config = load_config(original)
-    notices = [line for line in capsys.readouterr().err.splitlines() if "'adm: false' has no effect" in line]
+    err = capsys.readouterr().err.splitlines()
+    notices = [line for line in err if "'adm: false' has no effect" in line]
+    point_notices = [line for line in err if "is read only by DiffusionGaze's point branches" in line]
+    assert len(point_notices) == (1 if name in POINT_PAIRS else 0)  # one line for the pair, naming file and line
     assert len(notices) == 1  # one line, naming the file and line of `adm`
     adm_line = 1 + original[0].read_text().splitlines().index("  adm: false")
     assert notices[0].startswith(f"notice: {original[0]}:{adm_line}: ")

@@ -13,6 +13,7 @@ from gaze360.data import (
     yaw_pitch_to_gaze,
 )
 from gaze360.options import GAZE360, crop_list
+from gaze360.data import ViewSpec
 from gaze360.transforms import center_crop_box, frame_views, multi_crop, resize_shorter, sample_resized_crop
 from tests.conftest import SHARED
 
@@ -90,10 +91,15 @@ def _write_real_subset(root, rows, count, size=(12, 16)):
 
 
 def _kwargs(**changes):
-    kwargs = dict(num_frames=7, train=False, input_size=16, crops=[16, 12], train_crop_scale=0.8,
-                  missing_frames="error", seed=0)
-    kwargs.update(changes)
-    return kwargs
+    """gaze360_dataset keyword arguments; view options (ViewSpec fields) may be given flat."""
+    view = dict(input_size=16, crops=(16, 12), frame_crops="all", train_crop_scale=0.8)
+    kwargs = dict(num_frames=7, train=False, missing_frames="error", seed=0)
+    for name, value in changes.items():
+        if name in ViewSpec.__dataclass_fields__:
+            view[name] = tuple(value) if name == "crops" else value
+        else:
+            kwargs[name] = value
+    return {**kwargs, "spec": ViewSpec(**view)}
 
 
 def test_dataset_on_real_rows_windows_labels_and_missing_frames(tmp_path, test_rows):

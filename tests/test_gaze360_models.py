@@ -10,9 +10,9 @@ import torch
 from engine.config import load_config
 from gaze360.evaluate import angular_error_degrees, pearson, spearman
 from gaze360.losses import gaze_loss, pinball_loss, sincos_pinball_loss
-from gaze360.models import VARIANTS, MultiCropGazeModel, SpatialTransformer, build_model, decode_yaw_pitch, \
+from gaze360.models import MultiCropGazeModel, SpatialTransformer, build_model, decode_yaw_pitch, \
     load_backbone_weights, mean_yaw_pitch
-from gaze360.options import GAZE360, crop_list
+from gaze360.options import GAZE360
 from models.resnet import resnet18
 from tests.conftest import ROOT
 
@@ -34,31 +34,41 @@ def lstm_parameters(inputs: int, hidden: int, layers: int, directions: int) -> i
 
 
 def test_paper_models_parameter_counts_by_hand():
-    static = build_model(load_config([ROOT / "configs/gaze360/static.yaml"], {}, GAZE360), 1)
+    static = build_model(load_config([ROOT / "configs/gaze360/static.yaml"], {}, GAZE360))
     assert sum(p.numel() for p in static.parameters()) == RESNET18 + (1000 * 256 + 256) + (256 * 3 + 3)
-    seq = build_model(load_config([ROOT / "configs/gaze360/seq_lstm.yaml"], {}, GAZE360), 1)
+    seq = build_model(load_config([ROOT / "configs/gaze360/seq_lstm.yaml"], {}, GAZE360))
     assert lstm_parameters(256, 256, 2, 2) == 2_629_632
     assert sum(p.numel() for p in seq.parameters()) == RESNET18 + 256_256 + 2_629_632 + (512 * 3 + 3)
 
 
-@pytest.mark.parametrize("variant, length, index", [
-    ("static", 1, 0), ("static_sc", 1, 0), ("static_sc_lstm", 4, 3), ("static_sc_lstm_sym", 7, 3),
-    ("seq_lstm", 7, 3), ("seq_sc_lstm", 28, 15), ("seq_sc_lstm_sym", 49, 24)])
-def test_each_shipped_variant_config_builds_the_documented_model(variant, length, index):
+# variant -> (images per sample, LSTM output read, frame_crops); the original's layouts (see the parity test)
+SHIPPED = {"static": (1, 0), "static_sc": (1, 0), "static_sc_lstm": (4, 3), "static_sc_lstm_sym": (7, 3),
+           "seq_lstm": (7, 3), "seq_sc_lstm": (7, 6), "seq_sc_lstm_sym": (7, 3), "msa": (4, 2), "msa_raw": (4, 2),
+           "msa_seq": (7, 3)}
+
+
+@pytest.mark.parametrize("variant", sorted(SHIPPED))
+def test_each_shipped_variant_config_builds_the_documented_model(variant):
     config = load_config([ROOT / f"configs/gaze360/{variant}.yaml"], {}, GAZE360)
-    for name, value in VARIANTS[variant].items():
-        assert getattr(config, name) == value, (variant, name)
-    model = build_model(config, len(crop_list(config)))
-    assert (model.sequence_length, model.target_index) == (length, index)
-    tiny = build_model(config.replace(**TINY), len(crop_list(config)))
-    out = tiny(torch.randn(2, length, 3, 16, 16))
+    assert (config.resize, config.train_crop_scale, config.yaw_decoding, config.frame_crops) == (
+        "square", 1.0, "original", "zip")  # the original's pre-processing and decoding
+    tiny = build_model(config.replace(**TINY))
+    assert (tiny.sequence_length, tiny.target_index) == SHIPPED[variant]
+    out = tiny(torch.randn(2, tiny.sequence_length, 3, 16, 16))
     assert out["output"].shape == (2, 2 if config.target == "yawpitch" else 3) and out["sigma"].shape == (2, 1)
 
 
+def test_this_projects_every_crop_network_has_a_name_of_its_own():
+    config = load_config([ROOT / "configs/gaze360/every_crop_sc_lstm.yaml"], {}, GAZE360)
+    tiny = build_model(config.replace(**TINY))
+    assert (tiny.sequence_length, tiny.target_index) == (28, 15)  # 7 frames x 4 crops; last crop of frame t
+    assert (config.frame_crops, config.resize, config.yaw_decoding) == ("all", "shorter_side", "atan2")
+
+
 def _tiny(**changes):
-    kwargs = dict(num_frames=3, num_crops=2, temporal="lstm", lstm_bidirectional=False, target_index="last",
-                  target="yawpitch", backbone_layers=[1, 1], backbone_inplanes=4, backbone_fc=0, feature_size=8,
-                  lstm_layers=1)
+    kwargs = dict(sequence_length=6, num_frames=3, num_crops=2, temporal="lstm", lstm_bidirectional=False,
+                  target_index="central_frame_last", target="yawpitch", backbone_layers=[1, 1], backbone_inplanes=4,
+                  backbone_fc=0, feature_size=8, lstm_layers=1)
     kwargs.update(changes)
     torch.manual_seed(0)
     return MultiCropGazeModel(**kwargs).eval()
@@ -75,11 +85,27 @@ def test_target_index_reads_the_last_crop_of_the_central_frame():
     earlier = images.clone()
     earlier[:, 3] = torch.randn(3, 16, 16)
     assert not torch.allclose(model(earlier)["output"], reference)
+    assert _tiny(target_index="last").target_index == 5 and _tiny(target_index="middle").target_index == 3
+
+
+def test_spatial_max_takes_the_max_of_feature_maps_and_attention_weights_sum_to_one():
+    model = _tiny(temporal="spatial_max", target="sincos")
+    images = torch.randn(2, 6, 3, 16, 16)
+    torch.testing.assert_close(model(images)["output"], model(images[:, [5, 3, 1, 0, 2, 4]])["output"])
+    maps = model.feature_maps(images.flatten(0, 1)).view(2, 6, *model.feature_maps(images[:, 0]).shape[1:])
+    expected = model.head(model.embed(maps.max(dim=1).values))
+    torch.testing.assert_close(model.head(model.fused_features(images)), expected)
+    attention = _tiny(temporal="attention", attention_dim=5)
+    assert attention.attention.score.out_features == 6 and attention.attention.project[0].out_features == 5
+    features = torch.randn(2, 6, 8)
+    same = features[:, :1].expand(2, 6, 8)  # equal inputs: any convex combination returns them
+    torch.testing.assert_close(attention.attention(same), features[:, 0])
 
 
 def test_maxpool_aggregation_ignores_order_and_outputs_are_in_range():
     model = _tiny(temporal="maxpool", target="sincos")
     images = torch.randn(2, 6, 3, 16, 16)
+    assert model.lstm is None
     torch.testing.assert_close(model(images)["output"], model(images[:, [5, 3, 1, 0, 2, 4]])["output"])
     yawpitch = _tiny(target="yawpitch")
     raw_scale = 100.0
@@ -102,7 +128,7 @@ def test_spatial_transformer_starts_as_the_identity():
 def test_imagenet_weights_fill_the_whole_backbone_fc_included(tmp_path):
     source = resnet18(num_classes=1000)
     torch.save(source.state_dict(), tmp_path / "resnet18.pth")
-    model = MultiCropGazeModel(num_frames=1, num_crops=1, temporal="none")
+    model = MultiCropGazeModel(sequence_length=1, temporal="none")
     load_backbone_weights(model, str(tmp_path / "resnet18.pth"))
     for key, value in source.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key

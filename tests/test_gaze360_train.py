@@ -20,7 +20,7 @@ from gaze360.train import run
 from gaze360_main import main
 from tests.conftest import ROOT
 
-TINY = {"device": "cpu", "no_wandb": True, "input_size": 24, "num_frames": 3, "crop_sizes": [24, 16],
+TINY = {"device": "cpu", "no_wandb": True, "input_size": 24, "num_frames": 3, "crop_sizes": [24, 16], "frame_crops": "all",
         "magnification_deltas": [0, 4, 8], "batch_size": 4, "num_workers": 0, "backbone_layers": [1, 1],
         "backbone_inplanes": 4, "backbone_fc": 0, "feature_size": 8, "lstm_layers": 1, "epochs": 2, "lr": 1e-3,
         "print_every": 1, "save_every": 1}

@@ -26,7 +26,7 @@ def final_config(**overrides) -> SimpleNamespace:
         unet_context_vector=1024, unet_dropout=0.0, use_scale_shift_norm=True, conv_resample=True,
         resblock_updown=False, adm_learn_sigma=False, adm_attention_module=False, attention_layout=False,
         head_flag=True, depth_flag=False, list_resnet_depth_layers=[3, 4, 6, 3, 2], resnet_depth_inplanes=64,
-        depth_layout="tonini",
+        depth_layout="diffusiongaze",
         freeze_scene=False, freeze_face=False, concat_scene=False,
     )
     options.update(overrides)

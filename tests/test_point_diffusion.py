@@ -95,3 +95,13 @@ def test_point_targets_train_and_evaluate_end_to_end(tmp_path, target):
                       "--random_sigma", "2", "--adm_predict_xstart", "false")
     with pytest.raises(ValueError, match="x_0 prediction"):
         run(eps)
+
+
+def test_point_target_figures_and_trajectory(tmp_path):
+    """Evaluation figures of a point-formulation run: the trajectory uses the point sampler, heatmaps in [0, 1]."""
+    dataset = make_tiny_dataset(tmp_path / "data")
+    config = tiny_config(dataset, tmp_path / "out", "figures", "--diffusion_target", "point", "--epochs", "1",
+                         "--random_sigma", "2", "--Debugging_maps", "--debug_trajectories", "1")
+    summary = run(config)
+    figures = summary["figures"]
+    assert any("trajectory" in name for name in figures["files"]), figures

@@ -545,7 +545,7 @@ def test_gaze360_weights_add_each_heads_3d_gaze(trained, tmp_path, capsys):
     # A 3-frame sequence model sees each person's previous, own and next processed frame (ends repeated).
     import av
 
-    sequence_model, _ = tiny_gaze360_checkpoint(tmp_path / "sequence.pt", num_frames=3)
+    sequence_model, _ = tiny_gaze360_checkpoint(tmp_path / "sequence.pt", num_frames=3, frame_crops="all")
     write_demo_mp4(tmp_path / "clip.mp4", frames=FRAMES[:4])
     boxes = {i: [184 + 3 * i, 24, 251 + 3 * i, 92] for i in range(1, 5)}
     (tmp_path / "person1.txt").write_text("".join(f"{i:08d}.jpg,{','.join(map(str, b))}\n" for i, b in boxes.items()))

@@ -1,6 +1,7 @@
 """wandb in offline mode: the metrics logged to metrics.jsonl are in the wandb run file, gradients are logged with
-watch_wandb, and a resumed run continues the same wandb run id. The run file is read with an independent reader of
-wandb's record log (32 KiB blocks of [crc32 4 | length 2 | type 1] records carrying `Record` protobufs)."""
+watch_wandb, every evaluation's figures are logged as images, and a resumed run continues the same wandb run id. The
+run file is read with an independent reader of wandb's record log (32 KiB blocks of [crc32 4 | length 2 | type 1]
+records carrying `Record` protobufs)."""
 import json
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def test_offline_wandb_logs_every_metric_watches_gradients_and_resumes_the_same_
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     dataset = make_tiny_dataset(tmp_path / "data")
-    first = tiny_config(dataset, tmp_path, "tracked", "--epochs", "1", "--watch_wandb").replace(no_wandb=False)
-    run(first)
+    first = tiny_config(dataset, tmp_path, "tracked", "--epochs", "1", "--watch_wandb", "--debug_trajectories", "1",
+                        "--debug_maps_per_group", "1").replace(no_wandb=False)  # wandb on: the figures are drawn
+    summary = run(first)
+    assert summary["figures"]["files"] == ["best.png", "median.png", "worst.png", "trajectory_0.png"]
     run(first.replace(epochs=2))  # resumes last.pt and continues the same wandb run
 
     folder = tmp_path / "tracked"
@@ -75,23 +78,10 @@ def test_offline_wandb_logs_every_metric_watches_gradients_and_resumes_the_same_
                 assert row[f"{record['type']}/{key}"] == pytest.approx(value), (record["step"], key)
     assert {r["step"] for r in logged if r["type"] == "train"} == {1, 2, 3, 4}
     assert any(key.startswith("gradients/unet.") for row in rows.values() for key in row)  # watch_wandb
+    # Every evaluation's figures, logged as images (wandb.Image records pointing at the PNG files it keeps).
+    for step in {r["step"] for r in logged if r["type"] == "eval"}:
+        for name in ("best", "median", "worst", "trajectory_0"):
+            assert rows[step][f"eval/figures/{name}/_type"] == "image-file"
+            assert rows[step][f"eval/figures/{name}/path"].endswith(".png")
+    assert len(list(folder.glob("wandb/offline-run-*/files/media/images/eval/figures/*.png"))) == 8  # 2 evaluations
 
-
-def test_evaluation_figures_are_logged_as_wandb_images(tmp_path, monkeypatch, single_thread):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    dataset = make_tiny_dataset(tmp_path / "data")
-    config = tiny_config(dataset, tmp_path, "figures", "--epochs", "1", "--debug_trajectories", "1",
-                         "--debug_maps_per_group", "1").replace(no_wandb=False)  # no Debugging_maps: wandb draws them
-    summary = run(config)
-    assert summary["figures"]["files"] == ["best.png", "median.png", "worst.png", "trajectory_0.png"]
-    (run_file,) = sorted((tmp_path / "figures").glob("wandb/offline-run-*/run-*.wandb"))
-    _, rows = history(run_file)
-    fields = {key: value for row in rows.values() for key, value in row.items() if key.startswith("eval/figures/")}
-    names = ("best", "median", "worst", "trajectory_0")
-    assert {key.rsplit("/", 1)[0] for key in fields} == {f"eval/figures/{name}" for name in names}
-    for name in names:  # an image record (wandb.Image): its type and the media file it points to
-        assert fields[f"eval/figures/{name}/_type"] == "image-file"
-        assert fields[f"eval/figures/{name}/path"].endswith(".png")
-    media = list(run_file.parent.glob("files/media/images/eval/figures/*.png"))
-    assert len(media) == 4
