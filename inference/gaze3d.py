@@ -5,7 +5,7 @@ The head crop is the head box (pixels) made square around its centre (Gaze360's 
 from the frame (zero-padded past the border); it then goes through the trainer's evaluation transform
 (`gaze360.transforms.frame_views`: Resize(input_size), the crop list, ImageNet normalisation). A sequence model
 (num_frames n = 2k + 1) sees, for a person's frame, the crops of that person's k processed frames before and after it
-(the first or last one repeated at the ends of the person's track), in the trainer's frame-major order;
+(the first or last one repeated at the ends of the person's track), in the trainer's image order (frame_crops);
 inference/pipeline.py gathers these windows in a pass of their own. A single image (--image) with a sequence model
 repeats its one crop n times.
 """
