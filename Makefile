@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/gazefollow_synthetic
 GAZE360_DATA := data/gaze360_synthetic
+MAKE_START := $(shell date +%s)  # when this make started: the demo reports its time from here, install included
 
 .PHONY: install data demo test clean-demo gaze360-demo clean-gaze360-demo
 
@@ -29,6 +30,8 @@ data: $(DEMO_DATA)/test_annotations_release.txt
 
 demo: data
 	$(PY) main.py --yaml_diffusion configs/demo/diffusion.yaml --yaml_gaze configs/demo/gaze.yaml --tag demo
+	@elapsed=$$(( $$(date +%s) - $(MAKE_START) )); \
+	echo "make demo: $$((elapsed / 60)) min $$((elapsed % 60)) s (install, data, training and evaluation)"
 
 clean-demo:
 	rm -rf output/demo

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance
+import torch.nn.functional as F
+from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -127,11 +128,18 @@ def jitter_head_box(head_box: np.ndarray, fraction: float, image_size: tuple[int
 def crop(image: Image.Image, annotation: Annotation,
          crop_box: tuple[int, int, int, int]) -> tuple[Image.Image, Annotation]:
     """Cut `crop_box` (left, top, right, bottom, integer pixels inside the image) and translate every coordinate."""
+    return image.crop(crop_box), crop_annotation(annotation, crop_box, image.size)
+
+
+def crop_annotation(annotation: Annotation, crop_box: tuple[int, int, int, int],
+                    image_size: tuple[int, int]) -> Annotation:
+    """The coordinates of `crop`: translated by the crop offset, the head box clamped to the crop."""
     left, top, right, bottom = crop_box
-    if not (0 <= left < right <= image.width and 0 <= top < bottom <= image.height):
-        raise ValueError(f"crop box {crop_box} does not lie inside the {image.width}x{image.height} image")
+    width, height = image_size
+    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        raise ValueError(f"crop box {crop_box} does not lie inside the {width}x{height} image")
     offset = np.array([left, top], dtype=np.float64)
-    return image.crop(crop_box), Annotation(
+    return Annotation(
         head_box=clamp_box(annotation.head_box - np.tile(offset, 2), (right - left, bottom - top)),
         eye_point=annotation.eye_point - offset,
         gaze_points=annotation.gaze_points - offset,
@@ -140,11 +148,15 @@ def crop(image: Image.Image, annotation: Annotation,
 
 def hflip(image: Image.Image, annotation: Annotation) -> tuple[Image.Image, Annotation]:
     """Mirror left-right: x -> width - x for points; the box's x_min and x_max swap roles."""
-    width = image.width
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), hflip_annotation(annotation, image.width)
+
+
+def hflip_annotation(annotation: Annotation, width: float) -> Annotation:
+    """The coordinates of `hflip` in an image `width` pixels wide."""
     x_min, y_min, x_max, y_max = annotation.head_box
     mirror = np.array([-1.0, 1.0])
     shift = np.array([width, 0.0])
-    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), Annotation(
+    return Annotation(
         head_box=np.array([width - x_max, y_min, width - x_min, y_max], dtype=np.float64),
         eye_point=annotation.eye_point * mirror + shift,
         gaze_points=annotation.gaze_points * mirror + shift,
@@ -152,16 +164,46 @@ def hflip(image: Image.Image, annotation: Annotation) -> tuple[Image.Image, Anno
 
 
 def colour_jitter(image: Image.Image, colour: ColourJitter) -> Image.Image:
-    """Change brightness, contrast, saturation (PIL enhancers, factor 1 = unchanged) and shift the hue; image only."""
-    image = ImageEnhance.Brightness(image).enhance(colour.brightness)
-    image = ImageEnhance.Contrast(image).enhance(colour.contrast)
-    image = ImageEnhance.Color(image).enhance(colour.saturation)
-    if colour.hue != 0.0:
-        hue, saturation, value = image.convert("HSV").split()
-        # PIL stores hue in 0..255 for a full turn: the shift wraps around the circle as hue should.
-        shifted = (np.asarray(hue, dtype=np.int64) + int(round(colour.hue * 256))) % 256
-        image = Image.merge("HSV", (Image.fromarray(shifted.astype(np.uint8)), saturation, value)).convert("RGB")
-    return image
+    """Change brightness, contrast and saturation (PIL's enhancer formulas, factor 1 = unchanged) and turn the hue;
+    image only. See `colour_transform` for the one affine map all four steps make."""
+    pixels = np.array(image.convert("RGB"), dtype=np.float64)
+    matrix, offset = colour_transform(colour, grey_mean(pixels))
+    return Image.fromarray(np.clip(pixels @ matrix.T + offset, 0, 255).round().astype(np.uint8))
+
+
+_GREY = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, PIL's RGB -> "L" weights
+
+
+def grey_mean(pixels: np.ndarray | torch.Tensor) -> float:
+    """Mean grey level (PIL's "L" weights) of RGB pixels in 0..255, [H, W, 3] numpy or [..., 3, H, W] torch: the
+    pivot of the contrast change."""
+    if isinstance(pixels, torch.Tensor):
+        channel_means = pixels.float().mean(dim=(-2, -1)).reshape(-1, 3).mean(dim=0).double().numpy()
+    else:
+        channel_means = pixels.reshape(-1, 3).mean(axis=0)
+    return float(channel_means @ _GREY)
+
+
+def colour_transform(colour: ColourJitter, mean_grey: float) -> tuple[np.ndarray, np.ndarray]:
+    """The colour jitter as one affine map of RGB values in 0..255: `matrix @ rgb + offset`, clipped once at the end.
+
+    Brightness scales (PIL Brightness: blend with black), contrast blends with the image's mean grey level
+    `mean_grey` (PIL Contrast, pivoting on the grey mean after the brightness change), saturation blends with each
+    pixel's grey level (PIL Color), and the hue turns by `colour.hue` of a full turn about the grey axis
+    R = G = B (a third of a turn maps red to green). Differences from applying PIL's enhancers and an HSV hue shift
+    one after the other: values are clipped to 0..255 once instead of after each step, and the hue turns on the
+    circle around the grey axis rather than on HSV's hexagon (equal at multiples of a third of a turn, within a few
+    levels for the small turns drawn here); both are documented in BENCHMARKS.md ("sample pipeline")."""
+    brightness, contrast, saturation = colour.brightness, colour.contrast, colour.saturation
+    desaturate = saturation * np.eye(3) + (1.0 - saturation) * np.outer(np.ones(3), _GREY)
+    angle = 2.0 * np.pi * colour.hue
+    axis = np.full(3, 1.0 / np.sqrt(3.0))
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    rotate = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * np.outer(axis, axis)
+    matrix = rotate @ desaturate * (contrast * brightness)
+    # The contrast pivot is grey: saturation and the hue turn leave it unchanged.
+    offset = np.full(3, (1.0 - contrast) * brightness * mean_grey)
+    return matrix, offset
 
 
 def apply_augmentation(image: Image.Image, annotation: Annotation,
@@ -188,22 +230,42 @@ def apply_geometry(aligned: Image.Image, params: AugmentParams) -> Image.Image:
     return aligned
 
 
-def depth_tensor(depth: Image.Image, size: int) -> torch.Tensor:
-    """A greyscale depth map as the depth stream's input: resized to size x size (bilinear), each value 0..255 mapped
-    through matplotlib's "magma" colour map (the RGB+depth reference's encoding), [3, S, S] floats in [0, 1]."""
+def depth_tensor(depth: Image.Image, size: int, box: np.ndarray | None = None, flip: bool = False) -> torch.Tensor:
+    """A greyscale depth map as the depth stream's input: the region `box` (default: all of it; pixels of `depth`)
+    resized to size x size (bilinear), mirrored if `flip`, each value 0..255 mapped through matplotlib's "magma"
+    colour map (the RGB+depth reference's encoding), [3, S, S] floats in [0, 1]."""
     from matplotlib import colormaps  # imported here: only runs that use depth need matplotlib in the workers
 
-    resized = np.asarray(depth.convert("L").resize((size, size), Image.Resampling.BILINEAR), dtype=np.int64)
+    box = None if box is None else tuple(float(v) for v in box)
+    resized = depth.convert("L").resize((size, size), Image.Resampling.BILINEAR, box=box)
+    if flip:
+        resized = resized.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     table = colormaps["magma"](np.arange(256))[:, :3].astype(np.float32)  # 256 x RGB
-    return torch.from_numpy(np.ascontiguousarray(table[resized].transpose(2, 0, 1)))
+    return torch.from_numpy(np.ascontiguousarray(table[np.asarray(resized, dtype=np.int64)].transpose(2, 0, 1)))
 
 
 def to_normalised_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """Resize to size x size (bilinear, antialiased), scale to [0, 1] and apply the ImageNet normalisation: [3, S, S]."""
     resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(resized, dtype=np.float32) / 255.0
-    array = (array - np.array(IMAGENET_MEAN, dtype=np.float32)) / np.array(IMAGENET_STD, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return normalise(torch.from_numpy(np.array(resized)).permute(2, 0, 1)[None])[0]
+
+
+_SCALE = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
+_OFFSET = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
+
+
+def normalise(pixels: torch.Tensor, colour: ColourJitter | None = None, mean_grey: float = 0.0) -> torch.Tensor:
+    """uint8 RGB images [N, 3, H, W] as contiguous float32 (x / 255 - mean) / std with the ImageNet statistics.
+
+    The pixels are converted to float once; with `colour`, its `colour_transform` (pivoting on `mean_grey`) is one
+    matrix product in that float pass, the values clipped to 0..255 before the normalisation."""
+    out = torch.empty(pixels.shape, dtype=torch.float32)
+    out.copy_(pixels)
+    if colour is not None:
+        matrix, offset = colour_transform(colour, mean_grey)
+        weight = torch.from_numpy(matrix).float().view(3, 3, 1, 1)
+        out = F.conv2d(out, weight, torch.from_numpy(offset).float()).clamp_(0.0, 255.0)
+    return out.mul_(_SCALE).sub_(_OFFSET)
 
 
 def head_mask(head_box_normalised: np.ndarray, size: int) -> torch.Tensor:
@@ -214,6 +276,94 @@ def head_mask(head_box_normalised: np.ndarray, size: int) -> torch.Tensor:
     return mask
 
 
+@dataclass(frozen=True)
+class InputPlan:
+    """What the network inputs of one person are cut from, decided from the image size alone (before decoding).
+
+    `annotation` and `frame_size` are the coordinates and the size of the augmented image (the one whose frame the
+    returned coordinates are normalised to); `scene_box` and `face_box` are the regions of the UN-augmented image,
+    in its pixels, that become the scene and face inputs; `flip` and `colour` are applied to those inputs after
+    resizing (mirroring and per-pixel colour changes commute with resizing, up to uint8 rounding)."""
+
+    annotation: Annotation
+    frame_size: tuple[int, int]
+    scene_box: np.ndarray
+    face_box: np.ndarray
+    flip: bool
+    colour: ColourJitter | None
+
+    def reduction(self, size: int, margin: float) -> int:
+        """The largest JPEG decoding reduction (1, 2, 4 or 8) that keeps both regions at least `margin` x `size`
+        pixels on each side: beyond that the inputs would lose detail the full-resolution path keeps."""
+        sides = np.concatenate([self.scene_box[2:] - self.scene_box[:2], self.face_box[2:] - self.face_box[:2]])
+        fits = [factor for factor in (8, 4, 2) if sides.min() / factor >= margin * size]
+        return fits[0] if fits else 1
+
+
+def plan_inputs(image_size: tuple[int, int], annotation: Annotation, params: AugmentParams | None) -> InputPlan:
+    """The coordinates of `apply_augmentation` (jitter, crop, flip) and the regions `render_inputs` reads.
+
+    The face region is `face_crop`'s box (the head box widened by FACE_WIDEN, clipped, rounded outward to whole
+    pixels) in the augmented image, mapped back to the un-augmented one. A head box with no area is a ValueError."""
+    frame = image_size
+    scene_box = np.array([0, 0, *image_size], dtype=np.float64)
+    flip, colour = False, None
+    if params is not None:
+        if params.box_jitter is not None:
+            annotation = replace(annotation, head_box=jitter_head_box(annotation.head_box, params.box_jitter, frame))
+        if params.crop_box is not None:
+            annotation = crop_annotation(annotation, params.crop_box, frame)
+            left, top, right, bottom = params.crop_box
+            scene_box = np.array(params.crop_box, dtype=np.float64)
+            frame = (right - left, bottom - top)
+        if params.flip:
+            annotation = hflip_annotation(annotation, frame[0])
+        flip, colour = params.flip, params.colour
+    face = face_box(annotation.head_box, frame)
+    if flip:  # the box in the mirrored frame, seen in the unmirrored one
+        face = np.array([frame[0] - face[2], face[1], frame[0] - face[0], face[3]])
+    return InputPlan(annotation=annotation, frame_size=frame, scene_box=scene_box,
+                     face_box=face + np.tile(scene_box[:2], 2), flip=flip, colour=colour)
+
+
+def render_inputs(image: torch.Tensor | Image.Image, plan: InputPlan, size: int,
+                  scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """The network inputs of `plan` from the decoded image (uint8 [3, H, W] or a PIL image), which may be decoded at
+    `scale` of the size the plan was made for (JPEG reduced-size decoding; the regions are then rounded outward to
+    whole decoded pixels). Each region is resized straight from the decoded pixels (a view, no copy of the crop;
+    bilinear with antialiasing, as PIL's resize), then mirrored at input size; colour jitter and normalisation are
+    one float pass over both inputs.
+
+    Returns image and face [3, S, S] ImageNet-normalised, head_mask [1, S, S] and head_box [4] (normalised to the
+    augmented image, clipped to [0, 1]); see model_inputs."""
+    if isinstance(image, Image.Image):
+        image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    scene, face = (_resized_region(image, box * scale, size) for box in (plan.scene_box, plan.face_box))
+    if plan.flip:
+        scene, face = scene.flip(-1), face.flip(-1)
+    mean_grey = grey_mean(scene) if plan.colour is not None else 0.0  # the scene's pivot, for the face too
+    scene, face = (normalise(view, plan.colour, mean_grey)[0] for view in (scene, face))
+    head_box_normalised = np.clip(plan.annotation.head_box / np.tile(plan.frame_size, 2), 0.0, 1.0)
+    return {
+        "image": scene,
+        "head_mask": head_mask(head_box_normalised, size),
+        "face": face,
+        "head_box": torch.from_numpy(head_box_normalised).float(),
+    }
+
+
+def _resized_region(image: torch.Tensor, box: np.ndarray, size: int) -> torch.Tensor:
+    """Pixels `box` (left, top, right, bottom; rounded outward to whole pixels) of uint8 [3, H, W] as [1, 3, S, S].
+
+    torch's uint8 antialiased bilinear resize gives PIL's values (within one level) several times faster when the
+    pixels are stored channels-last, as decoders return them."""
+    left, top = (int(np.floor(v)) for v in box[:2])
+    right, bottom = (int(np.ceil(v)) for v in box[2:])
+    region = image[None, :, max(top, 0) : bottom, max(left, 0) : right]
+    return F.interpolate(region.contiguous(memory_format=torch.channels_last), size=(size, size), mode="bilinear",
+                         antialias=True)
+
+
 def model_inputs(image: Image.Image, head_box: np.ndarray, size: int) -> dict[str, torch.Tensor]:
     """The network inputs of one person, as training, evaluation and prediction all build them.
 
@@ -222,26 +372,23 @@ def model_inputs(image: Image.Image, head_box: np.ndarray, size: int) -> dict[st
     (`head_mask`) and head_box [4], the box normalised to the image and clipped to [0, 1].
     A head box with no area in the image is a ValueError (the caller names the annotation).
     """
-    face = face_crop(image, head_box, size)
-    head_box_normalised = np.clip(np.asarray(head_box, dtype=np.float64) / np.tile(image.size, 2), 0.0, 1.0)
-    return {
-        "image": to_normalised_tensor(image, size),
-        "head_mask": head_mask(head_box_normalised, size),
-        "face": face,
-        "head_box": torch.from_numpy(head_box_normalised).float(),
-    }
+    head_box = np.asarray(head_box, dtype=np.float64)
+    person = Annotation(head_box, (head_box[:2] + head_box[2:]) / 2, np.zeros((0, 2)))
+    return render_inputs(image.convert("RGB"), plan_inputs(image.size, person, None), size)
+
+
+def face_box(head_box: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """The face region of `face_crop`: the pixel head box widened by FACE_WIDEN on each side, clipped to the image,
+    its edges rounded outward to whole pixels so it always covers the box; no area after clipping is a ValueError."""
+    x_min, y_min, x_max, y_max = clamp_box(widen_box(head_box, FACE_WIDEN), image_size)
+    box = np.array([np.floor(x_min), np.floor(y_min), np.ceil(x_max), np.ceil(y_max)])
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise ValueError(
+            f"head box {np.round(head_box, 2).tolist()} has no area inside the {image_size[0]}x{image_size[1]} image"
+        )
+    return box
 
 
 def face_crop(image: Image.Image, head_box: np.ndarray, size: int) -> torch.Tensor:
-    """The face input: the pixel head box widened by FACE_WIDEN on each side, clipped to the image, resized to S.
-
-    The crop edges are rounded outward to whole pixels so the crop always covers the box; a box with no area
-    after clipping is an error (the caller names the annotation).
-    """
-    x_min, y_min, x_max, y_max = clamp_box(widen_box(head_box, FACE_WIDEN), image.size)
-    box = (int(np.floor(x_min)), int(np.floor(y_min)), int(np.ceil(x_max)), int(np.ceil(y_max)))
-    if box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(
-            f"head box {np.round(head_box, 2).tolist()} has no area inside the {image.width}x{image.height} image"
-        )
-    return to_normalised_tensor(image.crop(box), size)
+    """The face input: `face_box` of the pixel head box cut from `image` and resized to S, ImageNet-normalised."""
+    return model_inputs(image, head_box, size)["face"]

@@ -177,7 +177,7 @@ def _extract_into_tensor(arr: np.ndarray, timesteps: torch.Tensor, broadcast_sha
     """arr[timesteps] as float32 on the timesteps' device, broadcast to `broadcast_shape` ([B, ...])."""
     _check_timesteps(timesteps, broadcast_shape)
     # Cast before moving: some devices (MPS) hold no float64. Casting before or after indexing gives the same values.
-    values = torch.from_numpy(arr).float().to(timesteps.device)[timesteps]
+    values = torch.from_numpy(arr).float().to(timesteps.device, non_blocking=True)[timesteps]  # no stream sync
     return values.reshape(-1, *([1] * (len(broadcast_shape) - 1))).expand(*broadcast_shape)
 
 

@@ -73,6 +73,12 @@ class Change:
         return f"{self.name}: {self.stored!r} -> {self.given!r} ({self.source})"
 
 
+# Options added with a default that would change what a configuration stored before they existed means: such a
+# stored configuration is read with the value that reproduces its run (the depth model of this project's earlier
+# versions was the Tonini-style fusion; `depth_layout: diffusiongaze` arrived later as the new default).
+STORED_BEFORE_OPTION_EXISTED: dict[str, Any] = {"depth_layout": "tonini"}
+
+
 def given_options(config: Config) -> dict[str, tuple[Any, str]]:
     """{name: (value, source)} of the options a YAML file, a flag or `replace()` set (not left at their default)."""
     return {name: (value, config.sources[name]) for name, value in config.to_dict().items()
@@ -87,6 +93,8 @@ def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any
     stored value, given value and where it was given), or naming a stored option this version does not know.
     """
     table = _table(table)
+    stored = {table.aliases.get(name, name): value for name, value in stored.items()}  # renamed options
+    stored = {**{k: v for k, v in STORED_BEFORE_OPTION_EXISTED.items() if k in table.by_name}, **stored}
     unknown = sorted(set(stored) - set(table.by_name))
     if unknown:
         raise ConfigError(f"{checkpoint}: its stored configuration has options this version does not know: "
@@ -132,7 +140,8 @@ def stored_configuration(checkpoint: Any, table: OptionTable | None = None) -> M
     stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
     if not isinstance(stored, Mapping):
         return None
-    if "format" not in checkpoint and not set(stored) <= set(_table(table).by_name):
+    table = _table(table)
+    if "format" not in checkpoint and not {table.aliases.get(k, k) for k in stored} <= set(table.by_name):
         return None
     return stored
 

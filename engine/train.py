@@ -228,7 +228,10 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
             state["ema"] = ema.state_dict()
         return state
 
+    running = RunningLosses()
+
     def save(path: Path, state: dict) -> None:
+        running.check_finite(context)  # weights after a non-finite loss are never written
         # Every rank must hold the weights (and EMA) rank 0 saves.
         distributed.check_identical_on_ranks({**state["model"], **{f"ema.{k}": v for k, v in state.get("ema", {}).items()}},
                                              context)
@@ -248,16 +251,19 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
                           disable=not context.is_main):
             losses = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
                                    scaler, autocast, memory_format, step, ema, loss_fn=loss_fn, context=context)
+            running.add(losses, step)  # device tensors: the host does not wait for the step to finish
             step += 1
             batch_in_epoch += 1
             seen += batch["image"].shape[0]
             if step % config.print_every == 0 or step == total_steps:
+                means = running.means(context)  # the one host synchronisation between logging points
                 elapsed = time.perf_counter() - started
-                logger.log("train", step, epoch=epoch + 1, **losses, **learning_rates(optimizer),
+                logger.log("train", step, epoch=epoch + 1, **means, **learning_rates(optimizer),
                            images_per_second=seen * context.world_size / max(elapsed, 1e-9), **memory_stats(device))
             if step >= total_steps:
                 break
-            stopping = stop_requested(stop, context, device)
+            if not context.enabled or step % config.print_every == 0:  # torchrun: ranks agree at logging points only
+                stopping = stop_requested(stop, context, device)
             mid_epoch = batch_in_epoch < steps_per_epoch
             if mid_epoch and (stopping or config.save_every_steps and step % config.save_every_steps == 0):
                 save(checkpoint_path, training_state(epoch, batch_in_epoch))
@@ -356,38 +362,43 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
     global batch: all ranks together) + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target
     heatmap to denoise. Each rank's diffusion term is normalised by the global in-frame count times the world size,
     so that DDP's gradient average equals the gradient of the single-process loss over the same samples."""
-    image, head_mask, face = (batch[key].to(device, memory_format=memory_format) for key in ("image", "head_mask", "face"))
-    heatmap, inout = batch["heatmap"].to(device), batch["inout"].to(device)
-    depth = batch["depth"].to(device, memory_format=memory_format) if "depth" in batch else None  # depth_flag
-    in_frame = inout > 0.5
-    global_in_frame = distributed.all_reduce_sum(in_frame.sum(), context)
+    # Copies to the device are asynchronous (the loader pins its batches on CUDA); which samples are in frame is
+    # read from the batch on the CPU, so no step waits for the device (BENCHMARKS.md, "training step").
+    image, head_mask, face = (batch[key].to(device, memory_format=memory_format, non_blocking=True)
+                              for key in ("image", "head_mask", "face"))
+    heatmap, inout = batch["heatmap"].to(device, non_blocking=True), batch["inout"].to(device, non_blocking=True)
+    depth = (batch["depth"].to(device, memory_format=memory_format, non_blocking=True)  # depth_flag
+             if "depth" in batch else None)
+    in_frame_rows = torch.nonzero(batch["inout"].cpu() > 0.5).flatten()
+    rows = in_frame_rows.to(device, non_blocking=True)
+    global_in_frame = distributed.all_reduce_sum(torch.full((), float(len(in_frame_rows)), device=device), context)
     with autocast():
         features = model.encode(image, head_mask, face, depth)
         inout_logit = model.inout_logit(features["scene_face_feat"])
         diffusion_loss = extra_loss = torch.zeros((), device=device)
-        if in_frame.any():
-            kwargs = {name: value[in_frame] for name, value in model.denoiser_kwargs(features).items()}
+        if len(in_frame_rows):
+            kwargs = {name: value[rows] for name, value in model.denoiser_kwargs(features).items()}
+            indices = batch["index"].cpu()[in_frame_rows]
             if config.diffusion_target != "heatmap":  # the point is diffused; the UNet predicts the [0, 1] heatmap
-                x_start = heatmap[in_frame].unsqueeze(1)
+                x_start = heatmap[rows].unsqueeze(1)
                 # One draw per sample: the point's noise, then (point_image) the rendered heatmap's.
-                t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
-                                           diffusion.num_timesteps, (2 + x_start[0].numel(),))
-                noise = noise.to(device)
+                t, noise = diffusion_draws(indices, step, config.seed, diffusion.num_timesteps,
+                                           (2 + x_start[0].numel(),))
+                noise = noise.to(device, non_blocking=True)
                 terms = diffusion.training_losses_point(
-                    denoise, x_start, batch["gaze_points"][:, 0].to(device)[in_frame].to(x_start.dtype),
-                    t.to(device), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
+                    denoise, x_start, batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows].to(x_start.dtype),
+                    t.to(device, non_blocking=True), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
                     heatmap_noise=noise[:, 2:].reshape(x_start.shape))
             else:
-                x_start = scaling.to_diffusion(heatmap[in_frame].unsqueeze(1))
-                t, noise = diffusion_draws(batch["index"][in_frame.cpu()], step, config.seed,
-                                           diffusion.num_timesteps, tuple(x_start.shape[1:]),
-                                           diffusion.offset_noise_strength)
-                terms = diffusion.training_losses(denoise, x_start, t.to(device), model_kwargs=kwargs,
-                                                  noise=noise.to(device))
+                x_start = scaling.to_diffusion(heatmap[rows].unsqueeze(1))
+                t, noise = diffusion_draws(indices, step, config.seed, diffusion.num_timesteps,
+                                           tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
+                terms = diffusion.training_losses(denoise, x_start, t.to(device, non_blocking=True),
+                                                  model_kwargs=kwargs, noise=noise.to(device, non_blocking=True))
             diffusion_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
             if config.other_loss:
                 extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],
-                                                batch["gaze_points"][:, 0].to(device)[in_frame], config)
+                                                batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows], config)
     inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
     loss = config.diffusion_weight * diffusion_loss
     if config.x_loss:
@@ -395,7 +406,7 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
     if config.other_loss:
         loss = loss + extra_loss
     return {"loss": loss, "loss_diffusion": diffusion_loss, "loss_inout": inout_loss, "loss_extra": extra_loss,
-            "in_frame": in_frame.sum()}
+            "in_frame": torch.tensor(float(len(in_frame_rows)))}
 
 
 class TrainingLoss(nn.Module):
@@ -411,25 +422,72 @@ class TrainingLoss(nn.Module):
 
 def training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler, scaler,
                   autocast, memory_format, step: int, ema: ExponentialMovingAverage | None = None, loss_fn=None,
-                  context: distributed.Distributed = distributed.Distributed()) -> dict[str, float]:
+                  context: distributed.Distributed = distributed.Distributed()) -> dict[str, torch.Tensor]:
     """One optimisation step (and EMA update); `loss_fn` is the (DDP-wrapped) TrainingLoss under torchrun.
-    Returns the logged statistics, averaged over ranks."""
+
+    Returns the step's statistics as detached tensors (on the device, except the in-frame count) without waiting for
+    the device: the training loop sums them in a RunningLosses, which checks that the loss stayed finite and reads
+    them at logging points. Only fp16's GradScaler reads a value on the host each step (it must decide whether to
+    skip the step); bf16 and fp32 steps never do."""
     if loss_fn is None:
         loss_fn = TrainingLoss(model, denoise=denoise, diffusion=diffusion, scaling=scaling, config=config,
                                device=device, autocast=autocast, memory_format=memory_format, context=context)
     terms = loss_fn(batch, step)
-    loss = terms["loss"]
-    if distributed.all_reduce_sum((~torch.isfinite(loss.detach())).float(), context) > 0:  # every rank stops
-        raise FloatingPointError(f"training stopped: the loss is {loss.item()} at step {step + 1}; nothing of this "
-                                 "step was applied and the last good checkpoint is kept")
-    stepped = optimizer_step(loss, optimizer, scaler, config.grad_clip)
+    stepped = optimizer_step(terms["loss"], optimizer, scaler, config.grad_clip)
     distributed.broadcast_buffers(model, context)
     if stepped:  # a step skipped for inf/NaN fp16 gradients lowers the scale and holds the schedule and the EMA
         scheduler.step()
         if ema is not None:
             ema.update(model)
-    losses = {key: float(value.detach()) for key, value in terms.items() if key != "loss_extra" or config.other_loss}
-    return distributed.reduce_means(losses, context, summed=("in_frame",))
+    return {key: value.detach() for key, value in terms.items() if key != "loss_extra" or config.other_loss}
+
+
+class RunningLosses:
+    """The training statistics summed on the device between logging points, and the first step whose loss was not
+    finite, so that the training loop never waits for the device between logging points.
+
+    `check_finite` (at every logging point and before every checkpoint is written) stops the run naming that step;
+    the weights of the steps after it are never saved, so the last checkpoint on disk is the last good one."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+        self.last_step = 0
+        self.first_bad_step: torch.Tensor | None = None  # 1-based step number, 0 while every loss was finite
+        self.bad_loss: torch.Tensor | None = None
+
+    def add(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Add the statistics of 0-based optimisation step `step` (device tensor operations only)."""
+        for key, value in losses.items():
+            self.sums[key] = self.sums[key] + value.float() if key in self.sums else value.float().clone()
+        loss = losses["loss"].float()
+        if self.first_bad_step is None:
+            self.first_bad_step = torch.zeros((), dtype=torch.long, device=loss.device)
+            self.bad_loss = torch.zeros((), device=loss.device)
+        new_bad = (self.first_bad_step == 0) & ~torch.isfinite(loss)
+        self.first_bad_step = torch.where(new_bad, step + 1, self.first_bad_step)
+        self.bad_loss = torch.where(new_bad, loss, self.bad_loss)
+        self.steps += 1
+        self.last_step = step + 1
+
+    def check_finite(self, context: distributed.Distributed = distributed.Distributed()) -> None:
+        """Raise FloatingPointError (on every rank) if a loss since the start was NaN or infinite, naming its step."""
+        if self.first_bad_step is None:
+            return
+        any_rank = distributed.all_reduce_sum((self.first_bad_step > 0).float(), context)
+        if float(any_rank) > 0:
+            first = int(self.first_bad_step)
+            what = f"the loss is {float(self.bad_loss)} at step {first}" if first else "another rank's loss is not finite"
+            raise FloatingPointError(f"training stopped: {what} (found at step {self.last_step}); the weights of the "
+                                     "steps since are not saved and the last good checkpoint is kept")
+
+    def means(self, context: distributed.Distributed = distributed.Distributed()) -> dict[str, float]:
+        """Check the losses were finite, then return the means over the steps since the last call (averaged over
+        ranks; the in-frame count per step summed over ranks) and start again."""
+        self.check_finite(context)
+        values = {key: float(value) / self.steps for key, value in self.sums.items()}
+        self.sums, self.steps = {}, 0
+        return distributed.reduce_means(values, context, summed=("in_frame",))
 
 
 def compile_model(model, **compile_options) -> None:

@@ -364,6 +364,20 @@ def test_only_this_projects_stored_configuration_is_used():
         evaluation_config({"format": 1, "config": {"hidden_size": 3}}, {}, weights="w.pt")
 
 
+def test_a_configuration_stored_by_an_earlier_version_keeps_its_meaning():
+    """Checkpoints written before an option was renamed (is_subsample_test_set -> test_subsample_fraction) or before
+    `depth_layout` existed (their depth model was the Tonini-style fusion) evaluate as they were trained."""
+    from engine.stored_config import evaluation_config, stored_configuration
+
+    old = {"model": {}, "config": {"depth_flag": True, "is_subsample_test_set": 0.25, "lr": 0.1}}
+    assert stored_configuration(old) is not None
+    config, changes = evaluation_config(old, {}, weights="old.pt")
+    assert config.depth_layout == "tonini" and config.test_subsample_fraction == 0.25 and changes == []
+    config, _ = evaluation_config({"model": {}, "config": {"depth_flag": True, "depth_layout": "diffusiongaze"}}, {},
+                                  weights="new.pt")
+    assert config.depth_layout == "diffusiongaze"
+
+
 def test_the_tables_of_changeable_options_name_declared_options():
     from engine.options import OPTIONS_BY_NAME
     from engine.stored_config import EVALUATION_TIME, RESUMABLE

@@ -55,6 +55,7 @@ def one_step(config, data=None):
     losses = training_step(model, denoiser(model, config), build_training_diffusion(config), heatmap_scaling(config),
                            data or batch(), config, device, optimizer, scheduler, scaler, autocast_for(config, device),
                            memory_format, step=0)
+    losses = {key: float(value) for key, value in losses.items()}  # detached tensors, read here as a logger would
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())}
     return model, losses, changed
 
@@ -165,3 +166,58 @@ def test_concat_scene_gives_the_unet_the_resized_scene_and_head_mask():
     with pytest.raises(ValueError, match="takes 4 spatial condition channels; got none"):
         model.unet(torch.randn(4, 1, 16, 16), torch.zeros(4), context=features["conditioning"])
     assert model.unet.input_blocks[0][0].in_channels == 1 + 4
+
+
+def test_training_steps_between_logging_points_never_read_the_device():
+    # The "meta" device is a stub accelerator whose tensors have no values: any host read of a device tensor
+    # (.item(), float(), bool(), a data-dependent shape) raises. Three steps of everything the training loop does
+    # between logging points (step, EMA, clipping, the extra loss, the running sums) must run on it.
+    from engine.ema import ExponentialMovingAverage
+    from engine.train import RunningLosses
+
+    with pytest.raises(RuntimeError):
+        torch.zeros((), device="meta").item()  # the stub does catch host reads
+    config = load_config([], {**TINY, "other_loss": True, "grad_clip": 1.0})
+    device = torch.device("meta")
+    model = get_model(config).to(device)
+    optimizer = build_optimizer(*model.parameter_groups(), config)
+    scheduler = build_lr_scheduler(optimizer, config, 10)
+    ema, running = ExponentialMovingAverage(model, 0.9), RunningLosses()
+    for step in range(3):
+        losses = training_step(model, denoiser(model, config), build_training_diffusion(config),
+                               heatmap_scaling(config), batch(), config, device, optimizer, scheduler,
+                               torch.amp.GradScaler("cpu", enabled=False), autocast_for(config, device),
+                               torch.contiguous_format, step, ema)
+        running.add(losses, step)
+    assert losses["loss"].device == device and running.steps == 3
+    with pytest.raises(RuntimeError):
+        running.means()  # the logging point is where the host reads
+
+
+def test_a_nan_loss_stops_the_run_at_the_next_check_naming_its_step(monkeypatch):
+    import engine.train
+    from engine.data import diffusion_draws
+    from engine.train import RunningLosses
+
+    def poisoned(indices, step, *args):
+        t, noise = diffusion_draws(indices, step, *args)
+        return t, noise * (float("nan") if step == 1 else 1.0)
+
+    monkeypatch.setattr(engine.train, "diffusion_draws", poisoned)
+    config = load_config([], TINY)
+    model = get_model(config)
+    optimizer = build_optimizer(*model.parameter_groups(), config)
+    scheduler = build_lr_scheduler(optimizer, config, 10)
+    running = RunningLosses()
+    for step in range(3):
+        losses = training_step(model, denoiser(model, config), build_training_diffusion(config),
+                               heatmap_scaling(config), batch(), config, torch.device("cpu"), optimizer, scheduler,
+                               torch.amp.GradScaler("cpu", enabled=False), autocast_for(config, torch.device("cpu")),
+                               torch.contiguous_format, step)
+        running.add(losses, step)
+        if step == 0:
+            assert running.means()["in_frame"] == 3  # a finite loss passes the check
+    with pytest.raises(FloatingPointError, match=r"the loss is nan at step 2 \(found at step 3\)"):
+        running.means()
+    with pytest.raises(FloatingPointError, match="at step 2"):
+        running.check_finite()  # and before every checkpoint (engine.train.run's save)
