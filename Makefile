@@ -15,6 +15,9 @@ $(STAMP): requirements.txt requirements-test.txt constraints.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt -c constraints.txt
 	# Test oracles (guided-diffusion's own code; diffusers' schedulers); --no-deps so they cannot pull another torch.
 	$(PY) -m pip install --quiet --no-deps guided-diffusion-sdk diffusers
+	# predict.py's default head detector (MTCNN; its weights are inside the wheel, so it works offline). --no-deps:
+	# facenet-pytorch 2.6 pins torch<2.3, torchvision<0.18, numpy<2 and Pillow<10.3, but runs on this project's versions.
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch
 	touch $(STAMP)
 
 install: $(STAMP)

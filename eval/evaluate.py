@@ -82,28 +82,40 @@ def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device
     sample_k (K samples per input, averaged); with eval_from_picture start from the picture_source heatmap (SDEdit).
     Returns (heatmaps [B, H, W] in heatmap units, in/out probabilities [B])."""
     features, inout = encode_batch(model, config, batch, device, autocast)
+    heatmaps = sample_conditioned(diffusion, config, denoiser(model, config), model.denoiser_kwargs(features), batch,
+                                  device, autocast)
+    return heatmaps, inout.cpu().numpy()
+
+
+@torch.no_grad()
+def sample_conditioned(diffusion, config, model_fn, conditioning_kwargs: dict, batch: dict, device: torch.device,
+                       autocast=nullcontext) -> np.ndarray:
+    """predict_heatmaps' sampling part: heatmaps [B, H, W] (heatmap units) drawn with the configured sampler by
+    `model_fn(x_t, t, **conditioning_kwargs)` (the UNet, or an exported graph: inference/onnx_runner.py)."""
+    # One map per person: a person_independent_scene backbone may be given one image for all the people of a frame.
+    batch_size = batch["head_mask"].shape[0]
     if config.diffusion_target == "point":  # DDIM on the point; the heatmaps are the UNet's last prediction
         check_point_sampling(config)
         with autocast():
-            sample = sample_point_heatmaps(diffusion, denoiser(model, config), model.denoiser_kwargs(features),
-                                           batch["image"].shape[0], point_target(config), eta=config.ddim_eta,
-                                           samples_per_input=config.sample_k, clip_denoised=config.clip_denoised,
-                                           device=device)
-        return sample.float()[:, 0].cpu().numpy(), inout.cpu().numpy()
-    shape = (batch["image"].shape[0], config.unet_inout_channels, config.output_size, config.output_size)
+            sample = sample_point_heatmaps(diffusion, model_fn, conditioning_kwargs, batch_size, point_target(config),
+                                           eta=config.ddim_eta, samples_per_input=config.sample_k,
+                                           clip_denoised=config.clip_denoised, device=device)
+        return sample.float()[:, 0].cpu().numpy()
+    shape = (batch_size, config.unet_inout_channels, config.output_size, config.output_size)
     scaling = heatmap_scaling(config)
     start = {}
     if config.eval_from_picture:
         start = {"start_picture": scaling.to_diffusion(start_heatmaps(config, batch, shape).to(device)),
                  "start_step": sdedit_start_step(diffusion, config.time_noise)}
     with autocast():
-        sample = sample_heatmaps(diffusion, denoiser(model, config), model.denoiser_kwargs(features), shape,
+        sample = sample_heatmaps(diffusion, model_fn, conditioning_kwargs, shape,
                                  sampler=config.sampler, eta=config.ddim_eta, samples_per_input=config.sample_k,
                                  clip_denoised=config.clip_denoised, device=device,
                                  state_fn=sampling_state_fn(config), **start)
     # point_image: the network's x0 is the [0, 1] target heatmap itself (only its input was scaled).
-    heatmaps = (sample.float() if config.diffusion_target == "point_image" else scaling.to_heatmap(sample.float()))[:, 0]
-    return heatmaps.cpu().numpy(), inout.cpu().numpy()
+    heatmaps = (sample.float() if config.diffusion_target == "point_image"
+                else scaling.to_heatmap(sample.float()))[:, 0]
+    return heatmaps.cpu().numpy()
 
 
 def check_point_sampling(config) -> None:

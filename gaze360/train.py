@@ -210,3 +210,27 @@ def final_evaluation(model, config, run_dir: Path, device, autocast, baseline_di
     write_metrics(run_dir / "metrics.json", metrics)
     print(format_table(metrics))
     return metrics
+
+
+def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
+    """(model in eval mode, its configuration) of a checkpoint written by this trainer (last.pt, best.pt,
+    ckpt_epoch_N.pt): the model is built from the configuration stored in the file, as the trainer builds it."""
+    from engine.config import ConfigError, load_config
+    from gaze360.options import GAZE360
+
+    checkpoint = load_checkpoint(path)
+    stored = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    if stored is None or "model" not in checkpoint:
+        raise ConfigError(f"{path}: not a checkpoint of the Gaze360 trainer (gaze360_main.py writes 'model' and "
+                          "'config'); a bare state dict cannot say which Gaze360 network it holds")
+    # Only the values that differ from the defaults: an option left at its default is not "set" (the cross-option
+    # checks refuse options set without the option they depend on).
+    defaults = {option.name: option.default for option in GAZE360.options}
+    stored = {name: value for name, value in stored.items() if name not in defaults or value != defaults[name]}
+    try:
+        config = load_config((), stored, GAZE360)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: the Gaze360 configuration stored in it: {error}") from error
+    model = build_model(config, len(crop_list(config)))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), config

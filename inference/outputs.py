@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +25,12 @@ COLOURS = ((255, 255, 255), (0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 128
 HEATMAP_OPACITY = 0.6  # opacity of the colour map where a person's heatmap is at its maximum
 JET = colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32) * 255.0  # 256-entry RGB lookup table
 CSV_FIELDS = ("frame", "person", "image_width", "image_height", "head_x_min", "head_y_min", "head_x_max",
-              "head_y_max", "eye_x_px", "eye_y_px", "gaze_x", "gaze_y", "gaze_x_px", "gaze_y_px", "inout", "overlay")
+              "head_y_max", "head_score", "eye_x_px", "eye_y_px", "gaze_x", "gaze_y", "gaze_x_px", "gaze_y_px",
+              "heatmap_peak", "inout", "yaw", "pitch", "gaze3d_uncertainty", "gaze3d_x", "gaze3d_y", "gaze3d_z",
+              "overlay")
+GAZE3D_FIELDS = ("yaw", "pitch", "gaze3d_uncertainty", "gaze3d_x", "gaze3d_y", "gaze3d_z")
+TRACK_FOLDER = "tracks"
+GAZE3D_ARROW = 2.0  # length of a 3D gaze arrow whose direction lies in the image plane, in head-box widths
 
 
 def draw_overlay(image: Image.Image, predictions: Sequence[PersonPrediction]) -> Image.Image:
@@ -49,6 +55,8 @@ def draw_overlay(image: Image.Image, predictions: Sequence[PersonPrediction]) ->
         radius = 3 * line
         draw.ellipse([gaze[0] - radius, gaze[1] - radius, gaze[0] + radius, gaze[1] + radius], fill=colour,
                      outline=(0, 0, 0))
+        if prediction.gaze3d is not None:
+            _draw_gaze3d_arrow(draw, prediction, line)
         label = f"{prediction.person} in-frame {prediction.inout:.2f}"
         x, y = float(prediction.head_box[0]), float(prediction.head_box[1])
         left, top, right, bottom = draw.textbbox((x, y), label, font=font)
@@ -58,6 +66,26 @@ def draw_overlay(image: Image.Image, predictions: Sequence[PersonPrediction]) ->
         draw.rectangle([left - line, top - line, right + line, bottom + line], fill=(0, 0, 0))
         draw.text((x, y), label, fill=colour, font=font)
     return result
+
+
+def _draw_gaze3d_arrow(draw: ImageDraw.ImageDraw, prediction: PersonPrediction, line: int) -> None:
+    """The 3D gaze direction projected on the image from the eye: Gaze360's +x (left as seen from the camera) and
+    +y (up) become image -x and -y; a direction towards or away from the camera draws short."""
+    gaze_x, gaze_y, _ = prediction.gaze3d.vector
+    length = GAZE3D_ARROW * float(prediction.head_box[2] - prediction.head_box[0])
+    start = np.asarray(prediction.eye_point, dtype=np.float64)
+    end = start + length * np.array([-gaze_x, -gaze_y])
+    colour = (255, 40, 40)
+    draw.line([*start, *end], fill=colour, width=line)
+    direction = end - start
+    norm = float(np.hypot(*direction))
+    if norm > 1e-6:  # the arrow head: two strokes at +-25 degrees back from the tip
+        unit = direction / norm
+        size = min(norm, 6.0 * line)
+        for angle in (0.44, -0.44):
+            rotated = np.array([unit[0] * np.cos(angle) - unit[1] * np.sin(angle),
+                                unit[0] * np.sin(angle) + unit[1] * np.cos(angle)])
+            draw.line([*end, *(end - size * rotated)], fill=colour, width=line)
 
 
 def _resized_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -75,11 +103,16 @@ def prediction_row(frame: str, image_size: tuple[int, int], prediction: PersonPr
     width, height = image_size
     gaze_x, gaze_y = prediction.gaze_point
     x_min, y_min, x_max, y_max = (float(v) for v in prediction.head_box)
-    return {"frame": frame, "person": prediction.person, "image_width": width, "image_height": height,
-            "head_x_min": x_min, "head_y_min": y_min, "head_x_max": x_max, "head_y_max": y_max,
-            "eye_x_px": float(prediction.eye_point[0]), "eye_y_px": float(prediction.eye_point[1]),
-            "gaze_x": gaze_x, "gaze_y": gaze_y, "gaze_x_px": gaze_x * width, "gaze_y_px": gaze_y * height,
-            "inout": prediction.inout, "overlay": overlay}
+    row = {"frame": frame, "person": prediction.person, "image_width": width, "image_height": height,
+           "head_x_min": x_min, "head_y_min": y_min, "head_x_max": x_max, "head_y_max": y_max,
+           "head_score": "" if prediction.head_score is None else prediction.head_score,
+           "eye_x_px": float(prediction.eye_point[0]), "eye_y_px": float(prediction.eye_point[1]),
+           "gaze_x": gaze_x, "gaze_y": gaze_y, "gaze_x_px": gaze_x * width, "gaze_y_px": gaze_y * height,
+           "heatmap_peak": prediction.heatmap_peak, "inout": prediction.inout, "overlay": overlay}
+    gaze3d = prediction.gaze3d
+    values = () if gaze3d is None else (gaze3d.yaw, gaze3d.pitch, gaze3d.uncertainty, *map(float, gaze3d.vector))
+    row.update(zip(GAZE3D_FIELDS, values or ("",) * len(GAZE3D_FIELDS)))
+    return row
 
 
 def write_tables(out_dir: Path, rows: list[dict], summary: dict) -> None:
@@ -97,6 +130,19 @@ def write_tables(out_dir: Path, rows: list[dict], summary: dict) -> None:
     (out_dir / "predictions.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
+def write_track_tables(out_dir: Path, rows: list[dict]) -> list[str]:
+    """tracks/<person>.csv: the rows of each person (track), in frame order; returns the files' relative paths."""
+    folder = out_dir / TRACK_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    people = list(dict.fromkeys(row["person"] for row in rows))
+    for person in people:
+        with open(folder / f"{person}.csv", "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(row for row in rows if row["person"] == person)
+    return [f"{TRACK_FOLDER}/{person}.csv" for person in people]
+
+
 def check_animation_format(kind: str, fps: float) -> None:
     """Refuse an animation format this machine cannot write, or a frame rate that is not positive, before any
     prediction is made."""
@@ -109,23 +155,66 @@ def check_animation_format(kind: str, fps: float) -> None:
                            "use --animation gif (Pillow, always available)")
 
 
-def write_animation(path: Path, frames: list[Image.Image], fps: float) -> None:
-    """An animated GIF (Pillow) or an MP4 (H.264 through PyAV, see `check_animation_format`), by `path`'s suffix."""
-    if not frames:
-        raise ValueError(f"{path}: no frames to animate")
-    check_animation_format(path.suffix.lstrip("."), fps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gif":
-        frames[0].save(path, save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
-    elif path.suffix == ".mp4":
-        import imageio.v3 as iio
+class AnimationWriter:
+    """Writes the annotated frames of a sequence as they come: an MP4 (H.264, yuv420p, through PyAV; frames are
+    encoded one by one, so a long video never sits in memory) or an animated GIF (Pillow; frames kept until
+    `close`), chosen by `path`'s suffix. Frames are written to a temporary file renamed on `close`."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = Path(path), fps
+        check_animation_format(self.path.suffix.lstrip("."), fps)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.frames: list[Image.Image] = []
+        self.container = self.stream = None
+        self.count = 0
+
+    def write(self, frame: Image.Image) -> None:
+        self.count += 1
+        if self.path.suffix == ".gif":
+            self.frames.append(frame)
+            return
+        import av
 
         # H.264 with yuv420p needs even sides; frames are cropped by at most one pixel.
-        width, height = frames[0].size
-        even = [np.asarray(frame)[: height - height % 2, : width - width % 2] for frame in frames]
-        iio.imwrite(path, np.stack(even), plugin="pyav", codec="libx264", fps=fps)
-    else:
+        width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
+        if self.container is None:
+            self.container = av.open(str(self.temporary), "w", format="mp4")
+            self.stream = self.container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        pixels = np.ascontiguousarray(np.asarray(frame.convert("RGB"))[:height, :width])
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+            self.container.mux(packet)
+
+    def abort(self) -> None:
+        """Stop after an error: the partial file is removed, nothing is left at `path`."""
+        if self.container is not None:
+            self.container.close()
+        self.temporary.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if not self.count:
+            raise ValueError(f"{self.path}: no frames to animate")
+        if self.path.suffix == ".gif":
+            self.frames[0].save(self.temporary, format="GIF", save_all=True, append_images=self.frames[1:],
+                                duration=round(1000 / self.fps), loop=0)
+        else:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+        self.temporary.replace(self.path)
+
+
+def write_animation(path: Path, frames: list[Image.Image], fps: float) -> None:
+    """An animated GIF or an MP4 of `frames` (see AnimationWriter)."""
+    if not frames:
+        raise ValueError(f"{path}: no frames to animate")
+    if Path(path).suffix not in (".gif", ".mp4"):
         raise ValueError(f"{path}: expected a .gif or .mp4 file name")
+    writer = AnimationWriter(path, fps)
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
 
 
 def animation_frame(overlay: Image.Image, width: int) -> Image.Image:

@@ -45,6 +45,29 @@ class PersonPrediction:
     heatmap: np.ndarray
     gaze_point: tuple[float, float]
     inout: float
+    head_score: float | None = None  # the detector's confidence when the head box was detected, else None
+    gaze3d: Gaze3D | None = None  # with --gaze360_weights
+
+    @property
+    def heatmap_peak(self) -> float:
+        """The heatmap's maximum (heatmap units, ~[0, 1]): how concentrated the prediction is."""
+        return float(np.max(self.heatmap))
+
+
+@dataclass(frozen=True)
+class Gaze3D:
+    """A 3D gaze direction from a Gaze360 model, in radians, in the Gaze360 eye coordinate system (+x left, +y up,
+    +z away from the camera, as seen from the camera): yaw, pitch and the model's uncertainty sigma."""
+
+    yaw: float
+    pitch: float
+    uncertainty: float
+
+    @property
+    def vector(self) -> np.ndarray:
+        """Unit vector (x, y, z): x = cos p sin y, y = sin p, z = -cos p cos y (gaze360.data.yaw_pitch_to_gaze)."""
+        return np.array([np.cos(self.pitch) * np.sin(self.yaw), np.sin(self.pitch),
+                         -np.cos(self.pitch) * np.cos(self.yaw)])
 
 
 class Predictor:
@@ -98,13 +121,18 @@ class Predictor:
         boxes = [checked_head_box(head_box, image.size, image_name) for head_box in head_boxes]
         inputs = [model_inputs(image, box, self.config.input_size) for box in boxes]
         batch = {key: torch.stack([person[key] for person in inputs]) for key in ("image", "head_mask", "face")}
+        if getattr(self.model.gaze_backbone, "person_independent_scene", False):
+            # The backbone declares that its scene encoding does not depend on the person: it takes one image for
+            # the whole batch of head masks and faces, so the scene is encoded once per frame.
+            batch["image"] = batch["image"][:1]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.seed)
             heatmaps, inout = predict_heatmaps(self.model, self.diffusion, self.config, batch, self.device,
                                                self.autocast)
         return [
             PersonPrediction(person=head_box.person, head_box=box, eye_point=(box[:2] + box[2:]) / 2,
-                             heatmap=heatmap, gaze_point=argmax_point(heatmap), inout=float(score))
+                             heatmap=heatmap, gaze_point=argmax_point(heatmap), inout=float(score),
+                             head_score=head_box.score)
             for head_box, box, heatmap, score in zip(head_boxes, boxes, heatmaps, inout)
         ]
 

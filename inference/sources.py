@@ -29,6 +29,7 @@ class HeadBox:
     person: str
     box: np.ndarray  # (4,) x_min, y_min, x_max, y_max, pixels
     where: str
+    score: float | None = None  # the detector's confidence for a detected box; None for a given one
 
 
 def read_image(path: str | Path) -> Image.Image:
@@ -105,27 +106,85 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def video_frames(path: str | Path) -> Iterator[tuple[str, Image.Image]]:
-    """(name, RGB image) of every frame of a video, named VIDEO_FRAME_NAME (1-based, as ffmpeg's image2 muxer numbers
-    extracted frames, so head-box files written for extracted frames apply unchanged).
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file says about itself: frames per second, frame count (None when the container does not say)
+    and frame size in pixels."""
 
-    Frames are read with imageio: animated GIF / WebP / TIFF through Pillow on any machine; MP4, AVI, MOV and other
-    codecs need one of imageio's video plugins (`pip install av` or `pip install imageio-ffmpeg`).
+    fps: float
+    frames: int | None
+    width: int
+    height: int
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """The frame rate, frame count and size of the first video stream of `path` (read with PyAV)."""
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        frames = stream.frames or None
+        if frames is None and stream.duration and rate:
+            frames = round(float(stream.duration * stream.time_base) * float(rate))
+        return VideoInfo(float(rate) if rate else 0.0, frames, stream.codec_context.width,
+                         stream.codec_context.height)
+
+
+def video_frames(path: str | Path, start: float = 0.0, end: float | None = None,
+                 every_nth_frame: int = 1) -> Iterator[tuple[str, Image.Image]]:
+    """(name, RGB image) of the frames of a video (MP4, MOV, AVI, MKV, GIF, ... whatever FFmpeg reads, through
+    PyAV), named VIDEO_FRAME_NAME by their 1-based position in the video (as ffmpeg's image2 muxer numbers extracted
+    frames, so head-box files written for extracted frames apply unchanged).
+
+    Only frames whose time lies in [start, end) seconds are returned, the first of them and then every
+    `every_nth_frame`-th one. Frames before `start` are decoded and dropped (no seeking, so frame numbers stay exact).
     """
+    if every_nth_frame < 1:
+        raise ValueError(f"--every_nth_frame: expected an integer >= 1, found {every_nth_frame}")
+    if start < 0 or (end is not None and end <= start):
+        raise ValueError(f"--start / --end: expected 0 <= start < end seconds, found start {start}, end {end}")
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+        taken = 0
+        try:
+            for index, frame in enumerate(container.decode(stream), start=1):
+                time = frame.time if frame.time is not None else (index - 1) / rate if rate else 0.0
+                if end is not None and time >= end - 1e-9:
+                    break
+                if time < start - 1e-9:
+                    continue
+                taken += 1
+                if (taken - 1) % every_nth_frame == 0:
+                    yield VIDEO_FRAME_NAME.format(index), frame.to_image().convert("RGB")
+        except av_errors() as error:
+            raise ValueError(f"{path}: cannot be read as a video: decoding failed "
+                             f"({type(error).__name__}: {error})") from None
+
+
+def _open_video(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video not found: {path}")
-    import imageio.v3 as iio
+    import av
 
     try:
-        for index, frame in enumerate(iio.imiter(path), start=1):
-            yield VIDEO_FRAME_NAME.format(index), Image.fromarray(np.asarray(frame)).convert("RGB")
-    except Exception as error:  # decoders raise assorted types (Pillow: SyntaxError for a corrupt GIF)
+        container = av.open(str(path))
+    except av_errors() as error:
         raise ValueError(
-            f"{path}: cannot be read as a video ({type(error).__name__}: {error}). imageio reads animated GIF, WebP "
-            "and TIFF with Pillow; other formats need a video plugin (`pip install av` or `pip install "
-            "imageio-ffmpeg`), or extract the frames first (`ffmpeg -i VIDEO DIR/%08d.jpg`) and pass --frames DIR"
-        ) from None
+            f"{path}: cannot be read as a video ({type(error).__name__}: {error}); PyAV (FFmpeg) reads MP4, MOV, AVI, "
+            "MKV, GIF and most other formats, or extract the frames first (`ffmpeg -i VIDEO DIR/%08d.jpg`) and pass "
+            "--frames DIR") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path}: holds no video stream")
+    return container
+
+
+def av_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions PyAV raises for unreadable or corrupt files."""
+    import av
+
+    return (av.error.FFmpegError, UnicodeDecodeError)
 
 
 def _number(value: str, name: str, where: str) -> float:

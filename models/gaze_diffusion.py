@@ -35,7 +35,8 @@ class GazeDiffusionModel(nn.Module):
         features = dict(self.gaze_backbone(image, head_mask, face, **extra) if depth is None
                         else self.gaze_backbone(image, head_mask, face, depth, **extra))
         if self.spatial_size is not None:
-            scene = torch.cat([image, head_mask.to(image.dtype)], dim=1)
+            # A person_independent_scene backbone may get one image for a batch of people: expand it.
+            scene = torch.cat([image.expand(head_mask.shape[0], -1, -1, -1), head_mask.to(image.dtype)], dim=1)
             features["spatial"] = F.interpolate(scene, size=(self.spatial_size,) * 2, mode="area")
         return features
 

@@ -1,6 +1,8 @@
-"""Export the evaluation weights of a checkpoint to a .safetensors file (no pickle, loads anywhere):
+"""Export the evaluation weights of a checkpoint to a .safetensors file (no pickle, loads anywhere), or the model to
+ONNX (an encoder graph and a one-step denoising graph, see inference/onnx_runner.py):
 
     python -m pretrained.export output/run1/last.pt run1.safetensors [--weights auto|ema|model] [--scheme auto|...]
+    python -m pretrained.export output/run1/last.pt run1.onnx [--config YAML ...]
 
 The checkpoint may be this project's or any supported naming scheme (keys are renamed to this project's names; keys
 with no place here are reported and left out). `--weights auto` exports what the run evaluates: the EMA weights when
@@ -60,15 +62,26 @@ def export_safetensors(checkpoint_path: str | Path, output_path: str | Path, wei
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pretrained.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="checkpoint file (.pt) of this project or a supported naming scheme")
-    parser.add_argument("output", help="the .safetensors file to write")
+    parser.add_argument("output", help="the .safetensors file to write, or OUT.onnx (writes OUT.encoder.onnx and "
+                                       "OUT.denoise.onnx)")
+    parser.add_argument("--config", nargs="+", default=(), metavar="YAML",
+                        help="ONNX only: the YAML file(s) of a weight file that stores no configuration")
     parser.add_argument("--weights", choices=("auto", "ema", "model"), default="auto",
                         help="auto: the EMA if the run was trained with ema_on, else the model weights")
     parser.add_argument("--scheme", choices=("auto", *sorted(SCHEMES)), default="auto", help="key naming scheme")
     parser.add_argument("--trust_legacy_checkpoint", action="store_true",
                         help="allow a trusted file that needs unsafe unpickling (e.g. original DiffusionGaze)")
     args = parser.parse_args(argv)
+    if args.output.endswith(".onnx"):
+        # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
+        from inference.onnx_runner import export_onnx
+
+        encoder, step = export_onnx(args.checkpoint, args.output, args.config)
+        print(f"wrote {encoder} (image, head_mask, face -> conditioning, inout) and {step} (x_t, t, conditioning "
+              f"-> network output) of {args.checkpoint}; run them with inference.onnx_runner.OnnxPredictor")
+        return 0
     if not args.output.endswith(".safetensors"):
-        parser.error(f"the output file must end in .safetensors, found {args.output}")
+        parser.error(f"the output file must end in .safetensors or .onnx, found {args.output}")
     metadata = export_safetensors(args.checkpoint, args.output, args.weights, args.scheme,
                                   args.trust_legacy_checkpoint)
     print(f"wrote {args.output}: {metadata['evaluated_weights']} weights of {args.checkpoint} "
