@@ -19,6 +19,8 @@ def build_dataset(config, split: str):
     if name not in DATASETS:
         raise ValueError(f"unknown source_dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
     dataset = DATASETS[name].from_config(config, split)
+    if split == "train" and getattr(config, "train_augmentations", None) is not None:
+        dataset.set_augmentations(config.train_augmentations)
     if split == "train" and getattr(config, "train_in_frame_only", False):
         dataset = InFrameOnly(dataset)
     return dataset

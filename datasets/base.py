@@ -21,7 +21,8 @@ from torchvision.io import ImageReadMode, decode_image
 from datasets.errors import DataError, MissingDataFile
 from datasets.heatmap import gaze_heatmap
 from datasets.transforms import (
-    Annotation, clamp_box, depth_tensor, plan_inputs, render_inputs, sample_augmentation,
+    AUGMENTATION_STEPS, Annotation, clamp_box, depth_tensor, plan_inputs, render_inputs, restrict_augmentation,
+    sample_augmentation,
 )
 
 MAX_GAZE_POINTS = 20  # gaze points are padded to this many rows (with -1) so samples of any dataset batch
@@ -53,6 +54,7 @@ class GazeTargetDataset(Dataset):
     head_box_units: str = "pixels"
     point_units: str = "pixels"
     protocol: str = "gazefollow"
+    augmentations: tuple[str, ...] = AUGMENTATION_STEPS  # the steps applied when augmenting (set_augmentations)
 
     def _init_sampling(self, split: str, input_size: int, output_size: int, augment: bool | None,
                        heatmap_sigma: float, random_sigma, seed: int, depth: bool) -> None:
@@ -122,6 +124,14 @@ class GazeTargetDataset(Dataset):
             raise ValueError(f"epoch must be >= 0, found {epoch}")
         self.epoch = int(epoch)
 
+    def set_augmentations(self, steps) -> None:
+        """Apply only these augmentation steps (names from datasets.transforms.AUGMENTATION_STEPS; the option
+        train_augmentations). The random draws are unchanged, so a sample keeps e.g. its flip whatever else is off."""
+        unknown = sorted(set(steps) - set(AUGMENTATION_STEPS))
+        if unknown:
+            raise ValueError(f"unknown augmentation steps {unknown}; known: {list(AUGMENTATION_STEPS)}")
+        self.augmentations = tuple(step for step in AUGMENTATION_STEPS if step in steps)
+
     def where(self, index: int) -> str:
         """"file:line" of sample `index`'s annotation, for messages."""
         return f"{self._annotation_names[self._annotation_ids[index]]}:{self._lines[index]}"
@@ -155,7 +165,7 @@ class GazeTargetDataset(Dataset):
         heatmap [O, O] in [0, 1] (peak-1 Gaussian at the mean gaze point, all zeros out of frame); inout scalar
         (1 in, 0 out); gaze_points [20, 2], eye_point [2] and head_box [4] (x_min, y_min, x_max, y_max) normalised
         to the returned image, gaze points padded with -1 (an out-of-frame person has none); image_size [2]
-        (original width, height); index; path; with depth, depth [3, S, S] (colour-mapped, in [0, 1]).
+        (original width, height); index; flip (bool: mirrored by the augmentation); path; with depth, depth [3, S, S] (colour-mapped, in [0, 1]).
         """
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         if not 0 <= index < len(self):
@@ -170,6 +180,8 @@ class GazeTargetDataset(Dataset):
             annotation = self.pixel_annotation(index, original_size)
             try:  # the augmentation and the regions to read depend on the image size only: plan before decoding
                 params = sample_augmentation(rng, original_size, annotation) if self.augment else None
+                if params is not None and self.augmentations != AUGMENTATION_STEPS:
+                    params = restrict_augmentation(params, self.augmentations)
                 plan = plan_inputs(original_size, annotation, params)
             except ValueError as error:
                 raise ValueError(f"{where} ({path}): {error}") from error
@@ -208,6 +220,7 @@ class GazeTargetDataset(Dataset):
             "eye_point": torch.from_numpy(annotation.eye_point / size_xy).float(),
             "image_size": torch.tensor(original_size, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
+            "flip": torch.tensor(params is not None and params.flip),  # the image was mirrored (keys the feature cache)
             "path": relative,
         }
         if depth is not None:

@@ -4,6 +4,9 @@ Coordinate convention (one for every transform): points and boxes are in PIXELS 
 continuous frame where the image covers [0, width] x [0, height] and pixel (i, j) covers [i, i+1) x [j, j+1).
 Dividing by the image size gives the normalised coordinates of the annotation files, so a horizontal flip maps
 x to width - x (normalised: x to 1 - x) and a crop at integer offsets is a pure translation.
+
+Why not torchvision.transforms.v2: its box operations agree with these (tests/test_torchvision_equivalence.py), but
+its keypoints are pixel indices (a flip maps x to width - 1 - x), and one convention must hold for boxes and points.
 """
 from __future__ import annotations
 
@@ -118,6 +121,20 @@ def sample_augmentation(rng: np.random.Generator, image_size: tuple[int, int], a
         flip=bool(draws[2] < AUGMENT_PROBABILITY),
         colour=colour if draws[3] < AUGMENT_PROBABILITY else None,
     )
+
+
+AUGMENTATION_STEPS = ("jitter", "crop", "flip", "colour")  # the names of AugmentParams' steps (train_augmentations)
+
+
+def restrict_augmentation(params: AugmentParams, steps) -> AugmentParams:
+    """`params` with the steps not named in `steps` (AUGMENTATION_STEPS) switched off; the draws stay the same."""
+    unknown = set(steps) - set(AUGMENTATION_STEPS)
+    if unknown:
+        raise ValueError(f"unknown augmentation steps {sorted(unknown)}; known: {list(AUGMENTATION_STEPS)}")
+    return AugmentParams(box_jitter=params.box_jitter if "jitter" in steps else None,
+                         crop_box=params.crop_box if "crop" in steps else None,
+                         flip=params.flip and "flip" in steps,
+                         colour=params.colour if "colour" in steps else None)
 
 
 def jitter_head_box(head_box: np.ndarray, fraction: float, image_size: tuple[int, int]) -> np.ndarray:

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from engine.options import (
-    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, Option, OptionTable,
+    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, STR_LIST, Option,
+    OptionTable,
 )
 from engine.original_layout import DIFFUSIONGAZE_LAYOUT
 
@@ -124,6 +125,17 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         result = [_to_int(item) for item in items]
         if any(item is None for item in result):
             raise fail("a non-empty list of integers")
+    elif kind == STR_LIST:  # a YAML scalar is one item, or several separated by commas (paths may hold spaces)
+        items = [item for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise fail("a list of strings")
+        result = [item.strip() for item in items]
+        if option.choices is not None:
+            unknown = [item for item in result if item not in option.choices]
+            if unknown:
+                raise ConfigError(f"{where}: key '{option.name}': expected items from {list(option.choices)}, "
+                                  f"found {unknown}")
+            return result
     elif kind == RULES:
         if not isinstance(value, list) or not all(
             isinstance(rule, (list, tuple)) and len(rule) == 2 and all(isinstance(part, str) for part in rule)
@@ -348,6 +360,67 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{at('sync_batchnorm')} needs {at('device')} = 'cuda' (SyncBatchNorm has no CPU backend)")
     if config.random_sigma <= 0:
         raise ConfigError(f"{at('random_sigma')} must be positive, found {config.random_sigma}")
+    _validate_backbone(config, at)
+
+
+_TIMM_ONLY = ("timm_model", "head_position", "timm_prefix_tokens", "face_stream", "backbone_pretrained",
+              "backbone_weights")
+
+_RESNET_ONLY = ("list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
+                "adm_attention_module", "head_flag", "depth_flag", "list_resnet_depth_layers", "resnet_depth_inplanes")
+
+
+def _validate_backbone(config: Config, at) -> None:
+    """Checks of the gaze-backbone options (issue 14): options of the timm backbone are refused with the ResNet ones,
+    and the feature cache only runs where cached tokens equal what the encoder would compute."""
+    if config.gaze_backbone in ("original", "chong", "diffusiongaze_depth"):
+        given = [name for name in _TIMM_ONLY if getattr(config, name) != OPTIONS_BY_NAME[name].default]
+        if given:
+            raise ConfigError(f"{', '.join(at(n) for n in given)} configure gaze_backbone timm, but "
+                              f"{at('gaze_backbone')} is {config.gaze_backbone!r}")
+    if config.attention_layout and config.gaze_backbone not in ("original", "chong"):
+        raise ConfigError(f"{at('attention_layout')} selects the 'chong' backbone, but {at('gaze_backbone')} is "
+                          f"{config.gaze_backbone!r}: set one of them")
+    if config.depth_flag and config.depth_layout == "diffusiongaze" and \
+            config.gaze_backbone not in ("original", "diffusiongaze_depth"):
+        raise ConfigError(f"{at('depth_layout')} = 'diffusiongaze' selects the 'diffusiongaze_depth' backbone, but "
+                          f"{at('gaze_backbone')} is {config.gaze_backbone!r}: set one of them")
+    if config.gaze_backbone == "timm":
+        given = [name for name in _RESNET_ONLY if getattr(config, name) != OPTIONS_BY_NAME[name].default]
+        if given:
+            raise ConfigError(f"{', '.join(at(n) for n in given)} configure the ResNet backbones (original, chong, "
+                              f"diffusiongaze_depth), "
+                              f"but {at('gaze_backbone')} is 'timm' (its face stream is 'face_stream')")
+        if not config.timm_model:
+            raise ConfigError(f"{at('gaze_backbone')} is 'timm': set 'timm_model' to a timm model name "
+                              "(e.g. vit_base_patch14_reg4_dinov2)")
+        if config.head_position == "mask_channel" and config.freeze_scene:
+            raise ConfigError(f"{at('head_position')} = 'mask_channel' feeds the head mask through zero-initialised "
+                              f"weights of the encoder's first layer, which {at('freeze_scene')} would keep at zero "
+                              "(the model would never see the head): use head_position prompt with a frozen encoder")
+        if config.backbone_pretrained and config.backbone_weights:
+            raise ConfigError(f"{at('backbone_pretrained')} and {at('backbone_weights')} both give the encoder's "
+                              "starting weights: choose one")
+    if config.feature_cache is not None:
+        # A plug-in may cache too (its encode_scene is checked when the cache is built); the ResNet backbones can't.
+        needs = {"freeze_scene": True}
+        if config.gaze_backbone == "timm":
+            needs["head_position"] = "prompt"
+        wrong = [f"{at(name)} = {getattr(config, name)!r}" for name, value in needs.items()
+                 if getattr(config, name) != value]
+        if config.gaze_backbone in ("original", "chong", "diffusiongaze_depth"):
+            wrong.insert(0, f"{at('gaze_backbone')} = {config.gaze_backbone!r}")
+        if wrong:
+            raise ConfigError(f"{at('feature_cache')} caches the frozen scene encoder's tokens, which are the same "
+                              f"every epoch only with gaze_backbone timm (or a plug-in with encode_scene), "
+                              f"freeze_scene true and head_position prompt (the encoder then sees the RGB image "
+                              f"alone); found {', '.join(wrong)}")
+        pixel_changing = [name for name in config.train_augmentations if name in ("crop", "colour")]
+        if pixel_changing:
+            raise ConfigError(f"{at('feature_cache')}: {at('train_augmentations')} includes {pixel_changing}, which "
+                              "change the pixels the encoder sees differently every epoch, so cached tokens would be "
+                              "wrong; keep only jitter (head box only) and flip (cached per flip), e.g. "
+                              "--train_augmentations jitter flip")
 
 
 # (option, the switch that makes something read it): setting the option away from its default while the switch is off
@@ -440,6 +513,8 @@ def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParse
             group.add_argument(f"--{option.name}", nargs="?", const="true", metavar="BOOL", help=help_text)
         elif option.kind == INT_LIST:
             group.add_argument(f"--{option.name}", nargs="+", metavar="N", help=help_text)
+        elif option.kind == STR_LIST:  # bare flag = empty list
+            group.add_argument(f"--{option.name}", nargs="*", metavar="ITEM", help=help_text)
         else:
             group.add_argument(f"--{option.name}", choices=option.choices, metavar=option.kind.upper()
                                if option.choices is None else None, help=help_text)

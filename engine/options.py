@@ -11,6 +11,9 @@ from typing import Any, Callable
 
 # Value kinds understood by engine.config.convert_value.
 INT, FLOAT, BOOL, STR, INT_LIST, FRACTION, RULES = "int", "float", "bool", "str", "int_list", "fraction", "rules"
+STR_LIST = "str_list"  # a list of strings, possibly empty (YAML list, or space-separated words after the flag)
+
+TRAIN_AUGMENTATIONS = ("jitter", "crop", "flip", "colour")  # datasets.transforms.sample_augmentation's steps
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("vat_frame_step", INT, 1, DATA,
        "VideoAttentionTarget training: use every k-th frame of each person track (1 = all); evaluation always uses "
        "every frame."),
+    _o("train_augmentations", STR_LIST, list(TRAIN_AUGMENTATIONS), DATA,
+       "Training augmentations applied (each with probability 0.5): jitter (head box enlarged), crop, flip, colour; "
+       "an empty list trains on the plain images. Draws are the same whichever are on.",
+       choices=TRAIN_AUGMENTATIONS),
     _o("goo_variant", STR, "real", DATA, "GOO: which release source_dataset_dir holds (selects the pickle files).",
        choices=("real", "synth")),
     _o("invalid_annotations", STR, "error", DATA,
@@ -102,6 +109,38 @@ OPTIONS: tuple[Option, ...] = (
        "modification times) were validated before (cached in <output_dir>/.data_validation); without such a "
        "result the data is validated anyway."),
     # --- gaze backbone -------------------------------------------------------------------------------------------
+    _o("gaze_backbone", STR, "original", GAZE,
+       "Registered gaze backbone: original (DiffusionGaze's ResNets), chong (Chong et al.'s layout; also chosen by "
+       "attention_layout), diffusiongaze_depth (also chosen by depth_layout diffusiongaze), timm (any timm model, see "
+       "timm_model), or a name registered by backbone_plugins."),
+    _o("backbone_plugins", STR_LIST, [], GAZE,
+       "Python modules (importable names or .py paths) imported before the model is built; they register gaze "
+       "backbones with @register_backbone. Stored in checkpoints and imported again by evaluation."),
+    _o("timm_model", STR, None, GAZE,
+       "gaze_backbone timm: the timm model name (e.g. vit_base_patch14_reg4_dinov2, resnet50, convnext_tiny).",
+       nullable=True),
+    _o("head_position", STR, "prompt", GAZE,
+       "gaze_backbone timm: how the head position enters: prompt = Gaze-LLE's learned head-prompt embedding added to "
+       "the tokens inside the head box (the encoder sees RGB only); mask_channel = the head mask as a 4th input "
+       "channel of the encoder (this project's ResNets' way).", choices=("prompt", "mask_channel")),
+    _o("timm_prefix_tokens", STR, "drop", GAZE,
+       "gaze_backbone timm with a transformer: the class and register tokens before the patch tokens are dropped, or "
+       "kept as extra conditioning tokens (projected, each with a learned position).", choices=("drop", "keep")),
+    _o("face_stream", BOOL, False, GAZE,
+       "gaze_backbone timm: add a face stream (the same timm model on the face crop) whose tokens join the "
+       "conditioning. The ResNet backbones' face stream is head_flag."),
+    _o("backbone_pretrained", BOOL, False, GAZE,
+       "gaze_backbone timm: start the encoder(s) from timm's pretrained weights (downloaded by timm on first use)."),
+    _o("backbone_weights", STR, None, GAZE,
+       "gaze_backbone timm: start the encoder(s) from this local .safetensors / .pth file (timm naming); missing "
+       "and unexpected keys are reported.", nullable=True),
+    _o("feature_cache", STR, None, GAZE,
+       "Folder caching the frozen scene encoder's tokens per image (and flip), so later epochs read them instead of "
+       "running the encoder; needs gaze_backbone timm (or a plug-in with encode_scene), freeze_scene and "
+       "head_position prompt, and no pixel-changing train_augmentations (crop, colour).", nullable=True),
+    _o("feature_cache_dtype", STR, "float32", GAZE,
+       "Precision of the cached tokens: float32 (the encoder's values exactly) or float16 / bfloat16 (half the disk).",
+       choices=("float32", "float16", "bfloat16")),
     _o("list_resnet_scene_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the scene ResNet."),
     _o("list_resnet_face_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the face ResNet."),
     _o("resnet_scene_inplanes", INT, 64, GAZE, "Stem width of the scene ResNet."),
@@ -112,8 +151,10 @@ OPTIONS: tuple[Option, ...] = (
        "Use Chong et al.'s layout: attended scene + face pass through the 2048->1024->512 encoder, whose map is the "
        "conditioning (unet_context_vector must be 512)."),
     _o("head_flag", BOOL, True, GAZE, "Use the head (mask and face stream); false = scene-only backbone."),
-    _o("freeze_scene", BOOL, False, GAZE, "Freeze the scene ResNet (weights and BatchNorm statistics)."),
-    _o("freeze_face", BOOL, False, GAZE, "Freeze the face ResNet (weights and BatchNorm statistics)."),
+    _o("freeze_scene", BOOL, False, GAZE,
+       "Freeze the scene stream (ResNet or timm encoder): no gradients, eval mode (BatchNorm statistics, dropout)."),
+    _o("freeze_face", BOOL, False, GAZE,
+       "Freeze the face stream (ResNet or timm encoder): no gradients, eval mode (BatchNorm statistics, dropout)."),
     _o("depth_flag", BOOL, False, GAZE, "Add a depth ResNet stream on precomputed depth maps."),
     _o("list_resnet_depth_layers", INT_LIST, [3, 4, 6, 3, 2], GAZE, "Bottleneck blocks per layer of the depth ResNet."),
     _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet."),
@@ -326,6 +367,8 @@ def markdown_table(options: tuple[Option, ...] = OPTIONS, groups: tuple[str, ...
         for option in options:
             if option.group == group:
                 kind = option.kind if option.choices is None else " / ".join(map(str, option.choices))
+                if option.kind == STR_LIST and option.choices is not None:
+                    kind = f"list of {kind}"
                 default = "unset" if option.default is None else option.default
                 lines.append(f"| `{option.name}` | {kind} | `{default}` | {option.help.replace('|', '/')} |")
         lines.append("")

@@ -44,6 +44,9 @@ EVALUATION_TIME: dict[str, str] = {
     # figures and logging
     "Debugging_maps": "figures", "debug_maps_per_group": "figures", "debug_trajectories": "figures",
     "print_every": "logging", "no_wandb": "logging", "watch_wandb": "logging",
+    # the gaze backbone's code location and training-only aids
+    "backbone_plugins": "plug-in location (the same code, moved)", "feature_cache": "training only",
+    "feature_cache_dtype": "training only", "train_augmentations": "training only",
 }
 
 # Options that may change when a run resumes: they do not change what is trained.
@@ -57,6 +60,8 @@ RESUMABLE: dict[str, str] = {
     "eval_dataset_dir": "data location (the same data, moved)", "no_resume": "run control",
     "trust_legacy_checkpoint": "run control", "init_weights": "read only by a fresh start",
     "skip_validation": "run control (the data is the same)",
+    "backbone_plugins": "plug-in location (the same code, moved)",
+    "feature_cache": "cache folder (cached tokens equal the frozen encoder's)",
 }
 
 

@@ -37,6 +37,7 @@ from engine.stored_config import RESUMABLE, Change, apply_stored_config, evaluat
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
+from models.feature_cache import FeatureCache
 from optim import build_lr_scheduler, build_optimizer, learning_rates
 from pretrained.loading import load_eval_weights, load_init_weights
 
@@ -124,7 +125,9 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
     seed_everything(config.seed)
     autocast = autocast_for(config, device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = get_model(config).to(device, memory_format=memory_format)
+    # Weights a checkpoint fills anyway need no starting weights (backbone_pretrained / backbone_weights).
+    loads_checkpoint = bool(config.eval_weights) or state is not None
+    model = get_model(config, init_backbone_weights=not loads_checkpoint).to(device, memory_format=memory_format)
     if config.sync_batchnorm and context.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # frozen streams stay in eval mode (model.train)
     if config.torch_compile:
@@ -211,6 +214,11 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
         history += [{"step": step, "option": c.name, "was": c.stored, "now": c.given, "source": c.source}
                     for c in changes]
+    feature_cache = None
+    if config.feature_cache:  # after every weight loading: the manifest fingerprints the encoder's final weights
+        feature_cache = FeatureCache(config.feature_cache, model.gaze_backbone, config.source_dataset_dir,
+                                     config.input_size, config.feature_cache_dtype)
+        (loss_fn.module if context.enabled else loss_fn).options["feature_cache"] = feature_cache
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config.to_yaml() + history_comments(history))
@@ -357,7 +365,8 @@ def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkp
 
 
 def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, config, device, autocast, memory_format,
-                   context: distributed.Distributed = distributed.Distributed()) -> dict[str, torch.Tensor]:
+                   context: distributed.Distributed = distributed.Distributed(),
+                   feature_cache: FeatureCache | None = None) -> dict[str, torch.Tensor]:
     """The losses of one batch. Loss = diffusion_weight * (diffusion loss averaged over the in-frame samples of the
     global batch: all ranks together) + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target
     heatmap to denoise. Each rank's diffusion term is normalised by the global in-frame count times the world size,
@@ -373,7 +382,9 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
     rows = in_frame_rows.to(device, non_blocking=True)
     global_in_frame = distributed.all_reduce_sum(torch.full((), float(len(in_frame_rows)), device=device), context)
     with autocast():
-        features = model.encode(image, head_mask, face, depth)
+        scene_tokens = None if feature_cache is None else \
+            feature_cache.scene_tokens(model.gaze_backbone, image, batch["path"], batch["flip"])
+        features = model.encode(image, head_mask, face, depth, scene_tokens=scene_tokens)
         inout_logit = model.inout_logit(features["scene_face_feat"])
         diffusion_loss = extra_loss = torch.zeros((), device=device)
         if len(in_frame_rows):

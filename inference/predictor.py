@@ -94,7 +94,7 @@ class Predictor:
             # A run trained with ema_on is evaluated with its averaged weights; prediction does the same.
             self.evaluated_weights = "ema" if self.config.ema_on and "ema" in checkpoint else "model"
         self.device = resolve_device(self.config.device)
-        self.model = get_model(self.config)
+        self.model = get_model(self.config, init_backbone_weights=False)  # the checkpoint fills every weight
         containers = EMA_CONTAINERS if self.evaluated_weights == "ema" and "ema" in checkpoint else STATE_DICT_CONTAINERS
         report = load_init_weights(self.model, unwrap_state_dict(checkpoint, str(self.weights), containers),
                                    scheme="auto", extra_rules=self.config.init_weights_rules)

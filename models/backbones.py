@@ -1,13 +1,23 @@
 """Gaze backbones: networks that turn (scene image, head mask, face crop) into the UNet's conditioning tokens and
-the in/out head's scene+face map, plus the tiny registry (`BACKBONES`, `register_backbone`) that selects them.
+the in/out head's scene+face map, plus the tiny registry (`BACKBONES`, `register_backbone`) that selects them by the
+`gaze_backbone` option, and `import_backbone_plugins`, which imports the modules of `backbone_plugins` first.
 
-Every backbone's forward(image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S],
-depth [B,3,S,S] colour-mapped depth or None) returns {"conditioning": [B, N_tokens, context_dim],
-"scene_face_feat": [B, feature_channels, h, w]} and exposes
-`context_dim`, `feature_channels` and `feature_side` (h = w) for the parts built around it.
+The contract (README, "Your own gaze backbone"): the registry builds a backbone with `cls.from_config(config)` when
+the class defines it, else `cls(config)`; `config` holds every option as an attribute. Its forward(image [B,3,S,S]
+ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S], depth [B,3,S,S] colour-mapped depth, passed
+only with depth_flag) returns {"conditioning": [B, N_tokens, context_dim], "scene_face_feat": [B, feature_channels,
+feature_side, feature_side]}, and it exposes `context_dim` (= unet_context_vector), `feature_channels` and
+`feature_side` for the parts built around it. Streams that freeze_scene / freeze_face stop are the attributes
+`scene_backbone` / `face_backbone`.
 """
 
+import hashlib
+import importlib
+import importlib.util
 import math
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -16,24 +26,79 @@ from torch import nn
 from models.resnet import Bottleneck, ResNet
 
 BACKBONES: dict[str, type[nn.Module]] = {}
+REQUIRED_ATTRIBUTES = ("context_dim", "feature_channels", "feature_side")
+_PLUGIN_FILES: dict[Path, ModuleType] = {}  # .py plug-ins already imported, by resolved path
 
 
 def register_backbone(name: str):
-    """Class decorator adding a backbone (an nn.Module with a `from_config(config)` classmethod) to BACKBONES."""
+    """Class decorator adding a gaze backbone (an nn.Module built by `from_config(config)` or `__init__(config)`)
+    to BACKBONES under `name`, the value of the `gaze_backbone` option that selects it."""
 
     def register(cls):
         if name in BACKBONES:
-            raise ValueError(f"gaze backbone {name!r} is registered twice ({BACKBONES[name].__name__}, {cls.__name__})")
+            raise ValueError(f"gaze backbone {name!r} is registered twice ({BACKBONES[name].__module__}."
+                             f"{BACKBONES[name].__name__}, {cls.__module__}.{cls.__name__})")
         BACKBONES[name] = cls
         return cls
 
     return register
 
 
+def import_backbone_plugins(plugins) -> list[ModuleType]:
+    """Import each plug-in (an importable module name, or a path to a .py file) once, so that its
+    `@register_backbone` runs. A plug-in that cannot be found is an error naming it and what to do."""
+    modules = []
+    for plugin in plugins or ():
+        if str(plugin).endswith(".py"):
+            path = Path(plugin).expanduser().resolve()
+            if path not in _PLUGIN_FILES:
+                if not path.is_file():
+                    raise ModuleNotFoundError(
+                        f"backbone plug-in {plugin!r} (backbone_plugins) not found: {path} does not exist. A "
+                        "checkpoint names the plug-ins it was trained with; pass --backbone_plugins with the file's "
+                        "current location")
+                name = f"gaze_backbone_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+                _PLUGIN_FILES[path] = module
+            modules.append(_PLUGIN_FILES[path])
+        else:
+            try:
+                modules.append(importlib.import_module(plugin))
+            except ModuleNotFoundError as error:
+                if error.name is None or not str(plugin).startswith(error.name):
+                    raise  # the plug-in exists but one of its own imports is missing: torch's message says which
+                raise ModuleNotFoundError(
+                    f"backbone plug-in module {plugin!r} (backbone_plugins) cannot be imported: no module named "
+                    f"{error.name!r} on the Python path. A checkpoint names the plug-ins it was trained with; make it "
+                    "importable (install it or add its folder to PYTHONPATH) or pass --backbone_plugins with a .py "
+                    "path", name=error.name) from error
+    return modules
+
+
 def build_backbone(name: str, config) -> nn.Module:
+    """Build the backbone registered as `name` and check that it has the attributes the model reads."""
     if name not in BACKBONES:
-        raise KeyError(f"unknown gaze backbone {name!r}; registered: {sorted(BACKBONES)}")
-    return BACKBONES[name].from_config(config)
+        plugins = list(getattr(config, "backbone_plugins", None) or [])
+        raise KeyError(f"unknown gaze backbone {name!r}; registered: {sorted(BACKBONES)} (backbone_plugins "
+                       f"imported: {plugins or 'none'}; a plug-in registers its name with @register_backbone)")
+    cls = BACKBONES[name]
+    backbone = cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
+    missing = [attribute for attribute in REQUIRED_ATTRIBUTES if not hasattr(backbone, attribute)]
+    if missing:
+        raise AttributeError(f"gaze backbone {name!r} ({cls.__module__}.{cls.__name__}) lacks the attributes "
+                             f"{missing}; every backbone exposes {list(REQUIRED_ATTRIBUTES)} (README, \"Your own gaze "
+                             "backbone\")")
+    if backbone.context_dim != config.unet_context_vector:
+        raise ValueError(f"gaze backbone {name!r} gives tokens of width {backbone.context_dim} (context_dim), but "
+                         f"unet_context_vector is {config.unet_context_vector}")
+    return backbone
 
 
 class SinusoidalPositionalEncoding2D(nn.Module):

@@ -1,6 +1,7 @@
 """get_model(config): builds the GazeDiffusionModel from the project's options (read by name with getattr)."""
 
-from models.backbones import build_backbone
+import models.timm_backbone  # noqa: F401  (registers "timm"; timm itself is imported when one is built)
+from models.backbones import build_backbone, import_backbone_plugins
 from models.gaze_diffusion import SCENE_CHANNELS, GazeDiffusionModel
 from models.inout import InOutHead
 from models.unet import UNetModel
@@ -15,15 +16,21 @@ MODEL_OPTIONS = (
 )
 
 
-def get_model(config) -> GazeDiffusionModel:
+def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     """Build the model. `config` is any object with the attributes in MODEL_OPTIONS (e.g. a SimpleNamespace).
 
-    The gaze backbone (see `backbone_name`) is built from the registry in models/backbones.py.
+    The modules of `backbone_plugins` are imported first, then the registered backbone `backbone_name` selects is
+    built. `init_backbone_weights: false` skips the backbone's starting weights (backbone_pretrained,
+    backbone_weights): for building a model whose weights a checkpoint then fills, so neither the network nor the
+    original weight file is needed.
     """
     missing = [name for name in MODEL_OPTIONS if not hasattr(config, name)]
     if missing:
         raise AttributeError(f"get_model: the configuration lacks the model options {missing}")
-    backbone = build_backbone(backbone_name(config), config)
+    import_backbone_plugins(getattr(config, "backbone_plugins", None))
+    backbone_config = config if init_backbone_weights else _Overridden(config, backbone_pretrained=False,
+                                                                       backbone_weights=None)
+    backbone = build_backbone(backbone_name(config), backbone_config)
     unet = UNetModel(
         in_channels=config.unet_inout_channels,
         model_channels=config.unet_inplanes,
@@ -53,10 +60,25 @@ def get_model(config) -> GazeDiffusionModel:
     if config.freeze_scene:
         model.freeze("scene_backbone")
     if config.freeze_face:
-        if not config.head_flag:
-            raise ValueError("freeze_face: true but head_flag: false builds no face stream to freeze")
+        if getattr(backbone, "face_backbone", None) is None:
+            raise ValueError("freeze_face: true but head_flag: false builds no face stream to freeze"
+                             if backbone_name(config) in ("original", "chong") else
+                             f"freeze_face: true but the gaze backbone {backbone_name(config)!r} builds no face stream "
+                             "to freeze (gaze_backbone timm: face_stream: true adds one)")
         model.freeze("face_backbone")
     return model
+
+
+class _Overridden:
+    """`config` with some attributes replaced (works for a Config, a SimpleNamespace or any object)."""
+
+    def __init__(self, config, **overrides):
+        self._config, self._overrides = config, overrides
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._overrides[name] if name in self._overrides else getattr(self._config, name)
 
 
 def backbone_name(config) -> str:

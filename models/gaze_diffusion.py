@@ -24,13 +24,16 @@ class GazeDiffusionModel(nn.Module):
         self.frozen_streams: list[str] = []
 
     def encode(self, image: torch.Tensor, head_mask: torch.Tensor, face: torch.Tensor,
-               depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               depth: torch.Tensor | None = None, scene_tokens=None) -> dict[str, torch.Tensor]:
         """image [B,3,S,S] ImageNet-normalised RGB, head_mask [B,1,S,S] binary, face [B,3,S,S], depth [B,3,S,S]
         (colour-mapped, only for a backbone with a depth stream) ->
         {"conditioning": [B, N, context_dim], "scene_face_feat": [B, C, h, w]}, plus "spatial" [B, 4, H, W] (image
-        and head mask area-resized to the heatmap grid) when the UNet takes the scene as extra channels."""
-        features = dict(self.gaze_backbone(image, head_mask, face) if depth is None
-                        else self.gaze_backbone(image, head_mask, face, depth))
+        and head mask area-resized to the heatmap grid) when the UNet takes the scene as extra channels.
+        `scene_tokens`: the frozen scene encoder's output for these images, read from the feature cache
+        (models/feature_cache.py), passed to a backbone that accepts it instead of running that encoder."""
+        extra = {} if scene_tokens is None else {"scene_tokens": scene_tokens}
+        features = dict(self.gaze_backbone(image, head_mask, face, **extra) if depth is None
+                        else self.gaze_backbone(image, head_mask, face, depth, **extra))
         if self.spatial_size is not None:
             # A person_independent_scene backbone may get one image for a batch of people: expand it.
             scene = torch.cat([image.expand(head_mask.shape[0], -1, -1, -1), head_mask.to(image.dtype)], dim=1)
@@ -55,7 +58,8 @@ class GazeDiffusionModel(nn.Module):
 
     def freeze(self, stream_name: str) -> None:
         """Stop training a backbone stream ("scene_backbone" or "face_backbone"): its parameters get no gradient and
-        its BatchNorm layers keep their running statistics (eval mode) even while the model is in train mode."""
+        it stays in eval mode (BatchNorm running statistics kept, dropout and stochastic depth off) even while the
+        model is in train mode, so a frozen stream computes the same function every step."""
         stream = getattr(self.gaze_backbone, stream_name, None)
         if not isinstance(stream, nn.Module):
             raise ValueError(f"cannot freeze {stream_name!r}: the gaze backbone "
@@ -68,9 +72,7 @@ class GazeDiffusionModel(nn.Module):
     def train(self, mode: bool = True) -> "GazeDiffusionModel":
         super().train(mode)
         for name in self.frozen_streams:
-            for module in getattr(self.gaze_backbone, name).modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            getattr(self.gaze_backbone, name).eval()
         return self
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -1,62 +1,21 @@
-"""Configurable ResNet (BasicBlock / Bottleneck) with torchvision's parameter names, so ImageNet weight files load.
+"""Configurable ResNet on torchvision's blocks, with torchvision's parameter names, so ImageNet weight files load.
 
-Besides torchvision's four layers it supports the gaze models' fifth layer (Chong et al. 2020): 256 planes at
-stride 1, so a Bottleneck ResNet-50 with layers [3, 4, 6, 3, 2] maps a 224 x 224 input to 1024 x 7 x 7.
+The blocks are torchvision's `BasicBlock` and `Bottleneck` (the "v1.5" Bottleneck, stride on the 3x3), and the
+standard depths are torchvision's own (`torchvision.models.resnet18/34/50`). The `ResNet` class stays here because
+torchvision's has exactly four layers, a 64-wide stem and 3 input channels, while the gaze models need the fifth layer
+of Chong et al. 2020 (256 planes at stride 1: a Bottleneck ResNet-50 with layers [3, 4, 6, 3, 2] maps a 224 x 224
+input to 1024 x 7 x 7), other stem widths and a 4-channel (RGB + head mask) input.
 """
 
 from typing import Sequence
 
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 # (planes as a multiple of the stem width, stride) of each layer. The first four are torchvision's ResNet; the
 # fifth is the extra layer of Chong et al.'s gaze backbone, which halves the channels at the same resolution.
 DEFAULT_LAYER_PLAN = ((1, 1), (2, 2), (4, 2), (8, 2), (4, 1))
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut; ResNet-18/34."""
-
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + shortcut)
-
-
-class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (carrying the stride: torchvision's "v1.5"), 1x1 expand by 4; ResNet-50, gaze backbones."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
 
 
 class ResNet(nn.Module):
@@ -146,18 +105,3 @@ def _make_layer(block, inplanes: int, planes: int, num_blocks: int, stride: int)
     blocks = [block(inplanes, planes, stride, downsample)]
     blocks += [block(out_channels, planes) for _ in range(1, num_blocks)]
     return nn.Sequential(*blocks), out_channels
-
-
-def resnet18(num_classes: int | None = 1000, in_channels: int = 3) -> ResNet:
-    """torchvision's ResNet-18 layout (11,689,512 parameters with the 1000-class head)."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], in_channels=in_channels, num_classes=num_classes)
-
-
-def resnet34(num_classes: int | None = 1000, in_channels: int = 3) -> ResNet:
-    """torchvision's ResNet-34 layout (21,797,672 parameters with the 1000-class head)."""
-    return ResNet(BasicBlock, [3, 4, 6, 3], in_channels=in_channels, num_classes=num_classes)
-
-
-def resnet50(num_classes: int | None = 1000, in_channels: int = 3) -> ResNet:
-    """torchvision's ResNet-50 layout (25,557,032 parameters with the 1000-class head)."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], in_channels=in_channels, num_classes=num_classes)

@@ -13,7 +13,7 @@ from gaze360.losses import gaze_loss, pinball_loss, sincos_pinball_loss
 from gaze360.models import MultiCropGazeModel, SpatialTransformer, build_model, decode_yaw_pitch, \
     load_backbone_weights, mean_yaw_pitch
 from gaze360.options import GAZE360
-from models.resnet import resnet18
+from torchvision.models import resnet18
 from tests.conftest import ROOT
 
 TINY = dict(backbone_layers=[1, 1], backbone_inplanes=4, backbone_fc=0, feature_size=8, lstm_layers=1)
