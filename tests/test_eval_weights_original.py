@@ -12,27 +12,15 @@ import torch.nn.functional as F
 from engine.train import run
 from models.build import get_model
 from pretrained.loading import load_eval_weights
-from tests.tiny_runs import make_tiny_dataset, tiny_config
+from tests.tiny_runs import TO_DIFFUSIONGAZE, make_tiny_dataset, tiny_config
 
-# This project's names -> the original's, written independently of pretrained.renaming.
-TO_ORIGINAL = [
-    (r"gaze_backbone\.scene_positional_encoding\.", "gaze_model.postional_embedding_1.penc."),
-    (r"gaze_backbone\.face_positional_encoding\.", "gaze_model.postional_embedding_2.penc."),
-    (r"gaze_backbone\.", "gaze_model."),
-    (r"unet\.", "model."),
-    (r"inout_head\.conv1\.", "sequential.0."),
-    (r"inout_head\.bn1\.", "sequential.1."),
-    (r"inout_head\.conv2\.", "sequential.3."),
-    (r"inout_head\.bn2\.", "sequential.4."),
-    (r"inout_head\.fc\.", "fc_inout."),
-]
 ORIGINAL_ORDER = ("gaze_model.", "model.", "sequential.", "fc_inout.")  # its modules' registration order
 
 
 def to_original(state: dict) -> dict:
     renamed = {}
     for key, value in state.items():
-        pattern, replacement = next(rule for rule in TO_ORIGINAL if re.match(rule[0], key))
+        pattern, replacement = next(rule for rule in TO_DIFFUSIONGAZE if re.match(rule[0], key))
         renamed[re.sub(pattern, replacement, key, count=1)] = value
     return dict(sorted(renamed.items(), key=lambda item: [item[0].startswith(p) for p in ORIGINAL_ORDER].index(True)))
 

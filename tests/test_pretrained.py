@@ -12,6 +12,7 @@ from pretrained.loading import detect_scheme, load_checkpoint_state, load_init_w
 from pretrained.renaming import SCHEMES, rename_key, rename_keys, rules_from_spec
 from tests.conftest import SHARED
 from tests.test_models import final_config, small_config
+from tests.tiny_runs import TO_DIFFUSIONGAZE
 
 MANIFEST = SHARED / "reference" / "original_model_state_dict.json"
 
@@ -260,17 +261,6 @@ def test_unknown_scheme_and_missing_rules():
         load_init_weights(model, model.state_dict(), scheme=None)
 
 
-TO_DIFFUSIONGAZE = [
-    (r"gaze_backbone\.scene_positional_encoding\.", "gaze_model.postional_embedding_1.penc."),
-    (r"gaze_backbone\.face_positional_encoding\.", "gaze_model.postional_embedding_2.penc."),
-    (r"gaze_backbone\.", "gaze_model."),
-    (r"unet\.", "model."),
-    (r"inout_head\.conv1\.", "sequential.0."),
-    (r"inout_head\.bn1\.", "sequential.1."),
-    (r"inout_head\.conv2\.", "sequential.3."),
-    (r"inout_head\.bn2\.", "sequential.4."),
-    (r"inout_head\.fc\.", "fc_inout."),
-]
 
 
 def test_scene_only_checkpoint_of_the_point_branches_loads_completely():

@@ -18,3 +18,18 @@ def tiny_config(dataset: Path, output_dir: Path, tag: str, *flags: str):
     argv = [*TINY, "--source_dataset_dir", str(dataset), "--output_dir", str(output_dir), "--tag", tag, *flags]
     config, _ = parse_command_line(argv)
     return config
+
+
+# This project's state-dict names -> the original DiffusionGaze's, written independently of pretrained.renaming (the
+# tests build original-layout files with it and check that the project's converter maps them back).
+TO_DIFFUSIONGAZE = [
+    (r"gaze_backbone\.scene_positional_encoding\.", "gaze_model.postional_embedding_1.penc."),
+    (r"gaze_backbone\.face_positional_encoding\.", "gaze_model.postional_embedding_2.penc."),
+    (r"gaze_backbone\.", "gaze_model."),
+    (r"unet\.", "model."),
+    (r"inout_head\.conv1\.", "sequential.0."),
+    (r"inout_head\.bn1\.", "sequential.1."),
+    (r"inout_head\.conv2\.", "sequential.3."),
+    (r"inout_head\.bn2\.", "sequential.4."),
+    (r"inout_head\.fc\.", "fc_inout."),
+]
