@@ -10,6 +10,7 @@ training sample is timed in the same rounds too. Run from the project root:
     python -m datasets.synthetic --root data/gazefollow_synthetic   # once (`make data`)
     python -m bench.bench_sample_pipeline [--root data/gazefollow_synthetic] [--input_size 224 --output_size 64]
         [--upscale 2]   # on copies of the training images enlarged 2x (240-400 px -> GazeFollow's typical 640 x 480)
+        [--real_frames]   # on the six real 1920 x 1080 frames of ../shared/data/demo_frames and their heads
 """
 from __future__ import annotations
 
@@ -63,17 +64,48 @@ def upscaled_copy(root: Path, factor: float, count: int, target: Path) -> Path:
     return target
 
 
+def real_frames_dataset(frames: Path, target: Path) -> Path:
+    """A GazeFollow-format dataset (both splits) on the real 1920 x 1080 video frames of ../shared/data/demo_frames:
+    each frame's two annotated heads (person1.txt, person2.txt: `frame,xmin,ymin,xmax,ymax` in pixels), each looking
+    at the other's head centre. Only the coordinates are made up; the JPEGs are the real camera frames."""
+    boxes = {}
+    for person in ("person1.txt", "person2.txt"):
+        for line in (frames / person).read_text().split():
+            name, *box = line.split(",")
+            boxes.setdefault(name, []).append([float(v) for v in box])
+    rows = {"train": [], "test": []}
+    for name in sorted(path.name for path in frames.glob("*.jpg")):
+        if len(boxes.get(name, [])) != 2:
+            continue
+        with Image.open(frames / name) as image:
+            width, height = image.size
+        (target / "frames").mkdir(parents=True, exist_ok=True)
+        (target / "frames" / name).write_bytes((frames / name).read_bytes())
+        for me, other in ((0, 1), (1, 0)):
+            head, seen = boxes[name][me], boxes[name][other]
+            eye = ((head[0] + head[2]) / 2 / width, (head[1] + head[3]) / 2 / height)
+            gaze = ((seen[0] + seen[2]) / 2 / width, (seen[1] + seen[3]) / 2 / height)
+            fields = [f"frames/{name}", str(me + 1), "0.1", "0.1", "0.5", "0.8", f"{eye[0]:.5f}", f"{eye[1]:.5f}",
+                      f"{gaze[0]:.5f}", f"{gaze[1]:.5f}", *(f"{v:.1f}" for v in head)]
+            rows["train"].append(",".join([*fields, "1", "real", name]))
+            rows["test"].append(",".join([*fields, "real", name]))
+    for split, lines in rows.items():
+        (target / f"{split}_annotations_release.txt").write_text("\n".join(lines) + "\n")
+    return target
+
+
 def main(root: Path, input_size: int, output_size: int, count: int, rounds: int, baseline: Path | None,
-         upscale: float = 1.0) -> dict:
-    if upscale != 1.0:
+         upscale: float = 1.0, real_frames: Path | None = None) -> dict:
+    if upscale != 1.0 or real_frames is not None:
         with tempfile.TemporaryDirectory() as folder:
-            return main(upscaled_copy(root, upscale, count, Path(folder)), input_size, output_size, count, rounds,
-                        baseline)
+            copy = (real_frames_dataset(real_frames, Path(folder)) if real_frames is not None
+                    else upscaled_copy(root, upscale, count, Path(folder)))
+            return main(copy, input_size, output_size, count, rounds, baseline)
     torch.set_num_threads(1)  # per-core figures; other threads on a shared machine only wait
     train = GazeFollow(root, "train", input_size=input_size, output_size=output_size, random_sigma=(2.0, 4.0))
     test = GazeFollow(root, "test", input_size=input_size, output_size=output_size)
     indices = range(min(count, len(train)))
-    paths = [train.image_path(str(train._paths[i])) for i in indices]
+    paths = [train.image_path(str(train._paths[i])) for i in indices]  # one decode per sample, as the samples do
 
     def pil_decode(epoch):
         for path in paths:
@@ -113,12 +145,13 @@ def main(root: Path, input_size: int, output_size: int, count: int, rounds: int,
     images = {name: len(indices) for name in runs} | {"test sample": min(count, len(test))}
     per_second = {name: images[name] / statistics.median(values) for name, values in cpu.items()}
     wall_per_second = {name: images[name] / statistics.median(values) for name, values in wall.items()}
-    floor = max(per_second["decode (PIL)"], per_second["decode (torchvision)"])
+    floor, pil = max(per_second["decode (PIL)"], per_second["decode (torchvision)"]), per_second["decode (PIL)"]
     print(f"{root}: {len(indices)} images per round, {rounds} rounds interleaved, {input_size} px inputs, "
-          f"{output_size}^2 heatmaps, 1 thread; ratio = images per CPU second / the faster decode's")
-    print("| what | images per CPU second | ratio to the decode floor | images per wall second |\n|---|---|---|---|")
+          f"{output_size}^2 heatmaps, 1 thread; ratios = images per CPU second / the faster decode's, and / PIL's")
+    print("| what | images per CPU second | ratio to the faster decode | ratio to PIL's decode | images per wall second |"
+          "\n|---|---|---|---|---|")
     for name, rate in per_second.items():
-        print(f"| {name} | {rate:.0f} | {rate / floor:.2f} | {wall_per_second[name]:.0f} |")
+        print(f"| {name} | {rate:.0f} | {rate / floor:.2f} | {rate / pil:.2f} | {wall_per_second[name]:.0f} |")
     return per_second
 
 
@@ -131,5 +164,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--baseline", type=Path, help="a checkout of another commit to time side by side")
     parser.add_argument("--upscale", type=float, default=1.0, help="time copies of the images enlarged this much")
+    parser.add_argument("--real_frames", type=Path, nargs="?", const=Path("../shared/data/demo_frames"),
+                        help="time the real 1920 x 1080 video frames of this folder (default ../shared/data/demo_frames)"
+                             " with their annotated heads instead of the synthetic images")
     args = parser.parse_args()
-    main(args.root, args.input_size, args.output_size, args.count, args.rounds, args.baseline, args.upscale)
+    main(args.root, args.input_size, args.output_size, args.count, args.rounds, args.baseline, args.upscale,
+         args.real_frames)

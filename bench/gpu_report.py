@@ -33,6 +33,7 @@ import torch
 
 from datasets import build_dataset
 from datasets.synthetic import generate_gazefollow
+from datasets.transforms import ColourJitter, colour_coefficients
 from engine import distributed
 from engine.build import build_sampling_diffusion, build_training_diffusion, denoiser, heatmap_scaling
 from engine.config import load_config
@@ -77,9 +78,13 @@ class Report:
         side, out = config.input_size, config.output_size
         generator = torch.Generator().manual_seed(0)
         inout = (torch.arange(size) % 8 != 0).float()  # one out-of-frame person in eight
-        batch = {"image": torch.randn(size, 3, side, side, generator=generator),
-                 "face": torch.randn(size, 3, side, side, generator=generator),
-                 "head_mask": (torch.rand(size, 1, side, side, generator=generator) > 0.9).float(),
+        # As the loaders deliver batches: uint8 pixels and masks, each sample's colour jitter (normalised on the GPU).
+        pixels = {key: torch.randint(0, 256, (size, 3, side, side), generator=generator, dtype=torch.uint8)
+                  for key in ("image", "face")}
+        colour = torch.stack([colour_coefficients(ColourJitter(1.1, 0.9, 1.2, 0.02) if i % 2 else None)
+                              for i in range(size)])
+        batch = {**pixels, "colour": colour,
+                 "head_mask": (torch.rand(size, 1, side, side, generator=generator) > 0.9).to(torch.uint8),
                  "heatmap": torch.rand(size, out, out, generator=generator) * inout[:, None, None], "inout": inout,
                  "index": torch.arange(size), "gaze_points": torch.rand(size, 20, 2, generator=generator)}
         return {k: v.pin_memory() for k, v in batch.items()} if self.cuda else batch

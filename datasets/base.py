@@ -8,18 +8,16 @@ the image the annotation belongs to or "normalised" to [0, 1]), and where its im
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
 
-from datasets.errors import DataError, MissingDataFile
+from datasets.errors import DataError
 from datasets.heatmap import gaze_heatmap
+from datasets.image_files import cannot_decode, decode, open_image, read_image_file
 from datasets.transforms import (
     AUGMENTATION_STEPS, Annotation, clamp_box, depth_tensor, plan_inputs, render_inputs, restrict_augmentation,
     sample_augmentation,
@@ -30,10 +28,6 @@ UNITS = ("pixels", "normalised")
 # A JPEG is decoded at 1/2, 1/4 or 1/8 size when both the scene region and the face region keep at least this many
 # times the input size on each side (tests/test_sample_pipeline.py bounds the difference to full-size decoding).
 DRAFT_MARGIN = 2.0
-TORCHVISION_FORMATS = ("JPEG", "PNG")  # decoded by torchvision.io (the same pixels as PIL, faster)
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec; this project pins 0.29 and measured them faster.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
-                        category=DeprecationWarning)
 
 
 class GazeTargetDataset(Dataset):
@@ -161,7 +155,10 @@ class GazeTargetDataset(Dataset):
         """Sample `key`: an index, or an (epoch, index) pair (engine.data.EpochShuffleSampler) whose epoch overrides
         `set_epoch`'s for the augmentations.
 
-        image [3, S, S] and face [3, S, S] ImageNet-normalised; head_mask [1, S, S] (1 inside the head box);
+        image [3, S, S] and face [3, S, S] uint8 RGB, and colour [3, 4] (their colour jitter: identity without it),
+        which datasets.transforms.network_inputs turns into the ImageNet-normalised network inputs on the device
+        (so loader workers do no float pass and send a quarter of the bytes); head_mask [1, S, S] uint8 (1 inside the
+        head box);
         heatmap [O, O] in [0, 1] (peak-1 Gaussian at the mean gaze point, all zeros out of frame); inout scalar
         (1 in, 0 out); gaze_points [20, 2], eye_point [2] and head_box [4] (x_min, y_min, x_max, y_max) normalised
         to the returned image, gaze points padded with -1 (an out-of-frame person has none); image_size [2]
@@ -175,30 +172,30 @@ class GazeTargetDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         path = self.image_path(relative)
         what = f"image of the annotation at {where}"
-        with _open(path, what) as opened:
-            original_size = opened.size
-            annotation = self.pixel_annotation(index, original_size)
-            try:  # the augmentation and the regions to read depend on the image size only: plan before decoding
-                params = sample_augmentation(rng, original_size, annotation) if self.augment else None
-                if params is not None and self.augmentations != AUGMENTATION_STEPS:
-                    params = restrict_augmentation(params, self.augmentations)
-                plan = plan_inputs(original_size, annotation, params)
-            except ValueError as error:
-                raise ValueError(f"{where} ({path}): {error}") from error
-            image, scale = _decode(opened, plan.reduction(self.input_size, DRAFT_MARGIN), what)
+        encoded = read_image_file(path, what)  # the size comes from the header: plan before decoding
+        original_size = encoded.size
+        annotation = self.pixel_annotation(index, original_size)
+        try:  # the augmentation and the regions to read depend on the image size only
+            params = sample_augmentation(rng, original_size, annotation) if self.augment else None
+            if params is not None and self.augmentations != AUGMENTATION_STEPS:
+                params = restrict_augmentation(params, self.augmentations)
+            plan = plan_inputs(original_size, annotation, params)
+        except ValueError as error:
+            raise ValueError(f"{where} ({path}): {error}") from error
+        image, scale = decode(encoded, plan.reduction(self.input_size, DRAFT_MARGIN), what)
         inputs = render_inputs(image, plan, self.input_size, scale)
         annotation = plan.annotation
         inside = self._inout[index] == 1
         depth = None
         if self.depth:
             what = f"depth map of the annotation at {where}"
-            with _open(self.depth_path(relative), what) as opened:
+            with open_image(self.depth_path(relative), what) as opened:
                 # depth estimators often work at another resolution: the region is scaled to the map's own size
                 box = plan.scene_box * np.tile(np.divide(opened.size, original_size), 2)
                 try:
                     opened.load()
                 except (OSError, SyntaxError) as error:
-                    raise _corrupt(opened, what, error) from None
+                    raise cannot_decode(opened.filename, what, error) from None
                 depth = depth_tensor(opened, self.input_size, box, plan.flip)
 
         size_xy = np.array(plan.frame_size, dtype=np.float64)
@@ -213,7 +210,7 @@ class GazeTargetDataset(Dataset):
         padded = np.full((MAX_GAZE_POINTS, 2), -1.0)
         padded[: len(gaze_points)] = gaze_points
         sample = {
-            **inputs,  # image, head_mask, face, head_box (as prediction builds them: datasets.transforms.model_inputs)
+            **inputs,  # image, face (uint8), colour, head_mask, head_box (datasets.transforms.render_inputs)
             "heatmap": torch.from_numpy(heatmap),
             "inout": torch.tensor(float(inside)),
             "gaze_points": torch.from_numpy(padded).float(),
@@ -233,44 +230,6 @@ class GazeTargetDataset(Dataset):
         if callable(self.random_sigma):
             return float(self.random_sigma(rng))
         return float(rng.uniform(*self.random_sigma))
-
-
-def _open(path: Path, what: str) -> Image.Image:
-    """Open an image file lazily (only its header is read; use it in a `with` block); a missing file or one that is
-    not an image is an error naming it and `what`."""
-    if not path.is_file():
-        raise MissingDataFile(f"{path}: {what} does not exist")
-    try:
-        return Image.open(path)
-    except (OSError, SyntaxError) as error:  # PIL: "cannot identify image file", ...
-        raise DataError(f"{path}: {what} cannot be decoded ({error})") from None
-
-
-def _decode(opened: Image.Image, reduction: int, what: str) -> tuple[torch.Tensor, float]:
-    """Decode an opened image as uint8 RGB [3, H, W] (channels-last in memory, as the resize wants it). A JPEG with
-    reduction > 1 is decoded by PIL at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling: far cheaper than decoding
-    every pixel and resizing them away); other JPEGs and PNGs by torchvision's decoder, 1.25-1.6x faster than PIL's
-    (BENCHMARKS.md, "Sample pipeline") with the same pixels, falling back to PIL for what it cannot decode. Returns
-    the pixels and their scale to the full size. A corrupt (e.g. truncated) file is an error naming it and `what`."""
-    try:
-        if reduction > 1 and opened.format == "JPEG":
-            width, height = opened.size
-            drafted = opened.draft("RGB", (width // reduction, height // reduction))
-            if drafted is not None:
-                return torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1), drafted[1][2] / width
-        if opened.format in TORCHVISION_FORMATS:
-            try:
-                data = torch.from_numpy(np.fromfile(opened.filename, dtype=np.uint8))
-                return decode_image(data, mode=ImageReadMode.RGB), 1.0
-            except RuntimeError:  # a file torchvision cannot decode: PIL decodes it or says what is wrong
-                pass
-        return torch.from_numpy(np.array(opened.convert("RGB"))).permute(2, 0, 1), 1.0
-    except (OSError, SyntaxError) as error:  # PIL: "image file is truncated", ...
-        raise _corrupt(opened, what, error) from None
-
-
-def _corrupt(opened: Image.Image, what: str, error: Exception) -> DataError:
-    return DataError(f"{opened.filename}: {what} cannot be decoded ({error})")
 
 
 RandomSigma = tuple[float, float] | Callable[[np.random.Generator], float] | None

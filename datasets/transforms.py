@@ -10,6 +10,7 @@ its keypoints are pixel indices (a flip maps x to width - 1 - x), and one conven
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -191,14 +192,9 @@ def colour_jitter(image: Image.Image, colour: ColourJitter) -> Image.Image:
 _GREY = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, PIL's RGB -> "L" weights
 
 
-def grey_mean(pixels: np.ndarray | torch.Tensor) -> float:
-    """Mean grey level (PIL's "L" weights) of RGB pixels in 0..255, [H, W, 3] numpy or [..., 3, H, W] torch: the
-    pivot of the contrast change."""
-    if isinstance(pixels, torch.Tensor):
-        channel_means = pixels.float().mean(dim=(-2, -1)).reshape(-1, 3).mean(dim=0).double().numpy()
-    else:
-        channel_means = pixels.reshape(-1, 3).mean(axis=0)
-    return float(channel_means @ _GREY)
+def grey_mean(pixels: np.ndarray) -> float:
+    """Mean grey level (PIL's "L" weights) of RGB pixels [H, W, 3] in 0..255: the pivot of the contrast change."""
+    return float(pixels.reshape(-1, 3).mean(axis=0) @ _GREY)
 
 
 def colour_transform(colour: ColourJitter, mean_grey: float) -> tuple[np.ndarray, np.ndarray]:
@@ -269,28 +265,75 @@ def to_normalised_tensor(image: Image.Image, size: int) -> torch.Tensor:
 
 _SCALE = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(3, 1, 1)
 _OFFSET = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1)
+_GREY_WEIGHTS = torch.tensor(_GREY, dtype=torch.float32)
+NO_COLOUR = torch.cat([torch.eye(3), torch.zeros(3, 1)], dim=1)  # colour_coefficients(None)
 
 
-def normalise(pixels: torch.Tensor, colour: ColourJitter | None = None, mean_grey: float = 0.0) -> torch.Tensor:
-    """uint8 RGB images [N, 3, H, W] as contiguous float32 (x / 255 - mean) / std with the ImageNet statistics.
+@functools.lru_cache(maxsize=None)
+def _constants_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The normalisation's scale and offset and the grey weights on `device`, copied there once: copying a pageable
+    CPU tensor to a GPU in every step would make the host wait for the GPU."""
+    return _SCALE.to(device), _OFFSET.to(device), _GREY_WEIGHTS.to(device)
 
-    The pixels are converted to float once; with `colour`, its `colour_transform` (pivoting on `mean_grey`) is one
-    matrix product in that float pass, the values clipped to 0..255 before the normalisation."""
-    out = torch.empty(pixels.shape, dtype=torch.float32)
-    out.copy_(pixels)
+
+def normalise(pixels: torch.Tensor, colour: torch.Tensor | None = None,
+              mean_grey: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 RGB images [N, 3, H, W] as contiguous float32 (x / 255 - mean) / std with the ImageNet statistics, on
+    their device. With `colour` ([N, 3, 4] `colour_coefficients`) and the contrast pivot `mean_grey` [N], the colour
+    jitter is one batched matrix product in that float pass, the values clipped to 0..255 before the normalisation."""
+    out = pixels.to(torch.float32, copy=True)  # never the caller's tensor: the steps below work in place
     if colour is not None:
-        matrix, offset = colour_transform(colour, mean_grey)
-        weight = torch.from_numpy(matrix).float().view(3, 3, 1, 1)
-        out = F.conv2d(out, weight, torch.from_numpy(offset).float()).clamp_(0.0, 255.0)
-    return out.mul_(_SCALE).sub_(_OFFSET)
+        colour = colour.to(out.device, torch.float32)
+        shift = colour[:, :, 3] * mean_grey[:, None]  # [N, 3]
+        out = (torch.bmm(colour[:, :, :3], out.flatten(2)) + shift[:, :, None]).view(out.shape).clamp_(0.0, 255.0)
+    scale, offset, _ = _constants_on(out.device)
+    return out.mul_(scale).sub_(offset)
+
+
+def colour_coefficients(colour: ColourJitter | None) -> torch.Tensor:
+    """A sample's colour jitter as [3, 4] float32: `colour_transform`'s matrix (3 x 3) and, last column, its offset
+    per grey level of the contrast pivot (the offset is linear in the scene's mean grey, which `normalise_inputs`
+    measures on the device). Identity and zeros without jitter (NO_COLOUR)."""
+    if colour is None:
+        return NO_COLOUR.clone()
+    matrix, offset = colour_transform(colour, 1.0)
+    return torch.from_numpy(np.concatenate([matrix, offset[:, None]], axis=1)).float()
+
+
+def normalise_inputs(image: torch.Tensor, face: torch.Tensor,
+                     colour: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scene and face inputs [B, 3, S, S] as the networks take them, from the samples' uint8 pixels: converted
+    to float once, colour-jittered with each sample's `colour_coefficients` ([B, 3, 4]; None: no jitter), clipped to
+    0..255 and ImageNet-normalised, on whatever device the pixels are (the training step runs it on the GPU, so the
+    loader workers do no float pass and copy a quarter of the bytes). The contrast pivot of both inputs is the mean
+    grey level of the (resized, mirrored) scene, as `normalise` takes it. Without jitter the values are exactly
+    `normalise`'s; with it, equal up to float rounding (tests/test_sample_pipeline.py)."""
+    grey = None
+    if colour is not None:  # the pivot: the scene's mean grey level, for the face too
+        grey = image.float().mean(dim=(2, 3)) @ _constants_on(image.device)[2]  # [B]
+    return normalise(image, colour, grey), normalise(face, colour, grey)
+
+
+def network_inputs(batch: dict, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch's image, head_mask and face on `device`, as the networks take them (float32): the datasets' uint8
+    pixels with their "colour" ([B, 3, 4]) are normalised there (`normalise_inputs`) and the uint8 head mask becomes
+    float; float inputs (already normalised: stacked `model_inputs`, or a benchmark's random tensors) pass through.
+    Copies are asynchronous (the loader pins its batches on CUDA)."""
+    image, head_mask, face = (batch[key].to(device, non_blocking=True) for key in ("image", "head_mask", "face"))
+    if image.dtype == torch.uint8:
+        colour = batch.get("colour")
+        image, face = normalise_inputs(image, face, None if colour is None else colour.to(device, non_blocking=True))
+    return tuple(tensor.float().contiguous(memory_format=memory_format) for tensor in (image, head_mask, face))
 
 
 def head_mask(head_box_normalised: np.ndarray, size: int) -> torch.Tensor:
-    """A [1, S, S] float map, 1 on every cell the head box (normalised x_min, y_min, x_max, y_max) overlaps."""
+    """A [1, S, S] uint8 map, 1 on every cell the head box (normalised x_min, y_min, x_max, y_max) overlaps (the
+    networks take it as float: `network_inputs`)."""
     x_min, y_min, x_max, y_max = np.clip(np.asarray(head_box_normalised, dtype=np.float64) * size, 0, size)
-    mask = torch.zeros(1, size, size)
-    mask[0, int(np.floor(y_min)) : int(np.ceil(y_max)), int(np.floor(x_min)) : int(np.ceil(x_max))] = 1.0
-    return mask
+    mask = np.zeros((1, size, size), dtype=np.uint8)
+    mask[0, int(np.floor(y_min)) : int(np.ceil(y_max)), int(np.floor(x_min)) : int(np.ceil(x_max))] = 1
+    return torch.from_numpy(mask)
 
 
 @dataclass(frozen=True)
@@ -347,24 +390,22 @@ def render_inputs(image: torch.Tensor | Image.Image, plan: InputPlan, size: int,
                   scale: float = 1.0) -> dict[str, torch.Tensor]:
     """The network inputs of `plan` from the decoded image (uint8 [3, H, W] or a PIL image), which may be decoded at
     `scale` of the size the plan was made for (JPEG reduced-size decoding; the regions are then rounded outward to
-    whole decoded pixels). Each region is resized straight from the decoded pixels (a view, no copy of the crop;
-    bilinear with antialiasing, as PIL's resize), then mirrored at input size; colour jitter and normalisation are
-    one float pass over both inputs.
+    whole decoded pixels). Each region is resized straight from the decoded pixels (bilinear with antialiasing, as
+    PIL's resize), then mirrored at input size in the copy that makes it planar (`_planar`). The colour jitter and the normalisation
+    are left to `normalise_inputs`, one float pass over the batch where it is used (the GPU in training).
 
-    Returns image and face [3, S, S] ImageNet-normalised, head_mask [1, S, S] and head_box [4] (normalised to the
-    augmented image, clipped to [0, 1]); see model_inputs."""
+    Returns image and face [3, S, S] uint8, colour [3, 4] (`colour_coefficients` of the plan's jitter), head_mask
+    [1, S, S] uint8 and head_box [4] (normalised to the augmented image, clipped to [0, 1]); see model_inputs."""
     if isinstance(image, Image.Image):
         image = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-    scene, face = (_resized_region(image, box * scale, size) for box in (plan.scene_box, plan.face_box))
-    if plan.flip:
-        scene, face = scene.flip(-1), face.flip(-1)
-    mean_grey = grey_mean(scene) if plan.colour is not None else 0.0  # the scene's pivot, for the face too
-    scene, face = (normalise(view, plan.colour, mean_grey)[0] for view in (scene, face))
+    scene, face = (_planar(_resized_region(image, box * scale, size)[0], plan.flip)
+                   for box in (plan.scene_box, plan.face_box))
     head_box_normalised = np.clip(plan.annotation.head_box / np.tile(plan.frame_size, 2), 0.0, 1.0)
     return {
         "image": scene,
         "head_mask": head_mask(head_box_normalised, size),
         "face": face,
+        "colour": colour_coefficients(plan.colour),
         "head_box": torch.from_numpy(head_box_normalised).float(),
     }
 
@@ -381,17 +422,28 @@ def _resized_region(image: torch.Tensor, box: np.ndarray, size: int) -> torch.Te
                          antialias=True)
 
 
+def _planar(pixels: torch.Tensor, flip: bool) -> torch.Tensor:
+    """uint8 [3, S, S] in any memory layout (the resize returns channels-last) as a contiguous tensor, mirrored when
+    `flip`: one strided copy by numpy, about 3x faster than torch's `.contiguous()` for uint8 here
+    (BENCHMARKS.md, "Sample pipeline")."""
+    array = pixels.numpy()
+    return torch.from_numpy(np.ascontiguousarray(array[:, :, ::-1] if flip else array))
+
+
 def model_inputs(image: Image.Image, head_box: np.ndarray, size: int) -> dict[str, torch.Tensor]:
     """The network inputs of one person, as training, evaluation and prediction all build them.
 
     `head_box` is (x_min, y_min, x_max, y_max) in PIXELS of `image` (already clamped to it). Returns image [3, S, S]
-    and face [3, S, S] ImageNet-normalised (`to_normalised_tensor`, `face_crop`), head_mask [1, S, S]
-    (`head_mask`) and head_box [4], the box normalised to the image and clipped to [0, 1].
-    A head box with no area in the image is a ValueError (the caller names the annotation).
+    and face [3, S, S] ImageNet-normalised (`render_inputs` then `normalise_inputs`: the values a dataset sample
+    gets on the device), head_mask [1, S, S] (`head_mask`) and head_box [4], the box normalised to the image and
+    clipped to [0, 1]. A head box with no area in the image is a ValueError (the caller names the annotation).
     """
     head_box = np.asarray(head_box, dtype=np.float64)
     person = Annotation(head_box, (head_box[:2] + head_box[2:]) / 2, np.zeros((0, 2)))
-    return render_inputs(image.convert("RGB"), plan_inputs(image.size, person, None), size)
+    inputs = render_inputs(image.convert("RGB"), plan_inputs(image.size, person, None), size)
+    scene, mask, face = network_inputs({key: inputs[key][None] for key in ("image", "head_mask", "face", "colour")},
+                                       torch.device("cpu"))
+    return {"image": scene[0], "head_mask": mask[0], "face": face[0], "head_box": inputs["head_box"]}
 
 
 def face_box(head_box: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:

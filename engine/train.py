@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets import build_dataset, build_eval_dataset
+from datasets.transforms import network_inputs
 from datasets.validation import validate_datasets
 from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
 from engine.checkpoint import (
@@ -373,8 +374,7 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
     so that DDP's gradient average equals the gradient of the single-process loss over the same samples."""
     # Copies to the device are asynchronous (the loader pins its batches on CUDA); which samples are in frame is
     # read from the batch on the CPU, so no step waits for the device (BENCHMARKS.md, "training step").
-    image, head_mask, face = (batch[key].to(device, memory_format=memory_format, non_blocking=True)
-                              for key in ("image", "head_mask", "face"))
+    image, head_mask, face = network_inputs(batch, device, memory_format)  # uint8 samples become float here
     heatmap, inout = batch["heatmap"].to(device, non_blocking=True), batch["inout"].to(device, non_blocking=True)
     depth = (batch["depth"].to(device, memory_format=memory_format, non_blocking=True)  # depth_flag
              if "depth" in batch else None)

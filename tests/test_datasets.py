@@ -126,8 +126,8 @@ def test_out_of_frame_samples_have_no_target_and_no_gaze_point(real):
 def test_sample_shapes_and_types(real):
     sample = GazeFollow(real.root, "train", input_size=SIZE, output_size=16)[0]
     expected = {
-        "image": ((3, SIZE, SIZE), torch.float32), "head_mask": ((1, SIZE, SIZE), torch.float32),
-        "face": ((3, SIZE, SIZE), torch.float32), "heatmap": ((16, 16), torch.float32),
+        "image": ((3, SIZE, SIZE), torch.uint8), "head_mask": ((1, SIZE, SIZE), torch.uint8),
+        "face": ((3, SIZE, SIZE), torch.uint8), "colour": ((3, 4), torch.float32), "heatmap": ((16, 16), torch.float32),
         "inout": ((), torch.float32), "gaze_points": ((MAX_GAZE_POINTS, 2), torch.float32),
         "eye_point": ((2,), torch.float32), "head_box": ((4,), torch.float32),
         "image_size": ((2,), torch.int64), "index": ((), torch.int64),

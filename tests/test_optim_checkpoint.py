@@ -82,3 +82,36 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
     torch.save({"model": {}, "callback": print}, path)  # needs arbitrary unpickling
     with pytest.raises(RuntimeError, match="weights_only=True"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_cpu_parameters_get_the_fused_step_with_the_default_steps_updates(coupled):
+    """On the CPU the optimizer is PyTorch's fused kernel (one pass over all parameters); its updates are those of
+    the default per-tensor loop (to float rounding) for both AdamW and the coupled-decay Adam, with both groups' rates."""
+    config = load_config([], {"lr": 1e-2, "lr_gaze": 1e-3, "weight_decay": 0.05, "coupled_weight_decay": coupled})
+    torch.manual_seed(0)
+    unet, gaze = torch.nn.Linear(8, 4), torch.nn.Linear(4, 2)
+    optimizer = build_optimizer(unet.parameters(), gaze.parameters(), config)
+    assert optimizer.defaults["fused"] is True
+    assert isinstance(optimizer, torch.optim.Adam if coupled else torch.optim.AdamW)
+    loop_unet, loop_gaze = (torch.nn.Linear(8, 4), torch.nn.Linear(4, 2))
+    loop_unet.load_state_dict(unet.state_dict())
+    loop_gaze.load_state_dict(gaze.state_dict())
+    initial = unet.weight.detach().clone()
+    loop = type(optimizer)([{"params": list(loop_unet.parameters()), "lr": 1e-2},
+                            {"params": list(loop_gaze.parameters()), "lr": 1e-3}], weight_decay=0.05, foreach=False)
+    for step in range(5):
+        inputs = torch.randn(3, 8)
+        for u, g, opt in ((unet, gaze, optimizer), (loop_unet, loop_gaze, loop)):
+            opt.zero_grad()
+            g(u(inputs)).square().sum().backward()
+            opt.step()
+    for fused, reference in zip([*unet.parameters(), *gaze.parameters()], [*loop_unet.parameters(), *loop_gaze.parameters()]):
+        torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
+    assert (unet.weight - initial).abs().min() > 1e-3  # every weight moved: the comparison is not of two idle models
+
+
+def test_parameters_on_another_device_keep_the_default_step():
+    config = load_config([], {})
+    unet, gaze = torch.nn.Linear(2, 2, device="meta"), torch.nn.Linear(2, 2, device="meta")
+    assert build_optimizer(unet.parameters(), gaze.parameters(), config).defaults["fused"] is None

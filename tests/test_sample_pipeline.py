@@ -1,6 +1,8 @@
 """The fast sample pipeline (plan from the image size, reduced-size JPEG decoding, resize from a view, one float pass)
 against the samples of the pipeline it replaced, stored in tests/fixtures/sample_pipeline (see make_fixture.py there:
 written at commit 4c050ef, before the rewrite), and the colour jitter against PIL's enhancers."""
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,13 @@ import torch
 from PIL import Image, ImageEnhance
 
 import datasets.base as base
+from datasets.image_files import decode, header_size, read_image_file
+from datasets.errors import DataError
 from datasets.gazefollow import GazeFollow
-from datasets.transforms import ColourJitter, colour_jitter, sample_augmentation
+from datasets.transforms import network_inputs
+from datasets.transforms import (
+    IMAGENET_MEAN, IMAGENET_STD, ColourJitter, colour_jitter, colour_transform, grey_mean, sample_augmentation,
+)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sample_pipeline"
 NORMALISED_LEVEL = 1 / (255 * 0.225)  # one uint8 level in ImageNet-normalised units (the largest std)
@@ -33,7 +40,14 @@ def stored_samples():
                     stored = {name: expected[f"{root}/{split}/{epoch}/{index}/{name}"].astype(np.float32)
                               for name in ("image", "face", "head_mask", "heatmap", "head_box", "gaze_points",
                                            "eye_point")}
-                    yield root, params, stored, dataset[(epoch, index)]
+                    yield root, params, stored, normalised(dataset[(epoch, index)])
+
+
+def normalised(sample: dict) -> dict:
+    """A sample with its uint8 image and face turned into the network inputs, as the training step does."""
+    batch = {key: sample[key][None] for key in ("image", "head_mask", "face", "colour")}
+    image, head_mask, face = network_inputs(batch, torch.device("cpu"))
+    return {**sample, "image": image[0], "head_mask": head_mask[0], "face": face[0]}
 
 
 def test_samples_match_the_previous_pipeline_within_the_stated_tolerance(single_thread):
@@ -59,15 +73,14 @@ def test_samples_match_the_previous_pipeline_within_the_stated_tolerance(single_
 
 def test_large_jpegs_are_decoded_at_reduced_size_only_when_both_regions_stay_large(monkeypatch, single_thread):
     scales = []
-    decode = base._decode
+    decode = base.decode
 
-    def recording(opened, reduction, what):
-        size = opened.size
-        image, scale = decode(opened, reduction, what)
-        scales.append((size, tuple(image.shape[1:]), scale))
+    def recording(encoded, reduction, what):
+        image, scale = decode(encoded, reduction, what)
+        scales.append((encoded.size, tuple(image.shape[1:]), scale))
         return image, scale
 
-    monkeypatch.setattr(base, "_decode", recording)
+    monkeypatch.setattr(base, "decode", recording)
     GazeFollow(FIXTURE / "large", "test", input_size=32, output_size=16)[0]
     (width, height), decoded, scale = scales[-1]
     assert scale < 1 and decoded == (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
@@ -107,8 +120,77 @@ def test_one_hue_turn_is_the_identity_and_small_turns_keep_the_grey_level():
     assert np.abs(full - pixels).max() <= 1
 
 
-def test_samples_are_contiguous_float32(single_thread):
+def test_samples_carry_uint8_pixels_and_their_colour_jitter(single_thread):
+    """Workers send uint8 pixels and head masks (a quarter of float32's bytes) and each sample's colour jitter as [3, 4]
+    coefficients; network_inputs applies the jitter (pivoting on the scene's mean grey) and the normalisation on the
+    device: equal to the per-image affine map of colour_transform, clipped, to float rounding."""
     dataset = GazeFollow(FIXTURE / "data", "train", input_size=32, output_size=16, seed=3)
-    sample = dataset[(0, 0)]
-    for name in ("image", "face", "head_mask"):
-        assert sample[name].dtype == torch.float32 and sample[name].is_contiguous(), name
+    jittered = 0
+    for epoch, index in ((epoch, index) for epoch in range(3) for index in range(len(dataset))):
+        sample = dataset[(epoch, index)]
+        for name in ("image", "face"):
+            assert sample[name].dtype == torch.uint8 and sample[name].is_contiguous(), name
+            assert sample[name].shape == (3, 32, 32)
+        assert sample["head_mask"].dtype == torch.uint8 and sample["colour"].shape == (3, 4)
+        with Image.open(dataset.image_path(str(dataset._paths[index]))) as image:
+            size = image.size
+        params = sample_augmentation(np.random.default_rng([3, epoch, index]), size, dataset.pixel_annotation(index, size))
+        found = normalised(sample)
+        scene = sample["image"].permute(1, 2, 0).double().numpy()
+        for name in ("image", "face"):
+            pixels = sample[name].permute(1, 2, 0).double().numpy()
+            if params.colour is not None:
+                matrix, offset = colour_transform(params.colour, grey_mean(scene))
+                pixels = np.clip(pixels @ matrix.T + offset, 0, 255)
+            expected = (pixels / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+            np.testing.assert_allclose(found[name].permute(1, 2, 0).numpy(), expected, atol=2e-5, rtol=0)
+        jittered += params.colour is not None
+    assert jittered >= 2  # the jitter itself was compared, not only the identity
+
+
+def _encoded(image: Image.Image, **save) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("save", [
+    {"format": "JPEG"}, {"format": "JPEG", "progressive": True}, {"format": "JPEG", "quality": 40, "subsampling": 0},
+    {"format": "JPEG", "exif": b"Exif\x00\x00" + bytes(3000)}, {"format": "JPEG", "icc_profile": bytes(70000)},
+    {"format": "PNG"}, {"format": "PNG", "optimize": True},
+], ids=["baseline", "progressive", "444", "exif", "large_icc", "png", "png_optimised"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_the_header_gives_pils_format_and_size(save, mode, tmp_path):
+    """The sample pipeline reads a JPEG's or PNG's size from the header bytes it already holds (no PIL object):
+    it is PIL's, also behind large EXIF / ICC segments (an ICC profile over 64 KB spans several APP2 segments)."""
+    image = Image.radial_gradient("L").resize((123, 77)).convert(mode)
+    data = _encoded(image, **save)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    with Image.open(path) as opened:
+        expected = (opened.format, opened.size)
+        expected_pixels = np.asarray(opened.convert("RGB"))
+    assert header_size(np.frombuffer(data, dtype=np.uint8)) == expected
+    encoded = read_image_file(path, "test image")
+    assert (encoded.format, encoded.size) == expected
+    pixels, scale = decode(encoded, 1, "test image")
+    assert scale == 1.0 and tuple(pixels.shape) == (3, 77, 123)
+    np.testing.assert_array_equal(pixels.permute(1, 2, 0).numpy(), expected_pixels)  # torchvision's = PIL's
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xd8", b"\xff\xd8\xff\xda\x00\x02", b"\xff\xd8\x00\x00\x00\x00",
+                                  b"\x89PNG\r\n\x1a\n" + bytes(16), b"GIF89a" + bytes(20)])
+def test_headers_the_parser_does_not_follow_are_left_to_pil(data):
+    assert header_size(np.frombuffer(data, dtype=np.uint8)) is None
+
+
+def test_other_formats_go_through_pil_and_non_images_name_the_file(tmp_path):
+    gif = tmp_path / "image.gif"
+    Image.new("RGB", (20, 10), (200, 30, 40)).save(gif)
+    encoded = read_image_file(gif, "test image")
+    assert (encoded.format, encoded.size) == ("GIF", (20, 10))
+    assert tuple(decode(encoded, 1, "test image")[0].shape) == (3, 10, 20)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(DataError, match=rf"{re.escape(str(text))}: test image cannot be decoded"):
+        read_image_file(text, "test image")

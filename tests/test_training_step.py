@@ -168,7 +168,19 @@ def test_concat_scene_gives_the_unet_the_resized_scene_and_head_mask():
     assert model.unet.input_blocks[0][0].in_channels == 1 + 4
 
 
-def test_training_steps_between_logging_points_never_read_the_device():
+def loader_batch(size=4, side=64, out=16):
+    """`batch` as the datasets' loaders deliver it: uint8 pixels and head masks, and each sample's colour jitter."""
+    from datasets.transforms import ColourJitter, colour_coefficients
+    data = batch(size, side, out)
+    generator = torch.Generator().manual_seed(2)
+    pixels = {key: torch.randint(0, 256, (size, 3, side, side), generator=generator, dtype=torch.uint8)
+              for key in ("image", "face")}
+    colour = torch.stack([colour_coefficients(None if i % 2 else ColourJitter(1.1, 0.9, 1.2, 0.02)) for i in range(size)])
+    return {**data, **pixels, "head_mask": data["head_mask"].to(torch.uint8), "colour": colour}
+
+
+@pytest.mark.parametrize("samples", ["float", "uint8"])
+def test_training_steps_between_logging_points_never_read_the_device(samples):
     # The "meta" device is a stub accelerator whose tensors have no values: any host read of a device tensor
     # (.item(), float(), bool(), a data-dependent shape) raises. Three steps of everything the training loop does
     # between logging points (step, EMA, clipping, the extra loss, the running sums) must run on it.
@@ -185,7 +197,8 @@ def test_training_steps_between_logging_points_never_read_the_device():
     ema, running = ExponentialMovingAverage(model, 0.9), RunningLosses()
     for step in range(3):
         losses = training_step(model, denoiser(model, config), build_training_diffusion(config),
-                               heatmap_scaling(config), batch(), config, device, optimizer, scheduler,
+                               heatmap_scaling(config), batch() if samples == "float" else loader_batch(), config,
+                               device, optimizer, scheduler,
                                torch.amp.GradScaler("cpu", enabled=False), autocast_for(config, device),
                                torch.contiguous_format, step, ema)
         running.add(losses, step)
