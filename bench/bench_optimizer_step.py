@@ -43,7 +43,8 @@ def main(rounds: int, steps: int) -> dict:
                 times[variant].append((time.thread_time() - started) / steps)
         medians = {variant: statistics.median(values) for variant, values in times.items()}
         count = sum(p.numel() for p in params)
-        print(f"\n{name} model: {len(params)} tensors, {count:,} parameters, 1 thread, {rounds} rounds of {steps} steps")
+        print(f"\n{name} model: {len(params)} tensors, {count:,} parameters, 1 thread, "
+              f"{rounds} rounds of {steps} steps")
         print("| AdamW | ms per step (CPU) | relative to the default loop |\n|---|---|---|")
         for variant, value in medians.items():
             print(f"| {variant} | {value * 1e3:.1f} | {value / medians['default loop']:.2f} |")

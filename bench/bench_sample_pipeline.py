@@ -148,8 +148,8 @@ def main(root: Path, input_size: int, output_size: int, count: int, rounds: int,
     floor, pil = max(per_second["decode (PIL)"], per_second["decode (torchvision)"]), per_second["decode (PIL)"]
     print(f"{root}: {len(indices)} images per round, {rounds} rounds interleaved, {input_size} px inputs, "
           f"{output_size}^2 heatmaps, 1 thread; ratios = images per CPU second / the faster decode's, and / PIL's")
-    print("| what | images per CPU second | ratio to the faster decode | ratio to PIL's decode | images per wall second |"
-          "\n|---|---|---|---|---|")
+    print("| what | images per CPU second | ratio to the faster decode | ratio to PIL's decode "
+          "| images per wall second |\n|---|---|---|---|---|")
     for name, rate in per_second.items():
         print(f"| {name} | {rate:.0f} | {rate / floor:.2f} | {rate / pil:.2f} | {wall_per_second[name]:.0f} |")
     return per_second
@@ -165,8 +165,8 @@ if __name__ == "__main__":
     parser.add_argument("--baseline", type=Path, help="a checkout of another commit to time side by side")
     parser.add_argument("--upscale", type=float, default=1.0, help="time copies of the images enlarged this much")
     parser.add_argument("--real_frames", type=Path, nargs="?", const=Path("../shared/data/demo_frames"),
-                        help="time the real 1920 x 1080 video frames of this folder (default ../shared/data/demo_frames)"
-                             " with their annotated heads instead of the synthetic images")
+                        help="time the real 1920 x 1080 video frames of this folder (default "
+                             "../shared/data/demo_frames) with their annotated heads instead of the synthetic images")
     args = parser.parse_args()
     main(args.root, args.input_size, args.output_size, args.count, args.rounds, args.baseline, args.upscale,
          args.real_frames)

@@ -306,8 +306,8 @@ def normalise_inputs(image: torch.Tensor, face: torch.Tensor,
     to float once, colour-jittered with each sample's `colour_coefficients` ([B, 3, 4]; None: no jitter), clipped to
     0..255 and ImageNet-normalised, on whatever device the pixels are (the training step runs it on the GPU, so the
     loader workers do no float pass and copy a quarter of the bytes). The contrast pivot of both inputs is the mean
-    grey level of the (resized, mirrored) scene, as `normalise` takes it. Without jitter the values are exactly
-    `normalise`'s; with it, equal up to float rounding (tests/test_sample_pipeline.py)."""
+    grey level of the (resized, mirrored) scene. Equal to the per-image `colour_transform` map to float rounding
+    (tests/test_sample_pipeline.py)."""
     grey = None
     if colour is not None:  # the pivot: the scene's mean grey level, for the face too
         grey = image.float().mean(dim=(2, 3)) @ _constants_on(image.device)[2]  # [B]
@@ -391,8 +391,9 @@ def render_inputs(image: torch.Tensor | Image.Image, plan: InputPlan, size: int,
     """The network inputs of `plan` from the decoded image (uint8 [3, H, W] or a PIL image), which may be decoded at
     `scale` of the size the plan was made for (JPEG reduced-size decoding; the regions are then rounded outward to
     whole decoded pixels). Each region is resized straight from the decoded pixels (bilinear with antialiasing, as
-    PIL's resize), then mirrored at input size in the copy that makes it planar (`_planar`). The colour jitter and the normalisation
-    are left to `normalise_inputs`, one float pass over the batch where it is used (the GPU in training).
+    PIL's resize), then mirrored at input size in the copy that makes it planar (`_planar`). The colour jitter and
+    the normalisation are left to `normalise_inputs`, one float pass over the batch where it is used (the GPU in
+    training).
 
     Returns image and face [3, S, S] uint8, colour [3, 4] (`colour_coefficients` of the plan's jitter), head_mask
     [1, S, S] uint8 and head_box [4] (normalised to the augmented image, clipped to [0, 1]); see model_inputs."""

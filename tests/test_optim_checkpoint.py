@@ -87,7 +87,7 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
 @pytest.mark.parametrize("coupled", [False, True])
 def test_cpu_parameters_get_the_fused_step_with_the_default_steps_updates(coupled):
     """On the CPU the optimizer is PyTorch's fused kernel (one pass over all parameters); its updates are those of
-    the default per-tensor loop (to float rounding) for both AdamW and the coupled-decay Adam, with both groups' rates."""
+    the default per-tensor loop (to float rounding) for AdamW and the coupled-decay Adam, with both groups' rates."""
     config = load_config([], {"lr": 1e-2, "lr_gaze": 1e-3, "weight_decay": 0.05, "coupled_weight_decay": coupled})
     torch.manual_seed(0)
     unet, gaze = torch.nn.Linear(8, 4), torch.nn.Linear(4, 2)
@@ -106,7 +106,8 @@ def test_cpu_parameters_get_the_fused_step_with_the_default_steps_updates(couple
             opt.zero_grad()
             g(u(inputs)).square().sum().backward()
             opt.step()
-    for fused, reference in zip([*unet.parameters(), *gaze.parameters()], [*loop_unet.parameters(), *loop_gaze.parameters()]):
+    fused_parameters = [*unet.parameters(), *gaze.parameters()]
+    for fused, reference in zip(fused_parameters, [*loop_unet.parameters(), *loop_gaze.parameters()]):
         torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
     assert (unet.weight - initial).abs().min() > 1e-3  # every weight moved: the comparison is not of two idle models
 

@@ -134,7 +134,8 @@ def test_samples_carry_uint8_pixels_and_their_colour_jitter(single_thread):
         assert sample["head_mask"].dtype == torch.uint8 and sample["colour"].shape == (3, 4)
         with Image.open(dataset.image_path(str(dataset._paths[index]))) as image:
             size = image.size
-        params = sample_augmentation(np.random.default_rng([3, epoch, index]), size, dataset.pixel_annotation(index, size))
+        rng = np.random.default_rng([3, epoch, index])
+        params = sample_augmentation(rng, size, dataset.pixel_annotation(index, size))
         found = normalised(sample)
         scene = sample["image"].permute(1, 2, 0).double().numpy()
         for name in ("image", "face"):

@@ -175,7 +175,8 @@ def loader_batch(size=4, side=64, out=16):
     generator = torch.Generator().manual_seed(2)
     pixels = {key: torch.randint(0, 256, (size, 3, side, side), generator=generator, dtype=torch.uint8)
               for key in ("image", "face")}
-    colour = torch.stack([colour_coefficients(None if i % 2 else ColourJitter(1.1, 0.9, 1.2, 0.02)) for i in range(size)])
+    jitter = ColourJitter(1.1, 0.9, 1.2, 0.02)
+    colour = torch.stack([colour_coefficients(None if i % 2 else jitter) for i in range(size)])
     return {**data, **pixels, "head_mask": data["head_mask"].to(torch.uint8), "colour": colour}
 
 
