@@ -70,6 +70,11 @@ def header_size(data: np.ndarray | bytes) -> tuple[str, tuple[int, int]] | None:
     return None
 
 
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise MissingDataFile(f"{path}: {what} does not exist")
+
+
 def cannot_decode(path: Path | str, what: str, error: Exception) -> DataError:
     return DataError(f"{path}: {what} cannot be decoded ({error})")
 
@@ -78,8 +83,8 @@ def open_image(path: Path, what: str, data: np.ndarray | None = None) -> Image.I
     """Open an image file with PIL, lazily (only its header is read; use it in a `with` block), from `data` (its
     bytes) when given; a missing file, or one that is not an image, is an error naming it and `what` (the
     annotation it belongs to)."""
-    if data is None and not path.is_file():
-        raise MissingDataFile(f"{path}: {what} does not exist")
+    if data is None:
+        _require_file(path, what)
     try:
         return Image.open(path if data is None else io.BytesIO(data.tobytes()))
     except (OSError, SyntaxError) as error:  # PIL: "cannot identify image file", ...
@@ -88,8 +93,7 @@ def open_image(path: Path, what: str, data: np.ndarray | None = None) -> Image.I
 
 def read_image_file(path: Path, what: str) -> ImageFile:
     """Read an image file and its size (errors as `open_image`'s)."""
-    if not path.is_file():
-        raise MissingDataFile(f"{path}: {what} does not exist")
+    _require_file(path, what)
     data = np.fromfile(path, dtype=np.uint8)
     header = header_size(data)
     if header is not None:

@@ -310,7 +310,7 @@ def normalise_inputs(image: torch.Tensor, face: torch.Tensor,
     (tests/test_sample_pipeline.py)."""
     grey = None
     if colour is not None:  # the pivot: the scene's mean grey level, for the face too
-        grey = image.float().mean(dim=(2, 3)) @ _constants_on(image.device)[2]  # [B]
+        grey = image.mean(dim=(2, 3), dtype=torch.float32) @ _constants_on(image.device)[2]  # [B], no float copy
     return normalise(image, colour, grey), normalise(face, colour, grey)
 
 
