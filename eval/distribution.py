@@ -196,3 +196,16 @@ def annotator_spread(annotators: ArrayLike) -> float:
     (used to pick the most ambiguous persons for the figure)."""
     points = _as_annotator_points(annotators)
     return float(np.linalg.norm(points - points.mean(axis=0), axis=1).mean())
+
+
+def format_table(result: dict) -> str:
+    """`distribution_metrics`' result as printable lines, one metric per row (n/a where no person has a value)."""
+    names = ["energy_score", "best_of_k_l2", *(coverage_key(radius) for radius in result["coverage_radii"]), "ece"]
+    lines = [f"{'distribution':<15}{'value':>10}"]
+    for name in names:
+        value = result.get(name)
+        lines.append(f"{name:<15}{'n/a' if value is None else f'{value:.4f}':>10}")
+    lines.append(f"(K = {result['sample_k']} samples per person, {result['n_persons']} persons with at least "
+                 f"{result['min_annotators']} annotators, {result['n_annotators']} annotator points; ECE over "
+                 f"{result['n_calibration_samples']} samples)")
+    return "\n".join(lines)

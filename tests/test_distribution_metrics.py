@@ -10,7 +10,7 @@ from PIL import Image
 from sklearn.calibration import calibration_curve
 
 from eval.distribution import (annotator_spread, best_of_k_l2, calibration, coverage, distribution_metrics,
-                               energy_score, person_metrics, sample_points, sampled_point_metrics)
+                               energy_score, format_table, person_metrics, sample_points, sampled_point_metrics)
 
 A, B = (0.2, 0.5), (0.8, 0.5)  # two modes 0.6 apart
 MIDPOINT = (0.5, 0.5)
@@ -210,6 +210,8 @@ def test_distribution_metrics_average_persons_and_keep_their_own_names():
     assert result["ece"] == pytest.approx((0.2 + 0.3 + 0.2 + 0.1) / 4)
     assert not {"auc", "min_l2", "avg_l2", "inout_ap"} & set(result)  # never the protocol's names
     json.dumps(result)  # metrics.json holds it as it is
+    table = format_table(result)
+    assert "energy_score       0.2250" in table and "coverage@0.1       0.7500" in table and "K = 2 samples" in table
     # min_annotators 1 scores the one-annotator person too (ES 0.3 from the midpoint to A).
     assert distribution_metrics(samples, annotators, [0.9, 0.8, 0.7, 0.2], [1, 1, 1, 0],
                                 min_annotators=1)["n_persons"] == 3
@@ -218,6 +220,9 @@ def test_distribution_metrics_average_persons_and_keep_their_own_names():
 def test_distribution_metrics_without_a_scored_person_and_bad_inputs():
     result = sampled_point_metrics([copies(A, 1)], [np.array([A])])
     assert result["energy_score"] is None and result["coverage@0.1"] is None and result["n_persons"] == 0
+    vat_like = distribution_metrics([copies(A, 1)] * 2, [np.array([A]), np.zeros((0, 2))], [0.9, 0.2], [1, 0])
+    assert vat_like["energy_score"] is None and vat_like["ece"] == pytest.approx(0.15)  # (0.1 + 0.2) / 2
+    assert "energy_score          n/a" in format_table(vat_like)
     with pytest.raises(ValueError, match="same number K"):
         sampled_point_metrics([copies(A, 1), copies(A, 2)], [np.array([A, B])] * 2)
     with pytest.raises(ValueError, match="one entry per person"):
@@ -257,7 +262,9 @@ def test_distribution_figures_draw_the_most_ambiguous_persons(tmp_path):
                 "annotators": np.array([A, (0.2 + 0.1 * i, 0.5), (-1.0, -1.0)])} for i in range(3)]
     persons.append({"index": 3, "path": "0.png", "samples": copies(A, 4), "annotators": np.array([(-1.0, -1.0)])})
     assert [p["index"] for p in most_ambiguous(persons, 2)] == [2, 1]  # widest disagreement first; out of frame never
-    in_out = calibration([0.1, 0.9, 0.8], [0, 1, 1])
+    # The evaluation's distribution_metrics result serves as the calibration (it carries ece and the diagram).
+    in_out = distribution_metrics([p["samples"] for p in persons], [p["annotators"] for p in persons],
+                                  [0.1, 0.9, 0.8, 0.3], [1, 1, 1, 0])
     summary = write_distribution_figures(tmp_path / "figures", FakeDataset(tmp_path), persons, in_out, count=2)
     assert summary["files"] == ["distribution_samples.png", "reliability.png"] and summary["sample_indices"] == [2, 1]
     for name in summary["files"]:
