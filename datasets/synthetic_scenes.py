@@ -3,7 +3,10 @@
 Each head is a skin-coloured disc whose face (eyes, pupils, nose, hair at the back) turns with the gaze direction;
 bodies are symmetric and say nothing. The target is a salient object placed along the gaze ray; no other object lies
 within CONE_HALF_ANGLE of any person's ray, so the face plus the scene determine the target. Out-of-frame people look
-along a ray with no object on it. The writers of each on-disk format build on this file: datasets/synthetic.py
+along a ray with no object on it. In an ambiguous scene (`_make_scene(..., ambiguous=True)`) each in-frame person's
+face points exactly between TWO equal objects, at the same distance and the same angle on either side of the face
+direction, and no other object lies in the fan around both: the image cannot tell which one is looked at (see
+docs/ambiguous_synthetic_data.md). The writers of each on-disk format build on this file: datasets/synthetic.py
 (GazeFollow, and the command line) and datasets/synthetic_formats.py (VideoAttentionTarget, GOO, depth maps).
 """
 from __future__ import annotations
@@ -25,6 +28,11 @@ SKIN_TONES = ((255, 219, 172), (241, 194, 167), (234, 192, 134), (224, 172, 105)
 HAIR_COLOURS = ((35, 25, 20), (80, 50, 30), (150, 110, 60), (20, 20, 20), (200, 170, 110))
 PLACEMENT_TRIES = 1000  # gaze directions tried per person before the whole layout is drawn again
 LAYOUT_TRIES = 20
+# Ambiguous scenes: each target's angle from the face direction (drawn per person), and the smallest distance between
+# the two targets' centres in normalised image coordinates, so that the point between them is more than 0.1 (the
+# larger coverage radius of eval/distribution.py) from either.
+AMBIGUOUS_HALF_ANGLE_RANGE = (math.radians(20), math.radians(32))
+AMBIGUOUS_MIN_SEPARATION = 0.25
 
 
 class _NoFreeDirection(Exception):
@@ -51,6 +59,15 @@ class Person:
     role: str  # "in", "out" (looks out of frame) or "invalid" (drawn as "in", annotated with inout -1)
     direction: float | None = None
     target: SceneObject | None = None
+    # Ambiguous scenes: the second object, at `spread` radians on the other side of the face direction from `target`
+    # (which is at direction + spread: clockwise on screen, as y points down). None and 0.0 for one target.
+    second_target: SceneObject | None = None
+    spread: float = 0.0
+
+    @property
+    def gaze_half_angle(self) -> float:
+        """Half the angle of the fan around the face direction that no other object may enter."""
+        return CONE_HALF_ANGLE + self.spread
 
     @property
     def forward(self) -> np.ndarray:
@@ -95,14 +112,15 @@ def _place_people(rng: np.random.Generator, width: int, height: int, roles: list
     return people
 
 
-def _in_cone(person: Person, direction: float, centre: np.ndarray, radius: float) -> bool:
-    """Whether any part of a disc (centre, radius) lies within CONE_HALF_ANGLE of the person's gaze ray."""
+def _in_cone(person: Person, direction: float, centre: np.ndarray, radius: float,
+             half_angle: float = CONE_HALF_ANGLE) -> bool:
+    """Whether any part of a disc (centre, radius) lies within `half_angle` of the person's gaze ray."""
     offset = centre - person.centre
     distance = float(np.hypot(*offset))
     if distance <= radius:
         return True
     difference = abs((math.atan2(offset[1], offset[0]) - direction + math.pi) % (2 * math.pi) - math.pi)
-    return difference < CONE_HALF_ANGLE + math.asin(radius / distance)
+    return difference < half_angle + math.asin(radius / distance)
 
 
 def _collides(centre: np.ndarray, radius: float, people: list[Person], objects: list[SceneObject]) -> bool:
@@ -117,7 +135,8 @@ def _collides(centre: np.ndarray, radius: float, people: list[Person], objects: 
 
 
 def _free_of_gaze_rays(centre: np.ndarray, radius: float, people: list[Person]) -> bool:
-    return not any(p.direction is not None and _in_cone(p, p.direction, centre, radius) for p in people)
+    return not any(p.direction is not None and _in_cone(p, p.direction, centre, radius, p.gaze_half_angle)
+                   for p in people)
 
 
 def _new_object(rng: np.random.Generator, centre: np.ndarray, radius: float) -> SceneObject:
@@ -137,14 +156,8 @@ def _assign_gaze(rng: np.random.Generator, person: Person, people: list[Person],
             return
         radius = rng.uniform(*OBJECT_RADIUS_RANGE) * scale
         forward = np.array([math.cos(direction), math.sin(direction)])
-        # The farthest distance along the ray at which the whole object still fits in the image.
-        limits = []
-        for axis, size in ((0, width), (1, height)):
-            if forward[axis] > 1e-9:
-                limits.append((size - radius - 2 - person.centre[axis]) / forward[axis])
-            elif forward[axis] < -1e-9:
-                limits.append((radius + 2 - person.centre[axis]) / forward[axis])
-        nearest, farthest = person.radius + radius + 0.05 * scale, min(limits)
+        nearest = person.radius + radius + 0.05 * scale
+        farthest = _farthest_fit(person, forward, radius, width, height)
         if farthest < nearest:
             continue
         centre = person.centre + rng.uniform(nearest, farthest) * forward
@@ -156,6 +169,49 @@ def _assign_gaze(rng: np.random.Generator, person: Person, people: list[Person],
         objects.append(person.target)
         return
     raise _NoFreeDirection(f"person at {person.centre.round(1).tolist()} in a {width}x{height} image")
+
+
+def _farthest_fit(person: Person, forward: np.ndarray, radius: float, width: int, height: int) -> float:
+    """The farthest distance along the ray from the head centre at which a whole object still fits in the image."""
+    limits = []
+    for axis, size in ((0, width), (1, height)):
+        if forward[axis] > 1e-9:
+            limits.append((size - radius - 2 - person.centre[axis]) / forward[axis])
+        elif forward[axis] < -1e-9:
+            limits.append((radius + 2 - person.centre[axis]) / forward[axis])
+    return min(limits)
+
+
+def _assign_ambiguous_gaze(rng: np.random.Generator, person: Person, people: list[Person],
+                           objects: list[SceneObject], width: int, height: int) -> None:
+    """Choose the person's face direction and two equal objects, one `spread` radians on each side of it at the same
+    distance from the head centre; no other object lies within `person.gaze_half_angle` of the face direction."""
+    scale = min(width, height)
+    for _ in range(PLACEMENT_TRIES):
+        direction = rng.uniform(0, 2 * math.pi)
+        spread = rng.uniform(*AMBIGUOUS_HALF_ANGLE_RANGE)
+        if any(_in_cone(person, direction, other.centre, other.radius, CONE_HALF_ANGLE + spread) for other in objects):
+            continue
+        radius = rng.uniform(*OBJECT_RADIUS_RANGE) * scale
+        forwards = [np.array([math.cos(direction + side * spread), math.sin(direction + side * spread)])
+                    for side in (1, -1)]
+        nearest = person.radius + radius + 0.05 * scale
+        farthest = min(_farthest_fit(person, forward, radius, width, height) for forward in forwards)
+        if farthest < nearest:
+            continue
+        distance = rng.uniform(nearest, farthest)
+        centres = [person.centre + distance * forward for forward in forwards]
+        if np.hypot(*((centres[0] - centres[1]) / np.array([width, height]))) < AMBIGUOUS_MIN_SEPARATION:
+            continue
+        others = [p for p in people if p is not person]
+        if any(_collides(centre, radius, people, objects) or not _free_of_gaze_rays(centre, radius, others)
+               for centre in centres):
+            continue
+        person.direction, person.spread = direction, spread
+        person.target, person.second_target = (_new_object(rng, centre, radius) for centre in centres)
+        objects.extend((person.target, person.second_target))
+        return
+    raise _NoFreeDirection(f"person at {person.centre.round(1).tolist()} in a {width}x{height} image (ambiguous)")
 
 
 def _add_distractors(rng: np.random.Generator, people: list[Person], objects: list[SceneObject],
@@ -222,8 +278,10 @@ def _draw_head(rng: np.random.Generator, draw: ImageDraw.ImageDraw, person: Pers
     draw.polygon(nose, fill=tuple(int(c * 0.72) for c in skin))
 
 
-def _layout(rng: np.random.Generator, roles: list[str]) -> tuple[int, int, list[Person], list[SceneObject]]:
-    """Image size, people and objects; a layout where some gaze finds no free direction is drawn again."""
+def _layout(rng: np.random.Generator, roles: list[str],
+            ambiguous: bool = False) -> tuple[int, int, list[Person], list[SceneObject]]:
+    """Image size, people and objects; a layout where some gaze finds no free direction is drawn again. With
+    `ambiguous`, every person not looking out of frame gets two targets (`_assign_ambiguous_gaze`)."""
     for _ in range(LAYOUT_TRIES):
         width = int(rng.integers(WIDTH_RANGE[0], WIDTH_RANGE[1] + 1))
         height = int(rng.integers(HEIGHT_RANGE[0], HEIGHT_RANGE[1] + 1))
@@ -231,7 +289,8 @@ def _layout(rng: np.random.Generator, roles: list[str]) -> tuple[int, int, list[
         objects: list[SceneObject] = []
         try:
             for person in people:
-                _assign_gaze(rng, person, people, objects, width, height)
+                assign = _assign_ambiguous_gaze if ambiguous and person.role != "out" else _assign_gaze
+                assign(rng, person, people, objects, width, height)
         except _NoFreeDirection:
             continue
         _add_distractors(rng, people, objects, width, height)
@@ -239,8 +298,9 @@ def _layout(rng: np.random.Generator, roles: list[str]) -> tuple[int, int, list[
     raise RuntimeError(f"no layout for {len(roles)} people found in {LAYOUT_TRIES} tries")
 
 
-def _make_scene(rng: np.random.Generator, roles: list[str]) -> tuple[Image.Image, list[Person]]:
-    width, height, people, objects = _layout(rng, roles)
+def _make_scene(rng: np.random.Generator, roles: list[str],
+                ambiguous: bool = False) -> tuple[Image.Image, list[Person]]:
+    width, height, people, objects = _layout(rng, roles, ambiguous)
     image = _background(rng, width, height)
     draw = ImageDraw.Draw(image)
     for person in people:

@@ -3,7 +3,10 @@
 `write_figures` draws, into one folder: `best.png`, `median.png` and `worst.png` (samples ranked by the protocol's
 L2; each panel shows the original image, the head box, the ground-truth points, the predicted heatmap overlaid, the
 predicted point and the in/out score) and `trajectory_<k>.png` (the predicted x0 heatmap at several sampling steps of
-one sample, from noise to the final heatmap). Written with Matplotlib's Agg backend: no display is needed.
+one sample, from noise to the final heatmap). `write_distribution_figures` draws the distribution metrics' figures
+(eval/distribution.py): `distribution_samples.png` (the most ambiguous persons, their annotator points and their K
+sampled points) and `reliability.png` (the in/out reliability diagram). Written with Matplotlib's Agg backend: no
+display is needed.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from torch.utils.data import default_collate  # noqa: E402
 from diffusion.sampling import sample_heatmaps_progressive  # noqa: E402
 from engine.build import (  # noqa: E402
     build_sampling_diffusion, denoiser, heatmap_scaling, point_target, sampling_state_fn)
+from eval.distribution import annotator_spread, coverage_key  # noqa: E402
 from eval.encoding import encode_batch  # noqa: E402
 
 TRAJECTORY_SNAPSHOTS = 6  # heatmaps drawn per trajectory, evenly spaced over the sampling steps (the last included)
@@ -158,3 +162,97 @@ def _write_figures(folder, model, config, dataset, rows, heatmaps, ranking_key, 
         _trajectory_figure(path, dataset, row, snapshots, ranking_key, steps)
         files.append(path.name)
     return {"folder": str(folder), "files": files, "trajectory_indices": [row["index"] for row in chosen]}
+
+
+DISTRIBUTION_PERSONS = 4  # persons drawn in distribution_samples.png
+
+
+def most_ambiguous(persons: list[dict], count: int) -> list[dict]:
+    """The `count` persons whose annotators disagree most (eval.distribution.annotator_spread), most first; ties keep
+    the given order. Persons without annotators (out of frame) are left out."""
+    spreads = [(-annotator_spread(p["annotators"]), number) for number, p in enumerate(persons)
+               if (np.asarray(p["annotators"]).reshape(-1, 2) >= 0).all(axis=1).any()]
+    return [persons[number] for _, number in sorted(spreads)[:count]]
+
+
+def _draw_distribution_panel(axis, dataset, person: dict) -> None:
+    with Image.open(dataset.image_path(person["path"])) as opened:
+        image = opened.convert("RGB")
+    size = np.array(image.size, dtype=np.float64)
+    annotation = dataset.pixel_annotation(person["index"], image.size)
+    annotators = np.asarray(person["annotators"], dtype=np.float64).reshape(-1, 2)
+    annotators = annotators[(annotators >= 0).all(axis=1)] * size
+    samples = np.asarray(person["samples"], dtype=np.float64).reshape(-1, 2) * size
+    axis.imshow(image)
+    x_min, y_min, x_max, y_max = annotation.head_box
+    axis.add_patch(Rectangle((x_min, y_min), x_max - x_min, y_max - y_min, fill=False, edgecolor="white", lw=1.5))
+    eye = annotation.eye_point
+    for point in annotators:
+        axis.plot([eye[0], point[0]], [eye[1], point[1]], color="lime", lw=0.6, alpha=0.7)
+    axis.plot(annotators[:, 0], annotators[:, 1], "o", color="lime", ms=4, mec="black", mew=0.5)
+    axis.plot(samples[:, 0], samples[:, 1], "x", color="red", ms=7, mew=1.8, alpha=0.8)
+    title = f"{Path(person['path']).name}  K = {len(samples)}, {len(annotators)} annotators"
+    metrics = [f"{name.replace('energy_score', 'ES')} {person[name]:.3f}"
+               for name in ("energy_score", coverage_key(0.1)) if person.get(name) is not None]
+    axis.set_title(title + ("\n" + "  ".join(metrics) if metrics else ""), fontsize=8)
+    axis.set_axis_off()
+
+
+def distribution_samples_figure(path: Path, dataset, persons: list[dict]) -> None:
+    """One panel per person: the image, head box (white), annotator points (green, with their gaze lines) and the
+    sampled points (red crosses). persons: dicts with "index" and "path" (the dataset's), "annotators" [M, 2] and
+    "samples" [K, 2] normalised, and optionally "energy_score" and "coverage@0.1" for the title."""
+    figure, axes = plt.subplots(1, len(persons), figsize=(PANEL_INCHES * len(persons), PANEL_INCHES + 0.6),
+                                squeeze=False)
+    for axis, person in zip(axes[0], persons):
+        _draw_distribution_panel(axis, dataset, person)
+    figure.suptitle("sampled gaze points (red x) against the annotators (green); the most ambiguous persons",
+                    fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def reliability_figure(path: Path, calibration: dict) -> None:
+    """The reliability diagram of eval.distribution.calibration's result: per bin, the fraction of in-frame samples
+    against the bin (a bar, drawn at the bin's mean probability as a dot), the diagonal of perfect calibration, and
+    the number of samples per bin below."""
+    diagram = calibration["reliability_diagram"]
+    lower, upper = np.array(diagram["bin_lower"]), np.array(diagram["bin_upper"])
+    filled = np.array([value is not None for value in diagram["fraction_in_frame"]])
+    accuracy = np.array([value if value is not None else 0.0 for value in diagram["fraction_in_frame"]])
+    confidence = np.array([value if value is not None else np.nan for value in diagram["mean_probability"]])
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(4.2, 5.2), sharex=True,
+                                         gridspec_kw={"height_ratios": (3, 1)})
+    top.bar(lower[filled], accuracy[filled], width=(upper - lower)[filled], align="edge", color="tab:blue",
+            edgecolor="black", alpha=0.75, label="fraction in frame")
+    top.plot(confidence[filled], accuracy[filled], "o", color="tab:orange", ms=4, label="at the mean probability")
+    top.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    top.set_ylim(0, 1)
+    top.set_ylabel("fraction in frame")
+    top.set_title(f"in/out reliability: ECE {calibration['ece']:.4f} ({sum(diagram['count'])} samples)", fontsize=9)
+    top.legend(fontsize=7, loc="upper left")
+    bottom.bar(lower, diagram["count"], width=upper - lower, align="edge", color="grey", edgecolor="black")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("predicted in-frame probability")
+    bottom.set_ylabel("samples")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_distribution_figures(folder: Path, dataset, persons: list[dict], calibration: dict | None = None,
+                               count: int = DISTRIBUTION_PERSONS) -> dict:
+    """Write distribution_samples.png (the `count` most ambiguous of `persons`, see distribution_samples_figure) and,
+    given eval.distribution.calibration's result, reliability.png into `folder`.
+    Returns {"folder", "files", "sample_indices"}."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files, chosen = [], most_ambiguous(persons, count)
+    if chosen:
+        distribution_samples_figure(folder / "distribution_samples.png", dataset, chosen)
+        files.append("distribution_samples.png")
+    if calibration is not None:
+        reliability_figure(folder / "reliability.png", calibration)
+        files.append("reliability.png")
+    return {"folder": str(folder), "files": files, "sample_indices": [person["index"] for person in chosen]}
