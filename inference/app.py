@@ -10,9 +10,9 @@ inference.pipeline, the code predict.py runs, so the page shows what predict.py 
 tables can be downloaded as predictions.csv / predictions.json.
 
 The server is Python's own http.server with a static page (inference/web/): it needs no package beyond the
-project's. Gradio, the field's usual choice, was checked and not taken: with this project's constraints it pulls
-in 21 packages (FastAPI, Starlette, uvicorn, orjson, pydub, ...) and replaces the installed Pillow 13 by 12.3, the
-library every image of the project is read with (docs/web_demo.md).
+project's. Gradio, the field's usual choice, was checked and not taken: with this project's constraints it installs
+21 new packages (gradio, FastAPI, Starlette, uvicorn, orjson, pydub, ...) and replaces the installed Pillow 13.0 by
+12.3, the library every image of the project is read with (docs/web_demo.md).
 
 Bad uploads (not an image or a video, a corrupt video, a file over --max_upload_mb, a video with more frames than
 --max_video_frames) get a one-line message on the page; an unexpected error is reported on the page in one line
@@ -53,7 +53,8 @@ DEFAULT_PORT = 7860  # Gradio's, so the page is where people who know those demo
 MAX_SAMPLES = 32  # the K slider's upper end
 KEPT_UPLOADS = 20  # older uploads (and their results) are deleted from the working folder
 WEB = Path(__file__).with_name("web")
-PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
+         "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
          "/static/app.css": ("app.css", "text/css; charset=utf-8")}
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, ConfigError, RuntimeError)  # the project's errors: a message
 ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")  # an animated file of these is predicted as a video
@@ -178,7 +179,8 @@ class GazeDemo:
             except EXPECTED_ERRORS as error:  # e.g. a box outside the image: named as the person uploaded it
                 raise UserError(_renamed(error, upload.path, upload.name)) from None
             k = predictor.config.sample_k
-            samples = sample_points(predictor, read_image(upload.path), boxes, k) if predictor.generative and k > 1 else []
+            samples = (sample_points(predictor, read_image(upload.path), boxes, k) if predictor.generative and k > 1
+                       else [])
         document = json.loads((out / "predictions.json").read_text())
         base = f"/files/{upload.key}/{out.name}"
         return {"rows": document["predictions"], "overlays": {row["person"]: f"{base}/{row['overlay']}"
@@ -196,8 +198,9 @@ class GazeDemo:
         if upload.frames is not None and math.ceil(upload.frames / every) > self.max_video_frames:
             raise UserError(f"{upload.name}: {upload.frames} frames, every {every}: {math.ceil(upload.frames / every)} "
                             f"frames to predict, more than this page predicts ({self.max_video_frames}, "
-                            f"--max_video_frames): predict every {math.ceil(upload.frames / self.max_video_frames)}"
-                            "-th frame, or use predict.py --video for long videos")
+                            "--max_video_frames): predict every n-th frame with n >= "
+                            f"{math.ceil(upload.frames / self.max_video_frames)}, or use predict.py --video for long "
+                            "videos")
         predictor = self._predictor_for(request)
         job = Job(uuid.uuid4().hex[:12], upload)
         with self.state_lock:
@@ -304,7 +307,8 @@ class GazeDemo:
                 try:
                     box = np.array([float(v) for v in head["box"]])
                 except (TypeError, ValueError):
-                    raise UserError(f"head #{i}: the box should be four numbers (pixels), found {head['box']}") from None
+                    raise UserError(f"head #{i}: the box should be four numbers (pixels), "
+                                    f"found {head['box']}") from None
                 if not np.isfinite(box).all():
                     raise UserError(f"head #{i}: the box should be four finite numbers (pixels), found {head['box']}")
                 boxes.append(HeadBox(person, box, f"head box #{i} drawn on the page", None))
@@ -396,7 +400,7 @@ def _renamed(error: BaseException, path: Path, name: str) -> str:
 
 def _too_large(size: int, limit_mb: float) -> str:
     return (f"the file is {size / 1024 / 1024:.1f} MB, more than this page accepts ({limit_mb:g} MB, "
-            "--max_upload_mb); cut the video shorter, or use predict.py")
+            "--max_upload_mb); use a smaller file (a shorter video), or predict.py")
 
 
 def _internal(error: BaseException) -> str:

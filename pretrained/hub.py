@@ -4,7 +4,7 @@ folder or the Hub cache) and pushed with huggingface_hub's `ModelHubMixin`.
     DIR/model.safetensors  the evaluated weights (this project's key names; metadata: evaluated_weights, source)
     DIR/config.json        every option of the run as its checkpoint stores it (JSON is YAML, so
                            `python main.py --yaml_diffusion DIR/config.json` trains the same configuration again)
-    DIR/training.json      where the weights come from: the checkpoint, its epoch and step, the metrics of its evaluation
+    DIR/training.json      where the weights come from: the checkpoint, its epoch and step, its evaluation's metrics
     DIR/README.md          the model card, generated from the two JSON files
 
 Everything that reads a checkpoint (predict.py, `main.py --eval_weights`, `--init_weights`, the web demo,
@@ -36,7 +36,7 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 TRAINING_NAME = "training.json"
 CARD_NAME = "README.md"
-WEIGHTS_FORMAT = "diffusion-gaze"  # the safetensors metadata "format" of this project's weight files (pretrained.export)
+WEIGHTS_FORMAT = "diffusion-gaze"  # the safetensors metadata "format" of the project's weight files (pretrained.export)
 EVALUATED_WEIGHTS = ("model", "ema")
 METRIC_NAMES = ("auc", "min_l2", "avg_l2", "min_ang", "avg_ang", "heatmap_ap", "inout_ap")
 DATASET_NAMES = {"gazefollow": "GazeFollow", "videoattentiontarget": "VideoAttentionTarget", "goo": "GOO"}
@@ -274,7 +274,7 @@ def load_hub_checkpoint(reference: str | os.PathLike) -> dict[str, Any]:
 
 def export_hub(checkpoint_path: str | Path, directory: str | Path, weights: str = "auto", scheme: str = "auto",
                trust_legacy: bool = False, metrics: str | Path | None = None) -> HubCheckpoint:
-    """`python -m pretrained.export CKPT DIR --format hub`: `HubCheckpoint.from_checkpoint(...).save_pretrained(DIR)`."""
+    """`python -m pretrained.export CKPT DIR --format hub`: HubCheckpoint.from_checkpoint(...).save_pretrained(DIR)."""
     hub = HubCheckpoint.from_checkpoint(checkpoint_path, weights, scheme, trust_legacy, metrics)
     hub.save_pretrained(directory)
     return hub

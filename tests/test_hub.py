@@ -258,3 +258,11 @@ def test_what_is_not_a_hub_folder_is_a_clear_error(runs, tmp_path, capsys):
     assert "must end in .onnx" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not finite"):
         HubCheckpoint({}, {"lr": float("inf")}).save_pretrained(tmp_path / "inf")
+
+
+def test_a_folder_exports_again_to_safetensors(runs, tmp_path):
+    HubCheckpoint.from_checkpoint(runs[0] / "ema" / "last.pt").save_pretrained(tmp_path / "hub")
+    assert export.main([str(tmp_path / "hub"), str(tmp_path / "again.safetensors")]) == 0
+    again, metadata = load_safetensors(tmp_path / "again.safetensors")
+    assert_same_tensors(again, load_safetensors(tmp_path / "hub" / "model.safetensors")[0])
+    assert metadata["evaluated_weights"] == "ema"

@@ -203,7 +203,7 @@ def test_a_video_longer_than_the_page_predicts_is_refused_before_predicting(serv
     _, answer = upload(server, clip)
     status, refused = call(server, "/api/video", {"upload": answer["upload"], "every_nth_frame": 1})
     assert status == 400 and "25 frames, every 1: 25 frames to predict, more than this page predicts (20" in (
-        refused["error"]) and "predict every 2-th frame" in refused["error"]
+        refused["error"]) and "every n-th frame with n >= 2" in refused["error"]
 
 
 def test_the_command_line_refuses_what_it_cannot_serve(tmp_path, capsys):

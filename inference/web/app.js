@@ -107,7 +107,8 @@ async function handleFile(file) {
   const limit = state.info ? state.info.max_upload_mb * 1024 * 1024 : Infinity;
   if (file.size > limit) {
     showMessage(`${file.name}: the file is ${(file.size / 1024 / 1024).toFixed(1)} MB, more than this page accepts ` +
-                `(${state.info.max_upload_mb} MB, --max_upload_mb); cut the video shorter, or use predict.py`);
+                `(${state.info.max_upload_mb} MB, --max_upload_mb); use a smaller file (a shorter video), ` +
+                "or predict.py");
     return;
   }
   setBusy(true, "uploading…");
@@ -472,7 +473,7 @@ function renderTable(rows, video) {
     tr.dataset.person = row.person;
     for (const [keys, , digits] of columns) {
       const td = document.createElement("td");
-      // The exact values (predictions.csv's), for copying and for the tests: data-keys and data-values, space-separated.
+      // The exact values (predictions.csv's), for copying and for the tests: data-keys, data-values (space-separated).
       td.dataset.keys = keys.join(" ");
       td.dataset.values = keys.map((key) => String(row[key])).join(" ");
       td.textContent = keys.map((key) => shown(row[key], digits)).join(", ");
