@@ -52,6 +52,7 @@ from inference.tracking import IoUTracker
 DEFAULT_PORT = 7860  # Gradio's, so the page is where people who know those demos look
 MAX_SAMPLES = 32  # the K slider's upper end
 KEPT_UPLOADS = 20  # older uploads (and their results) are deleted from the working folder
+KEPT_SAMPLERS = 16  # (K, steps) settings whose sampling process is kept (each shares the loaded model)
 WEB = Path(__file__).with_name("web")
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -126,7 +127,7 @@ class GazeDemo:
         self.uploads: OrderedDict[str, Upload] = OrderedDict()
         self.jobs: dict[str, Job] = {}
         self.model_lock, self.state_lock = threading.Lock(), threading.Lock()
-        self._sampling: dict[tuple[int, int], Predictor] = {}
+        self._sampling: OrderedDict[tuple[int, int], Predictor] = OrderedDict()  # (K, steps) -> predictor
 
     # --- what the page asks ---------------------------------------------------------------------------------------
 
@@ -152,7 +153,8 @@ class GazeDemo:
         key = uuid.uuid4().hex[:12]
         folder = self.work_dir / key
         folder.mkdir()
-        path = folder / _safe_name(name)
+        path = folder / "input" / _safe_name(name)  # its own folder: no name of the demo's files can collide
+        path.parent.mkdir()
         path.write_bytes(data)
         try:
             upload = self._read_upload(key, name, folder, path)
@@ -335,6 +337,9 @@ class GazeDemo:
                     self._sampling[(k, steps)] = self.predictor.with_options(sample_k=k, sample_time_steps=steps)
                 except ConfigError as error:
                     raise UserError(f"K = {k}, {steps} steps: {error}") from None
+                while len(self._sampling) > KEPT_SAMPLERS:
+                    self._sampling.popitem(last=False)
+            self._sampling.move_to_end((k, steps))
             return self._sampling[(k, steps)]
 
     def _run_video(self, job: Job, predictor: Predictor, every: int) -> None:

@@ -223,3 +223,49 @@ def test_a_hub_folder_is_served_like_its_checkpoint(weights, tmp_path):
         results.append(json.dumps({k: v for k, v in result["rows"][0].items()}))
         demo.close()
     assert results[0] == results[1]
+
+
+def test_gaze360_weights_add_the_3d_gaze_to_the_table_and_the_overlay(weights, tmp_path):
+    from inference.gaze3d import Gaze3DEstimator
+    from tests.test_predict import tiny_gaze360_checkpoint
+
+    tiny_gaze360_checkpoint(tmp_path / "gaze360.pt")
+    predictor = Predictor(weights, overrides={"device": "cpu"})
+    demo = app.GazeDemo(predictor, gaze3d=Gaze3DEstimator(tmp_path / "gaze360.pt", predictor.device),
+                        work_dir=tmp_path / "work")
+    assert demo.info()["gaze3d"] is True
+    answer = demo.upload(FRAME.name, FRAME.read_bytes())
+    result = demo.predict({"upload": answer["upload"], "heads": [{"box": [565, 71, 772, 274]}]})
+    rows = predict_py_rows(tmp_path / "predict", "--weights", weights, "--image", FRAME, "--head_box",
+                           "565,71,772,274", "--gaze360_weights", tmp_path / "gaze360.pt")
+    assert result["rows"][0]["yaw"] != "" and rows[0]["yaw"] != ""
+    assert_rows_equal(result["rows"], rows)
+    overlay = demo.file(answer["upload"], result["overlays"]["person1"].split("/", 3)[3])  # /files/KEY/PATH
+    with Image.open(overlay) as shown, Image.open(tmp_path / "predict" / rows[0]["overlay"]) as written:
+        assert np.array_equal(np.asarray(shown), np.asarray(written))  # the red 3D arrow included
+    demo.close()
+
+
+def test_the_readme_command_serves_the_page_until_ctrl_c(weights):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.conftest import ROOT
+
+    command = [sys.executable, "-m", "inference.app", "--weights", str(weights), "--port", "0", "--detector", "none"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # "serving the gaze-following demo of W at http://127.0.0.1:PORT/ ..."
+        assert "serving the gaze-following demo" in line, line + process.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=60) as page:
+            assert b"<title>Gaze following demo</title>" in page.read()
+        with urllib.request.urlopen(url + "api/info", timeout=60) as info:
+            assert json.loads(info.read())["detector"] is None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
