@@ -179,3 +179,23 @@ def test_a_file_that_is_not_an_image_gets_a_message_on_the_page(browser, server,
     assert message.text.startswith("notes.txt: not an image or a video this page can read")
     assert "Traceback" not in browser.page_source and not browser.find_element("id", "results").is_displayed()
     browser.get_log("browser")  # the failed upload's 400 is logged by Chromium as a failed request: expected here
+
+
+def test_a_video_is_predicted_with_a_progress_bar_and_played(browser, server, tmp_path):
+    from tests.test_predict import write_demo_mp4
+
+    clip = tmp_path / "clip.mp4"
+    write_demo_mp4(clip, size=(640, 360), frames=["00002575.jpg", "00002580.jpg", "00002585.jpg"])
+    browser.get(server.url)
+    wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === 'true'"), "the model")
+    upload(browser, clip)
+    wait(browser, lambda d: d.find_element("id", "video-tools").is_displayed(), "the video's first frame")
+    assert "clip.mp4: 640 x 360, 3 frames, 5.00 frames/s" in browser.find_element("id", "video-info").text
+    browser.find_element("id", "predict").click()
+    wait(browser, lambda d: d.find_element("id", "animation").is_displayed() and d.execute_script(
+        "return document.getElementById('animation').readyState >= 1"), "the annotated video")
+    progress = browser.execute_script("const p = document.getElementById('progress'); return [p.value, p.max];")
+    assert progress == [3, 3] and browser.find_element("id", "progress-text").text == "predict: 3 / 3 frames"
+    rows = predict_py_rows(tmp_path / "predict", "--weights", server.demo.predictor.weights, "--video", clip)
+    assert_table_is_predict_py(browser, rows)
+    assert browser.execute_script("return document.getElementById('animation').videoWidth") == 640  # it decodes
