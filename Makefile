@@ -62,7 +62,7 @@ browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	elif ! command -v apt-get >/dev/null; then echo "no apt-get: install Chromium and chromedriver for the browser test"; \
 	else echo "installing Debian's chromium and chromium-driver (the web demo's browser test)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null; fi
 
 test: install browser

@@ -175,7 +175,8 @@ class GazeDemo:
         with self.model_lock:
             upload.results += 1
             out = upload.folder / f"result{upload.results}"
-            shutil.rmtree(upload.folder / f"result{upload.results - 1}", ignore_errors=True)  # the previous one
+            # The one before the previous: the page may still be loading the previous one's overlays.
+            shutil.rmtree(upload.folder / f"result{upload.results - 2}", ignore_errors=True)
             try:
                 summary = predict_image(predictor, upload.path, boxes, out, gaze3d=self.gaze3d)
             except EXPECTED_ERRORS as error:  # e.g. a box outside the image: named as the person uploaded it
