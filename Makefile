@@ -7,7 +7,12 @@ DEMO_DATA := data/gazefollow_synthetic
 GAZE360_DATA := data/gaze360_synthetic
 MAKE_START := $(shell date +%s)  # when this make started: the demo reports its time from here, install included
 
-.PHONY: install data demo test clean-demo gaze360-demo clean-gaze360-demo
+# make web-demo: the checkpoint the page predicts with (make demo writes this one) and the port it is served on
+WEIGHTS ?= output/demo/last.pt
+PORT ?= 7860
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install data demo test clean-demo gaze360-demo clean-gaze360-demo web-demo browser
 
 $(STAMP): requirements.txt requirements-test.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,5 +51,19 @@ gaze360-demo: $(GAZE360_DATA)/test.txt
 clean-gaze360-demo:
 	rm -rf output/gaze360_demo output/gaze360_demo_static
 
-test: install
+# The local web demo (inference/app.py) of the demo's checkpoint, or of WEIGHTS=...: open http://127.0.0.1:$(PORT)/
+web-demo: | $(STAMP)
+	@test -e $(WEIGHTS) || { echo "$(WEIGHTS) not found: run 'make demo' first, or give WEIGHTS=checkpoint"; exit 2; }
+	$(PY) -m inference.app --weights $(WEIGHTS) --port $(PORT)
+
+# Debian's Chromium and its driver for the web demo's browser test (tests/test_web_demo_browser.py). Without apt-get
+# (not Debian) the test is skipped on a developer's machine and fails on CI.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then echo "no apt-get: install Chromium and chromedriver for the browser test"; \
+	else echo "installing Debian's chromium and chromium-driver (the web demo's browser test)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null; fi
+
+test: install browser
 	$(PY) -m pytest -q tests

@@ -27,7 +27,8 @@ OVERRIDES = ("device", "sampler", "sample_time_steps", "sample_k", "ddim_eta", "
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", required=True, help="checkpoint (e.g. output/run1/last.pt) or weight file")
+    parser.add_argument("--weights", required=True, help="checkpoint (e.g. output/run1/last.pt), weight file, or "
+                                                         "Hub-style folder / hf-hub:OWNER/NAME (docs/hub.md)")
     parser.add_argument("--config", nargs="+", default=(), metavar="YAML",
                         help="YAML file(s) the weights were trained with; only for weight files that store no "
                              "configuration (checkpoints written by main.py store theirs)")

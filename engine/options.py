@@ -54,9 +54,10 @@ OPTIONS: tuple[Option, ...] = (
        "applied first (alone when auto-detection finds no known naming).",
        nullable=True),
     _o("eval_weights", STR, None, RUN,
-       "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme or a "
-       ".safetensors export, renamed with init_weights_scheme / init_weights_rules; with ema_on, the file's EMA "
-       "weights (see original_ema_mix).", nullable=True),
+       "If set, only evaluate these weights (no training): a checkpoint in any supported naming scheme, a "
+       ".safetensors export or a Hub-style folder (or hf-hub:OWNER/NAME, docs/hub.md), renamed with "
+       "init_weights_scheme / init_weights_rules; with ema_on, the file's EMA weights (see original_ema_mix).",
+       nullable=True),
     _o("original_ema_mix", BOOL, True, RUN,
        "eval_weights with ema_on on a checkpoint of the original DiffusionGaze code: evaluate as the original did, "
        "the gaze backbone's own (non-averaged) weights with the averaged UNet and in/out head; false = every weight "

@@ -62,17 +62,17 @@ class HeadFinder:
                 "detect_width": self.detect_width, "detections": self.counts.summary()}
 
 
-def predict_image(predictor: Predictor, image_path: str | Path, head_boxes: Sequence[str], out_dir: str | Path, *,
-                  finder: HeadFinder | None = None, gaze3d=None) -> dict:
-    """Predict the people of one image: the "x_min,y_min,x_max,y_max" pixel boxes named person1, person2, ... or,
-    without boxes, the heads `finder` detects (person1 = the highest score). Writes overlays/<image stem>_<person>.png
-    and the tables."""
+def predict_image(predictor: Predictor, image_path: str | Path, head_boxes: Sequence[str | HeadBox],
+                  out_dir: str | Path, *, finder: HeadFinder | None = None, gaze3d=None) -> dict:
+    """Predict the people of one image: the "x_min,y_min,x_max,y_max" pixel boxes named person1, person2, ... (or
+    HeadBox objects, kept as they are: the web demo's detected and drawn boxes) or, without boxes, the heads `finder`
+    detects (person1 = the highest score). Writes overlays/<image stem>_<person>.png and the tables."""
     if not head_boxes and finder is None:
         raise ValueError("--image needs --head_box x_min,y_min,x_max,y_max (pixels) or a head detector")
     image_path, out_dir = Path(image_path), Path(out_dir)
     if head_boxes:
-        boxes = [parse_head_box(text, f"person{i}", f"--head_box #{i} ({text})")
-                 for i, text in enumerate(head_boxes, 1)]
+        boxes = [box if isinstance(box, HeadBox) else parse_head_box(box, f"person{i}", f"--head_box #{i} ({box})")
+                 for i, box in enumerate(head_boxes, 1)]
     image = read_image(image_path)
     if not head_boxes:
         boxes = [HeadBox(f"person{i}", detection.box, f"{finder.spec} detection #{i} in {image_path}", detection.score)
@@ -93,7 +93,8 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
                      skip_missing_frames: bool = False, animation: str = "auto", fps: float | None = None,
                      animation_width: int | None = None, every_nth_frame: int = 1, start: float = 0.0,
                      end: float | None = None, smooth_boxes: int = 1, smooth_points: int = 1,
-                     overlays: bool | None = None, progress: bool = True) -> dict:
+                     overlays: bool | None = None,
+                     progress: bool | Callable[[str, int, int | None], None] = True) -> dict:
     """Predict a sequence from `frames_dir` (image files) or `video` (frames named 00000001.jpg, ... see
     sources.video_frames).
 
@@ -107,6 +108,8 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
     `animation`: "auto" (MP4 for a video at its own frame rate / every_nth_frame, GIF for a folder at 10 fps),
     "mp4", "gif" or "none"; `animation_width` (None: 640 px for a GIF, full size for an MP4; 0 = full size).
     `overlays` (None: for a folder, not for a video): one PNG per person per frame.
+    `progress`: a tqdm bar on stderr (True), none (False), or a function called as `progress(stage, frames done,
+    frames in the pass or None)` before the first frame of each pass and after every frame (the web demo's bar).
     """
     if (frames_dir is None) == (video is None):
         raise ValueError("a sequence needs exactly one of a frames folder (--frames) or a video (--video)")
@@ -176,6 +179,8 @@ def predict_sequence(predictor: Predictor, out_dir: str | Path, *, head_box_file
                 for person, detection in tracker.update(finder.find(image))]
 
     def bar(frames: Iterator, description: str) -> Iterator:
+        if callable(progress):
+            return _reported(frames, description, total, progress)
         return tqdm(frames, total=total, desc=description, disable=not progress, unit="frame")
 
     if tracks is None and smooth_boxes > 1:  # detect and track first, so the boxes are smoothed before predicting
@@ -259,6 +264,14 @@ def _extra_settings(finder: HeadFinder | None, gaze3d) -> dict:
 
 def _folder_source(frames_dir: Path, names: list[str]) -> Callable[[], Iterator[tuple[str, Image.Image]]]:
     return lambda: ((name, read_image(frames_dir / name)) for name in names)
+
+
+def _reported(frames: Iterator, stage: str, total: int | None,
+              report: Callable[[str, int, int | None], None]) -> Iterator:
+    report(stage, 0, total)
+    for done, frame in enumerate(frames, start=1):
+        yield frame
+        report(stage, done, total)
 
 
 def _selected_frames(info, start: float, end: float | None, every_nth_frame: int) -> int | None:

@@ -6,6 +6,7 @@ in evaluation; heatmaps are sampled by `eval.evaluate.predict_heatmaps` and read
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from models.build import get_model
 from pretrained.loading import (
     EMA_CONTAINERS, STATE_DICT_CONTAINERS, load_init_weights, load_safetensors, unwrap_state_dict,
 )
+
+# Options a loaded predictor may change without reading its weights again (`Predictor.with_options`).
+SAMPLING_OPTIONS = ("sampler", "sample_time_steps", "sample_k", "ddim_eta", "seed")
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,28 @@ class Predictor:
                              head_score=head_box.score)
             for head_box, box, heatmap, score in zip(head_boxes, boxes, heatmaps, inout)
         ]
+
+    @property
+    def generative(self) -> bool:
+        """Whether the model's heatmap decoder samples (the number of samples K and of steps apply), as the model
+        declares it (its `generative` attribute; a model that declares nothing predicts one map)."""
+        return bool(getattr(self.model, "generative", False))
+
+    def with_options(self, **options) -> "Predictor":
+        """This predictor with other sampling options (SAMPLING_OPTIONS: e.g. sample_k, sample_time_steps), sharing
+        the loaded model, so a change costs no reading of the weights (the web demo's sliders). Values are converted
+        and checked like command-line flags."""
+        unknown = sorted(set(options) - set(SAMPLING_OPTIONS))
+        if unknown:
+            raise ConfigError(f"with_options: {', '.join(unknown)} cannot change on a loaded predictor (only "
+                              f"{', '.join(SAMPLING_OPTIONS)}); load the weights again with them as overrides")
+        config = self.config.replace(**options)
+        config.table.validate(config)
+        clone = copy.copy(self)
+        clone.config = config
+        clone.diffusion = build_sampling_diffusion(config)
+        clone.sampler = resolve_sampler(clone.diffusion, config.sampler)
+        return clone
 
     def settings(self) -> dict:
         """The settings a prediction was made with, for the JSON output."""

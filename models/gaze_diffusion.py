@@ -14,6 +14,10 @@ SCENE_CHANNELS = 4  # RGB + head mask, the spatial condition of `concat_scene`
 class GazeDiffusionModel(nn.Module):
     """Holds `gaze_backbone`, `unet` and `inout_head`; streams of the backbone can be frozen (see `freeze`)."""
 
+    # Its heatmap is sampled (diffusion): the number of samples K and of steps apply (the web demo's sliders ask this;
+    # a regression decoder that predicts one map declares False).
+    generative = True
+
     def __init__(self, gaze_backbone: nn.Module, unet: nn.Module, inout_head: nn.Module,
                  spatial_size: int | None = None):
         super().__init__()

@@ -3,11 +3,13 @@ ONNX (an encoder graph and a one-step denoising graph, see inference/onnx_runner
 
     python -m pretrained.export output/run1/last.pt run1.safetensors [--weights auto|ema|model] [--scheme auto|...]
     python -m pretrained.export output/run1/last.pt run1.onnx [--config YAML ...]
+    python -m pretrained.export output/run1/last.pt run1_hub --format hub [--weights ...] [--metrics metrics.json]
 
 The checkpoint may be this project's or any supported naming scheme (keys are renamed to this project's names; keys
 with no place here are reported and left out). `--weights auto` exports what the run evaluates: the EMA weights when
 the checkpoint was trained with `ema_on`, else the model weights. The file's metadata names them
-("evaluated_weights"), its source and scheme; `--eval_weights FILE.safetensors` evaluates it.
+("evaluated_weights"), its source and scheme; `--eval_weights FILE.safetensors` evaluates it. `--format hub` writes
+a Hub-style folder instead (weights, config.json, model card; pretrained/hub.py, docs/hub.md).
 """
 from __future__ import annotations
 
@@ -63,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pretrained.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="checkpoint file (.pt) of this project or a supported naming scheme")
     parser.add_argument("output", help="the .safetensors file to write, or OUT.onnx (writes OUT.encoder.onnx and "
-                                       "OUT.denoise.onnx)")
+                                       "OUT.denoise.onnx), or with --format hub a folder")
+    parser.add_argument("--format", choices=("auto", "safetensors", "onnx", "hub"), default="auto",
+                        help="auto: from the output's suffix (.safetensors or .onnx); hub: a Hub-style folder "
+                             "(model.safetensors, config.json, training.json, README.md model card) [default: auto]")
+    parser.add_argument("--metrics", metavar="JSON",
+                        help="hub only: the metrics.json the model card reports [default: the run folder's, when it "
+                             "reports the checkpoint's step]")
     parser.add_argument("--config", nargs="+", default=(), metavar="YAML",
                         help="ONNX only: the YAML file(s) of a weight file that stores no configuration")
     parser.add_argument("--weights", choices=("auto", "ema", "model"), default="auto",
@@ -72,6 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust_legacy_checkpoint", action="store_true",
                         help="allow a trusted file that needs unsafe unpickling (e.g. original DiffusionGaze)")
     args = parser.parse_args(argv)
+    suffix = {"onnx": ".onnx", "safetensors": ".safetensors"}.get(args.format)
+    if suffix and not args.output.endswith(suffix):
+        parser.error(f"--format {args.format}: the output file must end in {suffix}, found {args.output}")
+    if args.metrics and args.format != "hub":
+        parser.error("--metrics goes with --format hub (the model card)")
+    if args.format == "hub":
+        from pretrained.hub import export_hub
+
+        try:
+            hub = export_hub(args.checkpoint, args.output, args.weights, args.scheme, args.trust_legacy_checkpoint,
+                             args.metrics)
+        except (ValueError, FileNotFoundError) as error:  # CheckpointError is a ValueError
+            print(f"python -m pretrained.export: error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.output}/ (model.safetensors, config.json, training.json, README.md): "
+              f"{hub.evaluated_weights} weights of {args.checkpoint}"
+              + ("" if "metrics" in hub.training else "; no metrics of this step found (--metrics FILE)"))
+        return 0
     if args.output.endswith(".onnx"):
         # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
         from inference.onnx_runner import export_onnx

@@ -14,6 +14,9 @@ from typing import Any
 import torch
 
 
+HUB_PREFIX = "hf-hub:"  # `--weights hf-hub:OWNER/NAME[@REVISION]`: a Hub repository, not a local path (timm's spelling)
+
+
 class CheckpointError(RuntimeError, ValueError):
     """A weight or checkpoint file cannot be used (missing, corrupt, unsafe, or made for another model); the message
     names the file and what to do. A RuntimeError and a ValueError, the types these failures raised before."""
@@ -26,7 +29,14 @@ def load_checkpoint(path: str | os.PathLike, trust_legacy: bool = False) -> dict
     the function `F.mse_loss`) is refused with an explanation, unless `trust_legacy` (option
     `trust_legacy_checkpoint`) allows a full unpickling of a file the user trusts. A truncated or corrupt file is an
     error that says so (and never suggests unpickling it).
+
+    A folder written by save_pretrained, or `hf-hub:OWNER/NAME[@REVISION]`, is read by pretrained.hub and handed over
+    in this layout ({"format", "config", "model"}; from safetensors, so nothing is unpickled).
     """
+    if is_hub_reference(path):
+        from pretrained.hub import load_hub_checkpoint  # imported here: pretrained.hub reads through this module
+
+        return load_hub_checkpoint(path)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -48,6 +58,12 @@ def load_checkpoint(path: str | os.PathLike, trust_legacy: bool = False) -> dict
         ) from error
     except Exception as error:  # truncated zip archives, files of another format
         raise CheckpointError(_corrupt(path, error)) from error
+
+
+def is_hub_reference(path: str | os.PathLike) -> bool:
+    """Whether a weights argument names a Hub-style folder or repository (pretrained.hub): `hf-hub:OWNER/NAME` or a
+    directory."""
+    return str(path).startswith(HUB_PREFIX) or Path(path).is_dir()
 
 
 def _corrupt(path: Path, error: Exception) -> str:
