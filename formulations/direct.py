@@ -49,7 +49,8 @@ class DirectFormulation(Formulation):
         what = f"{at('heatmap_decoder')} = {config.heatmap_decoder!r}"
         unread = [name for name in DIFFUSION_OPTIONS if name in changed]
         if unread:
-            raise ValueError(f"{', '.join(at(name) for name in unread)} configure the diffusion decoder, but {what} "
+            verb = "configures" if len(unread) == 1 else "configure"
+            raise ValueError(f"{', '.join(at(name) for name in unread)} {verb} the diffusion decoder, but {what} "
                              "predicts the heatmap in one forward pass (nothing is diffused or sampled)")
         if config.direct_loss == "bce" and spec.output != "sigmoid":
             raise ValueError(f"{at('direct_loss')} = 'bce' needs a heatmap that is a probability, but {what} outputs "

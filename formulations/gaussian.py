@@ -76,7 +76,8 @@ class DiffusionFormulation(Formulation):
         super().check_config(config, at, changed)
         unread = [name for name in ("direct_loss", "direct_loss_weight") if name in changed]
         if unread:
-            raise ValueError(f"{', '.join(at(name) for name in unread)} configure a direct heatmap decoder, but "
+            verb = "configures" if len(unread) == 1 else "configure"
+            raise ValueError(f"{', '.join(at(name) for name in unread)} {verb} a direct heatmap decoder, but "
                              f"{at('heatmap_decoder')} = {config.heatmap_decoder!r} is a diffusion decoder "
                              "(its loss is the diffusion loss, weighted by diffusion_weight)")
 

@@ -39,13 +39,17 @@ class HeatmapFormulation(DiffusionFormulation):
         """compat_original_std_state: the original divided the sampling state itself by its std at every step."""
         return std_normalize if self.config.compat_original_std_state else None
 
+    def to_diffusion(self, heatmap: torch.Tensor) -> torch.Tensor:
+        """A [0, 1] heatmap as the diffusion's x0 (2 v h - v)."""
+        return self.scaling.to_diffusion(heatmap)
+
     def to_heatmap(self, x: torch.Tensor) -> torch.Tensor:
-        """The sampled state in heatmap units."""
+        """The sampled state in heatmap units ((x + v) / (2 v))."""
         return self.scaling.to_heatmap(x)
 
     def training_losses(self, model, features: dict, targets: TrainingTargets) -> dict[str, torch.Tensor]:
         kwargs = rows_of(self.conditioning(model, features), targets.rows)
-        x_start = self.scaling.to_diffusion(targets.heatmap[targets.rows].unsqueeze(1))
+        x_start = self.to_diffusion(targets.heatmap[targets.rows].unsqueeze(1))
         diffusion = self.training_diffusion
         t, noise = targets.draw(diffusion.num_timesteps, tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
         terms = diffusion.training_losses(self.network(model), x_start, t.to(x_start.device, non_blocking=True),
@@ -58,7 +62,7 @@ class HeatmapFormulation(DiffusionFormulation):
         shape = (batch_size, config.unet_inout_channels, config.output_size, config.output_size)
         start = {}
         if start_heatmap is not None:
-            start = {"start_picture": self.scaling.to_diffusion(start_heatmap.expand(shape).to(device)),
+            start = {"start_picture": self.to_diffusion(start_heatmap.expand(shape).to(device)),
                      "start_step": sdedit_start_step(self.sampling_diffusion, config.time_noise)}
         return sample_heatmaps_progressive(self.sampling_diffusion, network, conditioning, shape,
                                            sampler=config.sampler, eta=config.ddim_eta,
