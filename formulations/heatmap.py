@@ -86,7 +86,9 @@ class HeatmapFormulation(DiffusionFormulation):
         config = self.config
         summary = {"sampler": self.sampler, "sample_steps": config.sample_time_steps, "ddim_eta": config.ddim_eta,
                    "sample_k": config.sample_k, "diffusion_target": config.diffusion_target,
-                   "formulation": self.name, "heatmap_decoder": config.heatmap_decoder}
+                   "formulation": self.name, "heatmap_decoder": config.heatmap_decoder,
+                   "sampling": f"{self.sampler} over {self.sampling_steps} grid steps of the heatmap state, the mean "
+                               f"of K = {config.sample_k} samples per input"}
         for name in ("compat_original_ddim_step", "compat_original_std_state"):
             if getattr(config, name):
                 summary[name] = True

@@ -293,4 +293,6 @@ class PointFormulation(PointTraining):
         return {"sampler": "ddim", "sample_steps": config.sample_time_steps, "ddim_eta": config.ddim_eta,
                 "sample_k": config.sample_k, "diffusion_target": config.diffusion_target, "formulation": self.name,
                 "heatmap_decoder": config.heatmap_decoder,
+                "sampling": f"ddim over {self.sampling_steps} grid steps of the point state, the mean of the K = "
+                            f"{config.sample_k} heatmaps predicted at the last step",
                 **({"compat_original_ddim_step": True} if config.compat_original_ddim_step else {})}
