@@ -133,8 +133,11 @@ OPTIONS: tuple[Option, ...] = (
        "attention_layout), diffusiongaze_depth (also chosen by depth_layout diffusiongaze), timm (any timm model, see "
        "timm_model), or a name registered by backbone_plugins."),
     _o("backbone_plugins", STR_LIST, [], GAZE,
-       "Python modules (importable names or .py paths) imported before the model is built; they register gaze "
-       "backbones with @register_backbone. Stored in checkpoints and imported again by evaluation."),
+       "Python modules (importable names or .py paths) imported before the model is built, and before the "
+       "configuration is checked when it names a sampler, diffusion_target or heatmap_decoder not registered yet; "
+       "they register gaze backbones (@register_backbone), samplers (@register_sampler), formulations "
+       "(@register_formulation) or heatmap decoders (@register_decoder). Stored in checkpoints and imported again by "
+       "evaluation."),
     _o("timm_model", STR, None, GAZE,
        "gaze_backbone timm: the timm model name (e.g. vit_base_patch14_reg4_dinov2, resnet50, convnext_tiny).",
        nullable=True),

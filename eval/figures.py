@@ -3,7 +3,8 @@
 `write_figures` draws, into one folder: `best.png`, `median.png` and `worst.png` (samples ranked by the protocol's
 L2; each panel shows the original image, the head box, the ground-truth points, the predicted heatmap overlaid, the
 predicted point and the in/out score) and `trajectory_<k>.png` (the predicted x0 heatmap at several sampling steps of
-one sample, from noise to the final heatmap). Written with Matplotlib's Agg backend: no display is needed.
+one sample, from noise to the final heatmap; none for a direct decoder, which has no steps). Written with
+Matplotlib's Agg backend: no display is needed.
 """
 from __future__ import annotations
 

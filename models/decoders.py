@@ -14,7 +14,8 @@ Two kinds:
   sigmoid, a per-cell probability as Gaze-LLE's head).
 
 A decoder is built by `build(config, backbone)` (the class's `from_config(config, backbone)` when it has one) and
-registered under the attribute name `module_name` of the model, the prefix of its state-dict keys.
+registered under the attribute name `module_name` of the model, the prefix of its state-dict keys: `unet` for the
+built-in ones, `heatmap_decoder` by default (both read by the project's checkpoint naming, pretrained/renaming.py).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class DecoderSpec:
 HEATMAP_DECODERS: dict[str, DecoderSpec] = {}
 
 
-def register_decoder(name: str, *, kind: str, module_name: str = "decoder", output: str = "linear",
+def register_decoder(name: str, *, kind: str, module_name: str = "heatmap_decoder", output: str = "linear",
                      own_inout: bool = False):
     """Decorator adding a heatmap decoder (a class built by `from_config(config, backbone)` or `__init__(config,
     backbone)`, or a function (config, backbone) -> nn.Module) under `name`, the `heatmap_decoder` value that

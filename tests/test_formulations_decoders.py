@@ -26,6 +26,7 @@ from models.build import get_model
 from models.decoders import HEATMAP_DECODERS, register_decoder
 from models.feature_cache import MANIFEST
 from optim import build_lr_scheduler, build_optimizer
+from pretrained.loading import load_init_weights
 from tests.test_end_to_end import TINY as RESNET_TINY
 from tests.test_plugins import without
 from tests.test_timm_backbone import BACKBONE, TIMM_TINY
@@ -232,14 +233,14 @@ class OwnInOutDecoder(nn.Module):
 
 @pytest.mark.usefixtures("single_thread")
 def test_a_plugged_in_decoder_with_its_own_inout_head_replaces_the_models():
-    register_decoder("own_inout_test", kind="direct", module_name="decoder", output="sigmoid",
-                     own_inout=True)(OwnInOutDecoder)
+    register_decoder("own_inout_test", kind="direct", output="sigmoid", own_inout=True)(OwnInOutDecoder)
     try:
         config = load_config([], {**TINY, "heatmap_decoder": "own_inout_test", "direct_loss": "bce",
                                   "train_time_steps": 1000, "sample_time_steps": 50})
         torch.manual_seed(1)
         reference = get_model(config)
-        assert reference.inout_head is None and any(name.startswith("decoder.") for name in reference.state_dict())
+        assert reference.inout_head is None and any(name.startswith("heatmap_decoder.") for name in
+                                                    reference.state_dict())
         data = batch()
         with torch.no_grad():
             features = reference.encode(data["image"], data["head_mask"], data["face"])
@@ -256,5 +257,8 @@ def test_a_plugged_in_decoder_with_its_own_inout_head_replaces_the_models():
             own = model.heatmap_network(model.encode(data["image"], data["head_mask"], data["face"]))
         np.testing.assert_allclose(prediction.inout, torch.sigmoid(own["inout_logit"]).numpy(), rtol=1e-6)
         np.testing.assert_allclose(prediction.heatmaps, own["heatmap"][:, 0].numpy(), rtol=1e-6)
+        # Its checkpoint keys are read back by the project's naming (as predict.py and --eval_weights read them).
+        report = load_init_weights(get_model(config), model.state_dict(), scheme="auto")
+        assert report.scheme == "project" and not report.missing and not report.unmatched and report.loaded
     finally:
         HEATMAP_DECODERS.pop("own_inout_test", None)
