@@ -120,6 +120,9 @@ def test_eval_weights_of_a_direct_run_evaluates_it_again_and_refuses_sampler_opt
     for key in ("auc", "min_l2", "avg_l2", "heatmap_ap"):
         assert summary[key] == pytest.approx(trained[key], abs=1e-6), key
     assert summary["heatmap_decoder"] == "unet_direct"
+    figures = summary["figures"]  # drawn by every --eval_weights evaluation; no steps, so no trajectory
+    assert {"best.png", "median.png", "worst.png"} <= set(figures["files"]) and figures["trajectory_indices"] == []
+    assert not any(name.startswith("trajectory") for name in figures["files"])
     config, _ = parse_command_line([*common, "--tag", "k", "--eval_weights", str(root / "direct" / "last.pt"),
                                     "--sample_k", "4"])
     with pytest.raises(ConfigError, match="'sample_k'.*configures the diffusion decoder.*'heatmap_decoder'"):
