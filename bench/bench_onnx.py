@@ -60,7 +60,8 @@ def main() -> None:
                 started = time.perf_counter()
                 run(batch)
                 times[engine, people].append(time.perf_counter() - started)
-    print(f"demo model, {predictor.formulation.summary()['sampler']} {config.sample_time_steps} steps, K = {config.sample_k}; CPU, "
+    sampler = predictor.formulation.summary()["sampler"]
+    print(f"demo model, {sampler} {config.sample_time_steps} steps, K = {config.sample_k}; CPU, "
           f"{args.threads} thread(s); median of {args.repeats} interleaved rounds; largest heatmap difference "
           f"onnxruntime - PyTorch: {difference:.2e}; largest network-output difference of one step: "
           f"{step_difference:.2e}")

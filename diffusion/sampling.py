@@ -12,7 +12,7 @@ from diffusion.respace import SpacedDiffusion
 
 # name -> fn(diffusion, model_fn, shape, eta=0.0, **loop_kwargs) -> an iterator over that sampler's steps on the grid
 # of `diffusion` (guided-diffusion's *_sample_loop_progressive: dicts with "sample" and "pred_xstart"). loop_kwargs:
-# noise, clip_denoised, model_kwargs, device, progress, start_step, state_fn (GaussianDiffusion.sample_loop_progressive).
+# noise, clip_denoised, model_kwargs, device, progress, start_step, state_fn (see sample_loop_progressive).
 SAMPLER_REGISTRY: dict[str, Callable] = {}
 
 

@@ -454,9 +454,10 @@ def _validate_formulation(config: Config, at) -> None:
     process; options only another decoder reads."""
     import formulations  # torch only when validating
 
-    changed = tuple(option.name for option in config.table.options
-                    if getattr(config, option.name) != option.default
-                    and config.sources[option.name] != "default" and not config.sources[option.name].endswith("(stored)"))
+    sources = config.sources
+    changed = tuple(option.name for option in config.table.options  # set by a file or flag, away from the default
+                    if getattr(config, option.name) != option.default and sources[option.name] != "default"
+                    and not sources[option.name].endswith("(stored)"))
     try:
         formulations.check_config(config, at, changed)
     except ValueError as error:

@@ -13,7 +13,7 @@ import torch
 
 import main
 from diffusion import SAMPLER_REGISTRY, create_gaussian_diffusion, sample_heatmaps
-from engine.config import ConfigError, load_config, parse_command_line
+from engine.config import ConfigError, load_config
 from engine.options import OPTIONS, option_choices
 from engine.train import run
 from eval.evaluate import predict_batch
