@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 import eval.evaluate
+import predict
 from datasets.transforms import model_inputs
 from engine.build import build_formulation
 from engine.checkpoint import load_checkpoint
@@ -171,6 +172,14 @@ def test_a_direct_checkpoint_predicts_and_exports_one_onnx_graph_equal_to_pytorc
     people = [HeadBox("a", np.array([20.0, 30, 80, 90]), "t"), HeadBox("b", np.array([150.0, 40, 210, 110]), "t")]
     expected = predictor.predict(image, people)
     assert expected[0].heatmap.shape == (32, 32) and not np.allclose(expected[0].heatmap, expected[1].heatmap)
+    image_path = sorted((resnet_direct["dataset"] / "test2").rglob("*.jpg"))[0]
+    assert predict.main(["--weights", str(weights), "--image", str(image_path), "--head_box", "20,30,80,90",
+                         "--out", str(tmp_path / "predict"), "--device", "cpu"]) == 0
+    document = json.loads((tmp_path / "predict" / "predictions.json").read_text())
+    assert (document["heatmap_decoder"], document["sampler"], document["sample_k"]) == ("unet_direct", None, 1)
+    assert predict.main(["--weights", str(weights), "--image", str(image_path), "--head_box", "20,30,80,90",
+                         "--out", str(tmp_path / "k"), "--device", "cpu", "--sample_k", "3"]) == 2
+    assert "'sample_k'" in capsys.readouterr().err
     stale = tmp_path / "direct.encoder.onnx"
     stale.write_bytes(b"an earlier export of a diffusion decoder")
     assert export_main([str(weights), str(tmp_path / "direct.onnx")]) == 0
