@@ -60,8 +60,7 @@ def main() -> None:
                 started = time.perf_counter()
                 run(batch)
                 times[engine, people].append(time.perf_counter() - started)
-    sampler = predictor.formulation.summary()["sampler"]
-    print(f"demo model, {sampler} {config.sample_time_steps} steps, K = {config.sample_k}; CPU, "
+    print(f"demo model, {predictor.sampler} {config.sample_time_steps} steps, K = {config.sample_k}; CPU, "
           f"{args.threads} thread(s); median of {args.repeats} interleaved rounds; largest heatmap difference "
           f"onnxruntime - PyTorch: {difference:.2e}; largest network-output difference of one step: "
           f"{step_difference:.2e}")

@@ -90,8 +90,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - started)
     config = predictor.config
     print(f"demo model ({sum(p.numel() for p in predictor.model.parameters()) / 1e6:.1f} M parameters, "
-          f"{predictor.formulation.summary()['sampler']} {config.sample_time_steps} steps, K = {config.sample_k}, "
-          f"input {config.input_size}), "
+          f"{predictor.sampler} {config.sample_time_steps} steps, K = {config.sample_k}, input {config.input_size}), "
           f"device {args.device}, {args.threads} thread(s), median of {args.repeats} interleaved rounds")
     for name, values in times.items():
         seconds = float(np.median(values))

@@ -135,11 +135,16 @@ class Predictor:
             for head_box, box, heatmap, score in zip(head_boxes, boxes, heatmaps, inout)
         ]
 
+    @property
+    def sampler(self) -> str | None:
+        """The sampler that runs (None for a direct heatmap decoder, which samples nothing)."""
+        return self.formulation.summary()["sampler"]
+
     def settings(self) -> dict:
         """The settings a prediction was made with, for the JSON output."""
         sampling = self.formulation.summary()
         return {"weights": str(self.weights), "evaluated_weights": self.evaluated_weights,
-                "device": str(self.device), "sampler": sampling["sampler"],
+                "device": str(self.device), "sampler": self.sampler,
                 "sample_time_steps": sampling["sample_steps"], "sample_k": sampling["sample_k"],
                 "ddim_eta": sampling["ddim_eta"], "heatmap_decoder": sampling["heatmap_decoder"],
                 "formulation": sampling["formulation"],

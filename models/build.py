@@ -45,7 +45,7 @@ def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     inout_head = None if spec.own_inout else InOutHead(backbone.feature_channels, backbone.feature_side ** 2)
     model = GazeDiffusionModel(backbone, network, inout_head,
                                spatial_size=config.output_size if config.concat_scene else None,
-                               network_name=spec.module_name)
+                               network_name=spec.module_name, decoder_kind=spec.kind)
     if config.freeze_scene:
         model.freeze("scene_backbone")
     if config.freeze_face:

@@ -18,14 +18,21 @@ class GazeDiffusionModel(nn.Module):
     (see `freeze`)."""
 
     def __init__(self, gaze_backbone: nn.Module, heatmap_network: nn.Module, inout_head: nn.Module | None,
-                 spatial_size: int | None = None, network_name: str = "unet"):
+                 spatial_size: int | None = None, network_name: str = "unet", decoder_kind: str = "diffusion"):
         super().__init__()
+        self.decoder_kind = decoder_kind  # "diffusion" (sampled) or "direct" (one forward pass), models/decoders.py
         self.spatial_size = spatial_size  # heatmap side when the UNet also takes the scene (concat_scene)
         self.gaze_backbone = gaze_backbone
         self.network_name = network_name
         setattr(self, network_name, heatmap_network)  # registered in this order: state-dict keys `unet.*` as before
         self.inout_head = inout_head
         self.frozen_streams: list[str] = []
+
+    @property
+    def generative(self) -> bool:
+        """Whether the heatmap is sampled (a diffusion decoder: the number of samples K and of steps apply) rather
+        than predicted in one forward pass."""
+        return self.decoder_kind == "diffusion"
 
     @property
     def heatmap_network(self) -> nn.Module:

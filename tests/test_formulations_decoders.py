@@ -168,6 +168,7 @@ def test_a_direct_checkpoint_predicts_and_exports_one_onnx_graph_equal_to_pytorc
     settings = predictor.settings()
     assert (settings["heatmap_decoder"], settings["formulation"], settings["sampler"]) == ("unet_direct", "direct",
                                                                                            None)
+    assert predictor.sampler is None and not predictor.model.generative
     image = Image.open(sorted((resnet_direct["dataset"] / "test2").rglob("*.jpg"))[0]).convert("RGB")
     people = [HeadBox("a", np.array([20.0, 30, 80, 90]), "t"), HeadBox("b", np.array([150.0, 40, 210, 110]), "t")]
     expected = predictor.predict(image, people)
