@@ -11,7 +11,7 @@ dependencies = ["torch", "torchvision", "timm", "numpy", "PIL", "yaml"]
 
 
 def predictor(weights: str, config=(), **overrides):
-    """An inference.predictor.Predictor: `.predict(image, head_boxes)`, `.model`, `.config`, `.diffusion`.
+    """An inference.predictor.Predictor: `.predict(image, head_boxes)`, `.model`, `.config`, `.formulation`.
     `overrides` are options of the configuration (device, sampler, sample_time_steps, sample_k, seed, ...)."""
     from inference.predictor import Predictor
 

@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "videos (the annotated MP4 shows them) [default: auto]")
     for name in OVERRIDES:
         option = OPTIONS_BY_NAME[name]
-        parser.add_argument(f"--{name}", choices=option.choices, default=None,
+        registry = callable(option.choices)  # a registry's names (the sampler's): checked with the configuration
+        parser.add_argument(f"--{name}", choices=None if registry else option.choices, default=None,
+                            metavar="NAME" if registry else None,
                             help=f"{option.help} [default: the checkpoint's]".replace("%", "%%"))
     return parser
 

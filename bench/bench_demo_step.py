@@ -17,7 +17,7 @@ from torch.utils.data import default_collate
 
 import engine.train as train
 from datasets import build_dataset
-from engine.build import build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_formulation
 from engine.config import parse_command_line
 from models.build import get_model
 from optim import build_lr_scheduler, build_optimizer
@@ -39,15 +39,14 @@ def stepper(extra: list[str], optimizer_options: dict | None, batch: dict):
         optimizer = type(optimizer)(optimizer.param_groups, **optimizer_options)
     scheduler = build_lr_scheduler(optimizer, config, 1000)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    parts = dict(denoise=denoiser(model, config), diffusion=build_training_diffusion(config),
-                 scaling=heatmap_scaling(config))
+    formulation = build_formulation(config)
     device = torch.device("cpu")
     autocast = train.autocast_for(config, device)
     state = {"step": 0}
 
     def step():
-        train.training_step(model, parts["denoise"], parts["diffusion"], parts["scaling"], batch, config, device,
-                            optimizer, scheduler, scaler, autocast, torch.contiguous_format, state["step"])
+        train.training_step(model, formulation, batch, config, device, optimizer, scheduler, scaler, autocast,
+                            torch.contiguous_format, state["step"])
         state["step"] += 1
     return step
 

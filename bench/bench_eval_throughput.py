@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from engine.build import build_sampling_diffusion
+from engine.build import build_formulation
 from engine.config import load_config
 from eval.evaluate import predict_heatmaps
 from models.build import get_model
@@ -38,12 +38,12 @@ def main(config_name: str = "demo", batch: int = 16, steps_list=(1, 5, 10, 25, 5
         for steps in steps_list:
             config = load_config(CONFIGS[config_name], {"device": "cpu", "sampler": sampler, "sample_time_steps": steps,
                                                         "sample_k": k})
-            diffusion = build_sampling_diffusion(config)
+            formulation = build_formulation(config)
             best = float("inf")
             for _ in range(repeats):
                 encodes.clear()
                 started = time.thread_time()
-                predict_heatmaps(model, diffusion, config, data, torch.device("cpu"))
+                predict_heatmaps(model, formulation, config, data, torch.device("cpu"))
                 best = min(best, time.thread_time() - started)
                 assert encodes == [batch], f"the backbone ran {encodes} times, expected once for the batch"
             rows.append((k, steps, batch / best))

@@ -15,7 +15,7 @@ import time
 import torch
 
 from datasets import build_dataset
-from engine.build import build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_formulation
 from engine.config import load_config
 from engine.data import EpochShuffleSampler, make_loader
 from engine.train import TrainingLoss, autocast_for, training_step
@@ -46,11 +46,11 @@ def main() -> None:
         loader = make_loader(train_set, config, train=True, sampler=sampler)
         unet, rest = model.parameter_groups()
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        diffusion, scaling, denoise = build_training_diffusion(config), heatmap_scaling(config), denoiser(model, config)
+        formulation = build_formulation(config)
         cache = FeatureCache(folder, model.gaze_backbone, config.source_dataset_dir, config.input_size,
                              config.feature_cache_dtype)
-        options = dict(denoise=denoise, diffusion=diffusion, scaling=scaling, config=config, device=device,
-                       autocast=autocast, memory_format=torch.contiguous_format)
+        options = dict(formulation=formulation, config=config, device=device, autocast=autocast,
+                       memory_format=torch.contiguous_format)
         loss_fns = {"encoder": TrainingLoss(model, **options),
                     "cache": TrainingLoss(model, **options, feature_cache=cache)}
         initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -65,7 +65,7 @@ def main() -> None:
                 if step == args.max_steps:
                     break
                 started = time.perf_counter()  # data loading is the same for both kinds: not timed
-                stats = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
+                stats = training_step(model, formulation, batch, config, device, optimizer, scheduler,
                                       scaler, autocast, torch.contiguous_format, step, loss_fn=loss_fns[kind])
                 seconds += time.perf_counter() - started
                 losses.append(stats["loss"])

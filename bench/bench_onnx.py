@@ -16,7 +16,6 @@ import torch
 
 from bench.bench_predict_people import BOXES, demo_predictor, frame_image
 from datasets.transforms import model_inputs
-from engine.build import denoiser
 from eval.evaluate import predict_heatmaps
 from inference.onnx_runner import OnnxPredictor, export_onnx
 
@@ -40,7 +39,7 @@ def main() -> None:
 
     def torch_run(batch):
         torch.manual_seed(config.seed)
-        return predict_heatmaps(predictor.model, predictor.diffusion, config, batch, torch.device("cpu"))
+        return predict_heatmaps(predictor.model, predictor.formulation, config, batch, torch.device("cpu"))
 
     def onnx_run(batch):
         torch.manual_seed(config.seed)
@@ -51,7 +50,7 @@ def main() -> None:
     with torch.no_grad():
         features = predictor.model.encode(*(batches[5][key] for key in ("image", "head_mask", "face")))
         x_t, t = torch.randn(5, config.unet_inout_channels, config.output_size, config.output_size), torch.arange(5)
-        step_torch = denoiser(predictor.model, config)(x_t, t, **predictor.model.denoiser_kwargs(features))
+        step_torch = predictor.formulation.network(predictor.model)(x_t, t, **predictor.model.denoiser_kwargs(features))
         step_onnx = runner.denoise(x_t, t, **predictor.model.denoiser_kwargs(features))
     step_difference = float((step_torch - step_onnx).abs().max())
     times = {(engine, people): [] for engine in ("pytorch", "onnxruntime") for people in batches}

@@ -35,7 +35,7 @@ from datasets import build_dataset
 from datasets.synthetic import generate_gazefollow
 from datasets.transforms import ColourJitter, colour_coefficients
 from engine import distributed
-from engine.build import build_sampling_diffusion, build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_formulation
 from engine.config import load_config
 from engine.data import EpochShuffleSampler, make_loader
 from engine.train import RunningLosses, TrainingLoss, autocast_for, compile_model, training_step
@@ -100,17 +100,17 @@ class Report:
         optimizer = build_optimizer(*model.parameter_groups(), config)
         scheduler = build_lr_scheduler(optimizer, config, 10**6)
         scaler = torch.amp.GradScaler(self.device.type, enabled=False)
-        diffusion, scaling, denoise = build_training_diffusion(config), heatmap_scaling(config), denoiser(model, config)
+        formulation = build_formulation(config)
         autocast = autocast_for(config, self.device)
-        loss_fn = TrainingLoss(model, denoise=denoise, diffusion=diffusion, scaling=scaling, config=config,
-                               device=self.device, autocast=autocast, memory_format=memory_format, context=context)
+        loss_fn = TrainingLoss(model, formulation=formulation, config=config, device=self.device, autocast=autocast,
+                               memory_format=memory_format, context=context)
         if context.enabled:
             loss_fn = torch.nn.parallel.DistributedDataParallel(
                 loss_fn, device_ids=[self.device.index] if self.cuda else None, find_unused_parameters=True)
         batch, running = self.batch(config, size), RunningLosses()
 
         def step(number: int):
-            losses = training_step(model, denoise, diffusion, scaling, batch, config, self.device, optimizer,
+            losses = training_step(model, formulation, batch, config, self.device, optimizer,
                                    scheduler, scaler, autocast, memory_format, number, loss_fn=loss_fn, context=context)
             running.add(losses, number)
 
@@ -221,13 +221,13 @@ class Report:
         return line
 
     def eval_rate(self, model, config, batch, autocast) -> float:
-        diffusion = build_sampling_diffusion(config)
+        formulation = build_formulation(config)
         repeats = 1 if self.args.quick else 3
-        predict_heatmaps(model, diffusion, config, batch, self.device, autocast)  # warm-up (and compilation)
+        predict_heatmaps(model, formulation, config, batch, self.device, autocast)  # warm-up (and compilation)
         self.synchronize()
         started = time.perf_counter()
         for _ in range(repeats):
-            predict_heatmaps(model, diffusion, config, batch, self.device, autocast)  # ends reading to the host
+            predict_heatmaps(model, formulation, config, batch, self.device, autocast)  # ends reading to the host
         return batch["image"].shape[0] * repeats / (time.perf_counter() - started)
 
     # --- loader -----------------------------------------------------------------------------------------------

@@ -14,8 +14,6 @@ import torch
 from tqdm.auto import tqdm
 
 from diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from diffusion.normalization import std_normalize
-from diffusion.point import argmax_points
 
 MAX_BETA = 0.999
 BETA_SCHEDULES = ("linear", "cosine")
@@ -181,12 +179,16 @@ def _extract_into_tensor(arr: np.ndarray, timesteps: torch.Tensor, broadcast_sha
     return values.reshape(-1, *([1] * (len(broadcast_shape) - 1))).expand(*broadcast_shape)
 
 
+# Public for the formulations that make their own steps over this process's schedule (formulations/point.py).
+extract_into_tensor = _extract_into_tensor
+
+
 def _half_log_snr(alpha_bar: float) -> float:
     """lambda = log(sqrt(abar) / sqrt(1 - abar)), -inf where abar = 0 (zero terminal SNR)."""
     return -math.inf if alpha_bar == 0 else 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
 
 
-def _sampling_device(model, device) -> torch.device:
+def sampling_device(model, device) -> torch.device:
     if device is not None:
         return torch.device(device)
     if isinstance(model, torch.nn.Module):
@@ -370,6 +372,19 @@ class GaussianDiffusion:
             return torch.split(model_output, channels, dim=1)
         return model_output, None
 
+    def model_output(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None):
+        """(mean parameterisation, variance channels or None) of `model(x, t', **model_kwargs)` at grid indices t,
+        t' being the timesteps the network sees (`_scale_timesteps`): the one place the process calls the network."""
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        _check_timesteps(t, x.shape)
+        return self._split_model_output(model(x, self._scale_timesteps(t), **model_kwargs), x)
+
+    def weight_mse(self, mse: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """A per-sample MSE [B] times the weight of its timestep (`mse_loss_weight_type`; "constant" leaves it)."""
+        if self.mse_loss_weight_type == "constant":
+            return mse
+        return _extract_into_tensor(self.mse_loss_weights, t, t.shape) * mse
+
     def p_mean_variance(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None) -> dict:
         """Run the network on x_t and return p(x_{t-1} | x_t) and its x_0 prediction.
 
@@ -377,9 +392,7 @@ class GaussianDiffusion:
         :param clip_denoised: clamp the predicted x_0 to [-clip_range, clip_range].
         :return: dict of "mean", "variance", "log_variance" and "pred_xstart", each of x's shape.
         """
-        model_kwargs = {} if model_kwargs is None else model_kwargs
-        _check_timesteps(t, x.shape)
-        mean_output, variance_output = self._split_model_output(model(x, self._scale_timesteps(t), **model_kwargs), x)
+        mean_output, variance_output = self.model_output(model, x, t, model_kwargs)
 
         if self.model_var_type is ModelVarType.LEARNED:
             model_log_variance = variance_output
@@ -423,15 +436,22 @@ class GaussianDiffusion:
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         # Whatever the network predicts, the step uses the eps implied by the (clipped) x_0 prediction.
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        mean_pred, sigma = self.ddim_mean_and_sigma(x, t, out["pred_xstart"], eps, eta)
+        noise = torch.randn_like(x)
+        nonzero_mask = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_mean_and_sigma(self, x: torch.Tensor, t: torch.Tensor, pred_xstart: torch.Tensor, eps: torch.Tensor,
+                            eta: float):
+        """(mean, sigma) of the DDIM step from x_t (Song et al. 2021, eq. 12) given its x_0 and eps estimates: the
+        step lands on `ddim_alphas_cumprod_prev`, mean = sqrt(abar_prev) x_0 + sqrt(1 - abar_prev - sigma^2) eps,
+        sigma = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev)."""
         alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
         alpha_bar_prev = _extract_into_tensor(self.ddim_alphas_cumprod_prev, t, x.shape)
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
-        noise = torch.randn_like(x)
         # Round-off can take 1 - abar_prev - sigma^2 a hair below 0 at eta = 1.
         eps_scale = torch.sqrt((1 - alpha_bar_prev - sigma**2).clamp(min=0.0))
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + eps_scale * eps
-        nonzero_mask = (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
-        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+        return pred_xstart * torch.sqrt(alpha_bar_prev) + eps_scale * eps, sigma
 
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None, model_kwargs=None,
                       device=None, progress=False, start_step=None, state_fn=None) -> torch.Tensor:
@@ -451,7 +471,7 @@ class GaussianDiffusion:
                                   model_kwargs=None, device=None, progress=False, start_step=None,
                                   state_fn=None) -> Iterator[dict]:
         """Like p_sample_loop, yielding p_sample's dict at every step."""
-        return self._sample_loop_progressive(self.p_sample, model, shape, noise, device, progress, start_step,
+        return self.sample_loop_progressive(self.p_sample, model, shape, noise, device, progress, start_step,
                                              state_fn, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                                              model_kwargs=model_kwargs)
 
@@ -468,7 +488,7 @@ class GaussianDiffusion:
                                      model_kwargs=None, device=None, progress=False, eta=0.0, start_step=None,
                                      state_fn=None) -> Iterator[dict]:
         """Like ddim_sample_loop, yielding ddim_sample's dict at every step."""
-        return self._sample_loop_progressive(self.ddim_sample, model, shape, noise, device, progress, start_step,
+        return self.sample_loop_progressive(self.ddim_sample, model, shape, noise, device, progress, start_step,
                                              state_fn, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                                              model_kwargs=model_kwargs, eta=eta)
 
@@ -515,19 +535,23 @@ class GaussianDiffusion:
             history[:] = [(lambda_s, x0)]
             return {"sample": (sigma_t / sigma_s) * x - phi * data, "pred_xstart": x0}
 
-        return self._sample_loop_progressive(step, model, shape, noise, device, progress, start_step, state_fn,
+        return self.sample_loop_progressive(step, model, shape, noise, device, progress, start_step, state_fn,
                                              clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                                              model_kwargs=model_kwargs)
 
-    def _sample_loop_progressive(self, step, model, shape, noise, device, progress, start_step=None, state_fn=None,
+    def sample_loop_progressive(self, step, model, shape, noise, device, progress, start_step=None, state_fn=None,
                                  **step_kwargs) -> Iterator[dict]:
+        """The loop every sampler of this process runs: from `noise` (or fresh N(0, I) of `shape`) at grid index
+        `start_step` (T - 1 if None) down to 0, x <- step(model, x, t, **step_kwargs)["sample"] without gradients,
+        yielding each step's dict ("sample", "pred_xstart"); `state_fn`, if given, replaces x by state_fn(x) first.
+        A new sampler is a `step` function over this loop (see diffusion.sampling.register_sampler)."""
         shape = tuple(shape)
         if start_step is None:
             start_step = self.num_timesteps - 1
         if not (isinstance(start_step, int) and 0 <= start_step < self.num_timesteps):
             raise ValueError(f"start_step: expected an index in [0, {self.num_timesteps}), found {start_step!r}")
         if noise is None:
-            sample = torch.randn(*shape, device=_sampling_device(model, device))
+            sample = torch.randn(*shape, device=sampling_device(model, device))
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise: expected shape {shape}, found {tuple(noise.shape)}")
         else:
@@ -580,9 +604,7 @@ class GaussianDiffusion:
             scale = self.num_timesteps if self.loss_type is LossType.RESCALED_KL else 1.0
             return {"loss": vb["output"] * scale, "pred_xstart": vb["pred_xstart"]}
 
-        _check_timesteps(t, x_start.shape)
-        model_output = model(x_t, self._scale_timesteps(t), **model_kwargs)
-        mean_output, variance_output = self._split_model_output(model_output, x_t)
+        mean_output, variance_output = self.model_output(model, x_t, t, model_kwargs)
         terms = {}
         if variance_output is not None:
             frozen_output = torch.cat([mean_output.detach(), variance_output], dim=1)
@@ -599,111 +621,7 @@ class GaussianDiffusion:
             target = noise
         else:
             target = self._predict_v(x_start, t, noise)
-        terms["mse"] = mean_flat((target - mean_output) ** 2)
-        if self.mse_loss_weight_type != "constant":
-            terms["mse"] = _extract_into_tensor(self.mse_loss_weights, t, t.shape) * terms["mse"]
+        terms["mse"] = self.weight_mse(mean_flat((target - mean_output) ** 2), t)
         terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         terms["pred_xstart"] = self._predict_xstart(mean_output, x_t, t)
         return terms
-
-    # --- the point formulation (diffusion_target: point; see diffusion/point.py) --------------------------------
-
-    def _check_point_formulation(self) -> None:
-        if (self.model_mean_type is not ModelMeanType.START_X or self.loss_type is not LossType.MSE
-                or self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)):
-            raise ValueError(
-                "the point formulation predicts the clean heatmap from a heatmap rendered at the noisy point: it "
-                f"needs x_0 prediction (START_X), a fixed variance and the MSE loss; this process has "
-                f"{self.model_mean_type.name}, {self.model_var_type.name}, {self.loss_type.name}"
-            )
-
-    def training_losses_point(self, model, x_start, x_point, t, target, model_kwargs=None, noise=None,
-                              heatmap_noise=None) -> dict:
-        """Losses of one training step of the point formulation at timesteps t, each of shape [B].
-
-        x_point [B, 2] ((x, y) in [0, 1]) is diffused as target.to_diffusion(x_point) with `noise` [B, 2] (N(0, I)
-        if None); the noisy point is brought back to [0, 1]^2 (`target.to_unit`) and rendered (`target.render`); the
-        network sees that heatmap and predicts the clean heatmap x_start [B, 1, H, W] (in the data's own range).
-        With target.heatmap_noise_scale s > 0 the rendered heatmap h is first diffused as q_sample(2 s h - s, t,
-        heatmap_noise) (N(0, I) if None) and std-normalised when target.std_normalize.
-        :return: dict with "loss" = "mse" (weighted by mse_loss_weight_type), "pred_xstart" (the network's heatmap,
-            with its gradient, for extra losses such as the soft-argmax location) and "x_t" (the rendered input).
-        """
-        self._check_point_formulation()
-        model_kwargs = {} if model_kwargs is None else model_kwargs
-        if noise is None:
-            noise = torch.randn_like(x_point)
-        x_t = self.q_sample(target.to_diffusion(x_point), t, noise=noise)
-        heatmap_t = target.render(target.to_unit(x_t, target.std_normalize)).to(x_start.dtype)
-        if target.heatmap_noise_scale > 0:
-            scale = target.heatmap_noise_scale
-            heatmap_t = self.q_sample(2 * scale * heatmap_t - scale, t, noise=heatmap_noise)
-            if target.std_normalize:
-                heatmap_t = std_normalize(heatmap_t)
-        if heatmap_t.shape != x_start.shape:
-            raise ValueError(f"x_start: expected the rendered heatmaps' shape {tuple(heatmap_t.shape)}, found "
-                             f"{tuple(x_start.shape)}")
-        _check_timesteps(t, x_start.shape)
-        model_output, _ = self._split_model_output(model(heatmap_t, self._scale_timesteps(t), **model_kwargs),
-                                                   heatmap_t)
-        mse = mean_flat((x_start - model_output) ** 2)
-        if self.mse_loss_weight_type != "constant":
-            mse = _extract_into_tensor(self.mse_loss_weights, t, t.shape) * mse
-        return {"loss": mse, "mse": mse, "pred_xstart": model_output, "x_t": heatmap_t}
-
-    def point_ddim_sample(self, model, x, t, target, clip_denoised=True, model_kwargs=None, eta=0.0,
-                          first_step=False) -> dict:
-        """One DDIM step of the point formulation from the point state x [B, 2] (diffusion space) at grid index t.
-
-        The state is brought to [0, 1]^2 (std-normalised except at the first step, as in the original) and rendered;
-        the network predicts the clean heatmap (clamped to [0, 1] with clip_denoised); its argmax cell is the x_0
-        estimate of the point, from which eps and the DDIM step follow (guided-diffusion's eq. 12, landing on
-        `ddim_alphas_cumprod_prev`). Returns "sample" (the next state [B, 2]), "pred_xstart" (the heatmap) and
-        "pred_point" (the argmax point in [0, 1]^2).
-        """
-        self._check_point_formulation()
-        if target.heatmap_noise_scale > 0:
-            raise ValueError("point_ddim_sample: with heatmap_noise_scale the network was trained on noised heatmaps "
-                             "and samples a heatmap state (the heatmap samplers), not a point state")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta: expected a number in [0, 1], found {eta!r}")
-        model_kwargs = {} if model_kwargs is None else model_kwargs
-        heatmap_t = target.render(target.to_unit(x, target.std_normalize and not first_step)).to(x.dtype)
-        shape = (x.shape[0], 1, target.heatmap_size, target.heatmap_size)
-        _check_timesteps(t, shape)
-        pred_heatmap, _ = self._split_model_output(model(heatmap_t, self._scale_timesteps(t), **model_kwargs),
-                                                   heatmap_t)
-        if clip_denoised:
-            pred_heatmap = pred_heatmap.clamp(0.0, 1.0)
-        pred_point = argmax_points(pred_heatmap)
-        x0 = target.to_diffusion(pred_point).clamp(-target.scale, target.scale)
-        # guided-diffusion's form of eps (as the original); finite because the point formulation keeps abar > 0.
-        eps = (_extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x.shape) * x - x0) / \
-            _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x.shape)
-        alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
-        alpha_bar_prev = _extract_into_tensor(self.ddim_alphas_cumprod_prev, t, x.shape)
-        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
-        mean_pred = x0 * torch.sqrt(alpha_bar_prev) + torch.sqrt((1 - alpha_bar_prev - sigma**2).clamp(min=0.0)) * eps
-        sample = mean_pred + sigma * torch.randn_like(x) if eta > 0 else mean_pred
-        return {"sample": sample, "pred_xstart": pred_heatmap, "pred_point": pred_point}
-
-    def point_ddim_sample_loop_progressive(self, model, batch_size: int, target, noise=None, clip_denoised=True,
-                                           model_kwargs=None, device=None, progress=False,
-                                           eta=0.0) -> Iterator[dict]:
-        """DDIM sampling of the point formulation through every step of this process (respace it for fewer steps),
-        from `noise` [B, 2] (or fresh N(0, I)) at t = T - 1; yields point_ddim_sample's dict at every step. The
-        heatmap prediction of the last step (t = 0) is the result."""
-        if noise is None:
-            noise = torch.randn(batch_size, 2, device=_sampling_device(model, device))
-        elif tuple(noise.shape) != (batch_size, 2):
-            raise ValueError(f"noise: expected shape {(batch_size, 2)} (one point per input), found "
-                             f"{tuple(noise.shape)}")
-        sample = noise
-        indices = range(self.num_timesteps - 1, -1, -1)
-        for i in tqdm(indices) if progress else indices:
-            t = torch.full((batch_size,), i, dtype=torch.long, device=sample.device)
-            with torch.no_grad():
-                out = self.point_ddim_sample(model, sample, t, target, clip_denoised, model_kwargs, eta,
-                                             first_step=i == self.num_timesteps - 1)
-            yield out
-            sample = out["sample"]

@@ -1,5 +1,6 @@
-"""Sample heatmaps from a conditioned network: a small registry of samplers (DDPM, DDIM, DPM-Solver++(2M)), K samples
-per input averaged, and an SDEdit start from a partially noised picture."""
+"""Sample from a conditioned network over a Gaussian process's grid: a small registry of samplers (DDPM, DDIM,
+DPM-Solver++(2M); `@register_sampler` adds one), K samples per input averaged, and an SDEdit start from a partially
+noised picture. What the state means (a heatmap, a noised rendered point) is the formulation's (formulations/)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -9,13 +10,16 @@ import torch
 from diffusion.gaussian_diffusion import GaussianDiffusion
 from diffusion.respace import SpacedDiffusion
 
-# name -> fn(diffusion, model_fn, shape, **loop_kwargs) -> an iterator over that sampler's steps on the grid of
-# `diffusion` (guided-diffusion's *_sample_loop_progressive: dicts with "sample" and "pred_xstart").
+# name -> fn(diffusion, model_fn, shape, eta=0.0, **loop_kwargs) -> an iterator over that sampler's steps on the grid
+# of `diffusion` (guided-diffusion's *_sample_loop_progressive: dicts with "sample" and "pred_xstart"). loop_kwargs:
+# noise, clip_denoised, model_kwargs, device, progress, start_step, state_fn (see sample_loop_progressive).
 SAMPLER_REGISTRY: dict[str, Callable] = {}
 
 
 def register_sampler(name: str):
-    """Decorator adding a sampler to SAMPLER_REGISTRY under `name`."""
+    """Decorator adding a sampler to SAMPLER_REGISTRY under `name`, the value of the `sampler` option that selects it
+    (for every formulation that samples a state of the Gaussian process: heatmap, point_image). A plug-in module
+    named in `backbone_plugins` may register one; it is imported before the configuration is checked."""
 
     def add(fn: Callable) -> Callable:
         if name in SAMPLER_REGISTRY:
@@ -45,7 +49,9 @@ def _dpm_solver_pp_2m(diffusion, model_fn, shape, eta=0.0, **loop_kwargs):
     return diffusion.dpm_solver_sample_loop_progressive(model_fn, shape, **loop_kwargs)
 
 
-SAMPLERS = ("auto", *SAMPLER_REGISTRY)
+def sampler_names() -> tuple[str, ...]:
+    """"auto" and every registered sampler (a plug-in's included once it is imported)."""
+    return ("auto", *SAMPLER_REGISTRY)
 
 
 def default_sampler(diffusion: GaussianDiffusion) -> str:
@@ -57,7 +63,7 @@ def default_sampler(diffusion: GaussianDiffusion) -> str:
 def resolve_sampler(diffusion: GaussianDiffusion, sampler: str) -> str:
     """The registered sampler that `sampler` names ("auto" follows `default_sampler`)."""
     if sampler != "auto" and sampler not in SAMPLER_REGISTRY:
-        raise ValueError(f"sampler: expected one of {SAMPLERS}, found {sampler!r}")
+        raise ValueError(f"sampler: expected one of {sampler_names()}, found {sampler!r}")
     return default_sampler(diffusion) if sampler == "auto" else sampler
 
 
@@ -120,8 +126,9 @@ def sample_heatmaps_progressive(
     state_fn=None,
 ) -> Iterator[dict]:
     """`sample_heatmaps` one step at a time: yields {"step", "sample", "pred_xstart"} [B, C, H, W] (diffusion space,
-    the mean over the K samples per input) for every step, `step` being the index on this process's grid from the
-    start (T' - 1, or `start_step`) down to 0. The last "sample" is `sample_heatmaps`' result. Checks run at the call."""
+    the mean over the K samples per input) and "samples" [B, K, C, H, W] (the K states themselves) for every step,
+    `step` being the index on this process's grid from the start (T' - 1, or `start_step`) down to 0. The last
+    "sample" is `sample_heatmaps`' result. Checks run at the call."""
     if not (isinstance(samples_per_input, int) and samples_per_input >= 1):
         raise ValueError(f"samples_per_input: expected an int >= 1, found {samples_per_input!r}")
     if (start_picture is None) != (start_step is None):
@@ -149,40 +156,8 @@ def sample_heatmaps_progressive(
 def _per_input_means(steps, first: int, batch: int, k: int) -> Iterator[dict]:
     for step, out in zip(range(first, -1, -1), steps):
         sample, pred_xstart = out["sample"], out["pred_xstart"]
+        samples = sample.reshape(batch, k, *sample.shape[1:])
         if k > 1:
-            sample = sample.reshape(batch, k, *sample.shape[1:]).mean(dim=1)
+            sample = samples.mean(dim=1)
             pred_xstart = pred_xstart.reshape(batch, k, *pred_xstart.shape[1:]).mean(dim=1)
-        yield {"step": step, "sample": sample, "pred_xstart": pred_xstart}
-
-
-def sample_point_heatmaps(
-    diffusion: GaussianDiffusion,
-    model_fn,
-    conditioning_kwargs: dict,
-    batch_size: int,
-    target,
-    *,
-    clip_denoised: bool,
-    eta: float = 0.0,
-    noise: torch.Tensor | None = None,
-    device=None,
-    progress: bool = False,
-    samples_per_input: int = 1,
-) -> torch.Tensor:
-    """The point formulation's sampler (diffusion_target: point, see diffusion/point.py): DDIM over the grid of
-    `diffusion` from a noisy point, returning the heatmaps [B, 1, H, W] the network predicts at the last step (in the
-    data's range, [0, 1] with clip_denoised), the mean over K = samples_per_input samples per input. `noise`, if
-    given, is the starting point state [B * K, 2]."""
-    if not (isinstance(samples_per_input, int) and samples_per_input >= 1):
-        raise ValueError(f"samples_per_input: expected an int >= 1, found {samples_per_input!r}")
-    k = samples_per_input
-    if k > 1:
-        conditioning_kwargs = {name: value.repeat_interleave(k, dim=0) for name, value in conditioning_kwargs.items()}
-    final = None
-    for final in diffusion.point_ddim_sample_loop_progressive(
-        model_fn, batch_size * k, target, noise=noise, clip_denoised=clip_denoised, model_kwargs=conditioning_kwargs,
-        device=device, progress=progress, eta=eta,
-    ):
-        pass
-    heatmaps = final["pred_xstart"]
-    return heatmaps.reshape(batch_size, k, *heatmaps.shape[1:]).mean(dim=1)
+        yield {"step": step, "sample": sample, "pred_xstart": pred_xstart, "samples": samples}

@@ -145,7 +145,7 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         result = [list(rule) for rule in value]
     else:  # pragma: no cover - a declaration error, caught by the tests of OPTIONS
         raise AssertionError(f"unknown option kind {kind}")
-    if option.choices is not None and result not in option.choices:
+    if option.choices is not None and not callable(option.choices) and result not in option.choices:
         raise ConfigError(f"{where}: key '{option.name}': expected one of {list(option.choices)}, found {result!r}")
     return result
 
@@ -315,6 +315,7 @@ def validate(config: Config) -> None:
     def at(name: str) -> str:
         return f"'{name}' ({config.sources[name]})"
 
+    _validate_registered(config, at)
     if (config.eval_dataset not in (None, config.source_dataset)) and config.eval_dataset_dir is None:
         raise ConfigError(f"{at('eval_dataset')} = {config.eval_dataset!r} differs from {at('source_dataset')} = "
                           f"{config.source_dataset!r}: set 'eval_dataset_dir' to the folder of that dataset")
@@ -328,6 +329,7 @@ def validate(config: Config) -> None:
     if config.adm_predict_xstart and config.adm_predict_v:
         raise ConfigError(f"{at('adm_predict_xstart')} and {at('adm_predict_v')} are both true: choose one target")
     _validate_diffusion(config, at)
+    _validate_formulation(config, at)
     if config.kl_div_loss and not config.other_loss:
         raise ConfigError(f"{at('kl_div_loss')} selects the KL variant of the extra heatmap loss, which needs "
                           f"{at('other_loss')}")
@@ -423,6 +425,45 @@ def _validate_backbone(config: Config, at) -> None:
                               "--train_augmentations jitter flip")
 
 
+def _validate_registered(config: Config, at) -> None:
+    """Options whose choices come from a registry (engine.options.registered): a name not registered yet is looked
+    for again after importing the modules of `backbone_plugins`, which may register it."""
+    registry_options = [option for option in config.table.options if callable(option.choices)]
+    unknown = [option for option in registry_options if getattr(config, option.name) not in option.choices()]
+    if not unknown:
+        return
+    if config.backbone_plugins:
+        from models.backbones import import_backbone_plugins
+
+        try:
+            import_backbone_plugins(config.backbone_plugins)
+        except ModuleNotFoundError as error:
+            raise ConfigError(f"{at(unknown[0].name)} = {getattr(config, unknown[0].name)!r} is not registered, "
+                              f"and {at('backbone_plugins')} cannot be imported: {error}") from None
+    for option in unknown:
+        choices = option.choices()
+        if getattr(config, option.name) not in choices:
+            plugins = f"; backbone_plugins imported: {config.backbone_plugins}" if config.backbone_plugins else \
+                " (a plug-in module of backbone_plugins may register more)"
+            raise ConfigError(f"{at(option.name)}: expected one of {list(choices)}, found "
+                              f"{getattr(config, option.name)!r}{plugins}")
+
+
+def _validate_formulation(config: Config, at) -> None:
+    """The selected formulation's own checks (formulations/): e.g. the samplers it runs, what it needs of the
+    process; options only another decoder reads."""
+    import formulations  # torch only when validating
+
+    sources = config.sources
+    changed = tuple(option.name for option in config.table.options  # set by a file or flag, away from the default
+                    if getattr(config, option.name) != option.default and sources[option.name] != "default"
+                    and not sources[option.name].endswith("(stored)"))
+    try:
+        formulations.check_config(config, at, changed)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 # (option, the switch that makes something read it): setting the option away from its default while the switch is off
 # is an error, since nothing would read it.
 _READ_ONLY_WITH = (("offset_noise_strength", "noise_changer"), ("ema_rate", "ema_on"),
@@ -515,6 +556,8 @@ def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParse
             group.add_argument(f"--{option.name}", nargs="+", metavar="N", help=help_text)
         elif option.kind == STR_LIST:  # bare flag = empty list
             group.add_argument(f"--{option.name}", nargs="*", metavar="ITEM", help=help_text)
+        elif callable(option.choices):  # a registry's names, checked by validate() once plug-ins are imported
+            group.add_argument(f"--{option.name}", metavar="NAME", help=help_text)
         else:
             group.add_argument(f"--{option.name}", choices=option.choices, metavar=option.kind.upper()
                                if option.choices is None else None, help=help_text)

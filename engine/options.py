@@ -23,13 +23,32 @@ class Option:
     default: Any
     group: str
     help: str
-    choices: tuple | None = None
+    choices: tuple | Callable[[], tuple] | None = None  # a callable: read from a registry when checked
     nullable: bool = False  # None (YAML `null`, or empty) is a valid value
     aliases: tuple[str, ...] = field(default_factory=tuple)  # other accepted YAML spellings
 
 
 def _o(name, kind, default, group, help, **kw) -> Option:
     return Option(name, kind, default, group, help, **kw)
+
+
+def registered(function: str) -> Callable[[], tuple]:
+    """Choices that come from a registry: `formulations.<function>()`, called when a value is checked (in
+    engine.config.validate, after the plug-ins a value needs are imported), so that a name a plug-in registers is
+    accepted. Imported late: reading the options needs no torch."""
+
+    def choices() -> tuple:
+        import formulations
+
+        return getattr(formulations, function)()
+
+    choices.__qualname__ = f"formulations.{function}"
+    return choices
+
+
+def option_choices(option: Option) -> tuple | None:
+    """The option's choices now (a registry's names as registered at this moment)."""
+    return option.choices() if callable(option.choices) else option.choices
 
 
 RUN, DATA, GAZE, UNET, DIFF, LOSS, TRAIN, EVAL, LOG = (
@@ -115,8 +134,11 @@ OPTIONS: tuple[Option, ...] = (
        "attention_layout), diffusiongaze_depth (also chosen by depth_layout diffusiongaze), timm (any timm model, see "
        "timm_model), or a name registered by backbone_plugins."),
     _o("backbone_plugins", STR_LIST, [], GAZE,
-       "Python modules (importable names or .py paths) imported before the model is built; they register gaze "
-       "backbones with @register_backbone. Stored in checkpoints and imported again by evaluation."),
+       "Python modules (importable names or .py paths) imported before the model is built, and before the "
+       "configuration is checked when it names a sampler, diffusion_target or heatmap_decoder not registered yet; "
+       "they register gaze backbones (@register_backbone), samplers (@register_sampler), formulations "
+       "(@register_formulation) or heatmap decoders (@register_decoder). Stored in checkpoints and imported again by "
+       "evaluation."),
     _o("timm_model", STR, None, GAZE,
        "gaze_backbone timm: the timm model name (e.g. vit_base_patch14_reg4_dinov2, resnet50, convnext_tiny).",
        nullable=True),
@@ -179,6 +201,12 @@ OPTIONS: tuple[Option, ...] = (
     _o("use_scale_shift_norm", BOOL, True, UNET, "FiLM-style time conditioning in residual blocks (ADM)."),
     _o("conv_resample", BOOL, True, UNET, "Learned convolutions when up/down-sampling (ADM)."),
     _o("resblock_updown", BOOL, False, UNET, "Residual blocks for up/down-sampling (ADM)."),
+    _o("heatmap_decoder", STR, "diffusion", UNET,
+       "Registered heatmap decoder (models/decoders.py): diffusion = the UNet denoiser sampled by the diffusion "
+       "formulation diffusion_target selects (the original's model); unet_direct = the same UNet called once as a "
+       "regressor (all-zero input at t = 0), trained on the target heatmap with direct_loss, no sampler; "
+       "unet_direct_sigmoid = unet_direct with a sigmoid output (a per-cell probability, for direct_loss bce); or a "
+       "name registered by backbone_plugins.", choices=registered("decoder_choices")),
     _o("concat_scene", BOOL, False, UNET,
        "Also feed the UNet the scene image and head mask resized to the heatmap grid, as 4 extra input channels "
        "(concat conditioning of image-to-image diffusion), so it sees where objects and the head are. Not in the "
@@ -191,16 +219,19 @@ OPTIONS: tuple[Option, ...] = (
        "UNet sees; it predicts the clean heatmap (x0 prediction, fixed variance, MSE only); sampling is DDIM on the "
        "point with the predicted heatmap's argmax as its x0. point_image: the earlier branch point_image_diffusion: "
        "as point, but the rendered heatmap is scaled to [-0.1, 0.1], noised again to the same t and std-normalised "
-       "(norm_std_flag) before the UNet; sampling is heatmap sampling with the state std-normalised every step.",
-       choices=("heatmap", "point", "point_image")),
+       "(norm_std_flag) before the UNet; sampling is heatmap sampling with the state std-normalised every step. "
+       "Or a formulation registered by backbone_plugins (docs/formulations.md). Read by the diffusion decoder only.",
+       choices=registered("diffusion_targets")),
     _o("train_time_steps", INT, 1000, DIFF, "T, the number of diffusion steps in training."),
     _o("sample_time_steps", INT, 50, DIFF,
        "Sampling steps S on guided-diffusion's evenly spaced grid (respacing string \"S\", t = 0 and T-1 included; "
        "S = 1 is the single step from t = T-1)."),
     _o("sampler", STR, "auto", DIFF,
        "Sampler over the S-step grid: auto = the original's rule (DDIM when S < T, ancestral DDPM when S = T); ddim; "
-       "ddpm; dpm++2m = DPM-Solver++(2M), deterministic, one network call per step.",
-       choices=("auto", "ddim", "ddpm", "dpm++2m")),
+       "ddpm; dpm++2m = DPM-Solver++(2M), deterministic, one network call per step; or a sampler registered with "
+       "@register_sampler by backbone_plugins. diffusion_target point samples with DDIM only (auto or ddim); a direct "
+       "heatmap_decoder with none (auto).",
+       choices=registered("sampler_choices")),
     _o("ddim_eta", FLOAT, 0.0, DIFF, "DDIM noise scale eta in [0, 1]: 0 = deterministic, 1 = ancestral variance (DDIM only)."),
     _o("sample_k", INT, 1, DIFF,
        "Heatmaps sampled per input and averaged (one batched UNet call per step; the conditioning is computed once)."),
@@ -250,6 +281,11 @@ OPTIONS: tuple[Option, ...] = (
        aliases=("diffuion_weight",)),
     _o("inout_weight", FLOAT, 100.0, LOSS, "Weight of the in/out BCE loss."),
     _o("x_loss", BOOL, True, LOSS, "Add the in/out BCE loss."),
+    _o("direct_loss", STR, "mse", LOSS,
+       "Loss of a direct heatmap_decoder on the in-frame samples' target heatmap (the per-cell mean): mse on the map "
+       "(as Chong et al.), or bce on the logits of a sigmoid decoder (as Gaze-LLE).", choices=("mse", "bce")),
+    _o("direct_loss_weight", FLOAT, 1.0, LOSS,
+       "Weight of direct_loss in the total (its diffusion counterpart is diffusion_weight)."),
     _o("mse_loss_weight_type", STR, "constant", LOSS,
        "Per-timestep weight of the MSE: constant, min_snr_K (Min-SNR-gamma, e.g. min_snr_5), max_snr_K, trunc_snr, snr, "
        "inv_snr; defined as min(SNR, K), max(SNR, K), max(SNR, 1), SNR, 1/SNR on the x0 error, divided by SNR for eps "
@@ -367,7 +403,8 @@ def markdown_table(options: tuple[Option, ...] = OPTIONS, groups: tuple[str, ...
         lines += [f"**{group}**", "", "| option | type | default | meaning |", "|---|---|---|---|"]
         for option in options:
             if option.group == group:
-                kind = option.kind if option.choices is None else " / ".join(map(str, option.choices))
+                choices = option_choices(option)
+                kind = option.kind if choices is None else " / ".join(map(str, choices))
                 if option.kind == STR_LIST and option.choices is not None:
                     kind = f"list of {kind}"
                 default = "unset" if option.default is None else option.default

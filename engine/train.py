@@ -22,7 +22,7 @@ from tqdm import tqdm
 from datasets import build_dataset, build_eval_dataset
 from datasets.transforms import network_inputs
 from datasets.validation import validate_datasets
-from engine.build import build_training_diffusion, denoiser, heatmap_scaling, point_target
+from engine.build import build_formulation
 from engine.checkpoint import (
     CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state,
 )
@@ -37,6 +37,7 @@ from engine.stopping import RunStopped, StopRequests, signal_name
 from engine.stored_config import RESUMABLE, Change, apply_stored_config, evaluation_config, given_options
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
+from formulations import TrainingTargets
 from models.build import get_model
 from models.feature_cache import FeatureCache
 from optim import build_lr_scheduler, build_optimizer, learning_rates
@@ -174,12 +175,10 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
         total_steps = min(total_steps, config.lr_anneal_steps)
     scheduler = build_lr_scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=AMP_DTYPES[config.amp or "off"] is torch.float16)
-    diffusion = build_training_diffusion(config)
-    scaling = heatmap_scaling(config)
-    denoise = denoiser(model, config)
+    formulation = build_formulation(config)  # what is diffused (or decoded): its losses and its sampling
     ema = ExponentialMovingAverage(model, config.ema_rate) if config.ema_on else None  # starts at the initial weights
-    loss_fn = TrainingLoss(model, denoise=denoise, diffusion=diffusion, scaling=scaling, config=config, device=device,
-                           autocast=autocast, memory_format=memory_format, context=context)
+    loss_fn = TrainingLoss(model, formulation=formulation, config=config, device=device, autocast=autocast,
+                           memory_format=memory_format, context=context)
     if context.enabled:  # gradients of every parameter the loss reached are averaged over ranks during backward
         loss_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None,
                                           find_unused_parameters=True)  # e.g. a rank whose batch has no in-frame sample
@@ -258,8 +257,8 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
         stopping = None
         for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                           disable=not context.is_main):
-            losses = training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler,
-                                   scaler, autocast, memory_format, step, ema, loss_fn=loss_fn, context=context)
+            losses = training_step(model, formulation, batch, config, device, optimizer, scheduler, scaler, autocast,
+                                   memory_format, step, ema, loss_fn=loss_fn, context=context)
             running.add(losses, step)  # device tensors: the host does not wait for the step to finish
             step += 1
             batch_in_epoch += 1
@@ -365,13 +364,14 @@ def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkp
                           evaluated_weights="model" if ema is None else "ema")
 
 
-def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, config, device, autocast, memory_format,
+def compute_losses(model, batch, step: int, *, formulation, config, device, autocast, memory_format,
                    context: distributed.Distributed = distributed.Distributed(),
                    feature_cache: FeatureCache | None = None) -> dict[str, torch.Tensor]:
-    """The losses of one batch. Loss = diffusion_weight * (diffusion loss averaged over the in-frame samples of the
-    global batch: all ranks together) + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target
-    heatmap to denoise. Each rank's diffusion term is normalised by the global in-frame count times the world size,
-    so that DDP's gradient average equals the gradient of the single-process loss over the same samples."""
+    """The losses of one batch. Loss = formulation.loss_weight (diffusion_weight, or direct_loss_weight) * (the
+    formulation's loss averaged over the in-frame samples of the global batch: all ranks together) + inout_weight *
+    in/out BCE (with x_loss). Out-of-frame samples have no target heatmap. Each rank's heatmap term is normalised by
+    the global in-frame count times the world size, so that DDP's gradient average equals the gradient of the
+    single-process loss over the same samples. The formulation's term is logged as its `loss_name`."""
     # Copies to the device are asynchronous (the loader pins its batches on CUDA); which samples are in frame is
     # read from the batch on the CPU, so no step waits for the device (BENCHMARKS.md, "training step").
     image, head_mask, face = network_inputs(batch, device, memory_format)  # uint8 samples become float here
@@ -385,38 +385,24 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
         scene_tokens = None if feature_cache is None else \
             feature_cache.scene_tokens(model.gaze_backbone, image, batch["path"], batch["flip"])
         features = model.encode(image, head_mask, face, depth, scene_tokens=scene_tokens)
-        inout_logit = model.inout_logit(features["scene_face_feat"])
-        diffusion_loss = extra_loss = torch.zeros((), device=device)
+        inout_logit = model.predict_inout_logit(features)
+        heatmap_loss = extra_loss = torch.zeros((), device=device)
         if len(in_frame_rows):
-            kwargs = {name: value[rows] for name, value in model.denoiser_kwargs(features).items()}
-            indices = batch["index"].cpu()[in_frame_rows]
-            if config.diffusion_target != "heatmap":  # the point is diffused; the UNet predicts the [0, 1] heatmap
-                x_start = heatmap[rows].unsqueeze(1)
-                # One draw per sample: the point's noise, then (point_image) the rendered heatmap's.
-                t, noise = diffusion_draws(indices, step, config.seed, diffusion.num_timesteps,
-                                           (2 + x_start[0].numel(),))
-                noise = noise.to(device, non_blocking=True)
-                terms = diffusion.training_losses_point(
-                    denoise, x_start, batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows].to(x_start.dtype),
-                    t.to(device, non_blocking=True), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
-                    heatmap_noise=noise[:, 2:].reshape(x_start.shape))
-            else:
-                x_start = scaling.to_diffusion(heatmap[rows].unsqueeze(1))
-                t, noise = diffusion_draws(indices, step, config.seed, diffusion.num_timesteps,
-                                           tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
-                terms = diffusion.training_losses(denoise, x_start, t.to(device, non_blocking=True),
-                                                  model_kwargs=kwargs, noise=noise.to(device, non_blocking=True))
-            diffusion_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
+            gaze_point = batch["gaze_points"][:, 0].to(device, non_blocking=True)
+            # Per-sample draws from (seed, step, dataset index): exact on resume and under DDP.
+            draw = partial(diffusion_draws, batch["index"].cpu()[in_frame_rows], step, config.seed)
+            terms = formulation.training_losses(model, features, TrainingTargets(heatmap, gaze_point, rows, draw))
+            heatmap_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
             if config.other_loss:
-                extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],
-                                                batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows], config)
+                extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], terms["x_start"][:, 0], gaze_point[rows],
+                                                config)
     inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
-    loss = config.diffusion_weight * diffusion_loss
+    loss = formulation.loss_weight * heatmap_loss
     if config.x_loss:
         loss = loss + config.inout_weight * inout_loss
     if config.other_loss:
         loss = loss + extra_loss
-    return {"loss": loss, "loss_diffusion": diffusion_loss, "loss_inout": inout_loss, "loss_extra": extra_loss,
+    return {"loss": loss, formulation.loss_name: heatmap_loss, "loss_inout": inout_loss, "loss_extra": extra_loss,
             "in_frame": torch.tensor(float(len(in_frame_rows)))}
 
 
@@ -431,8 +417,8 @@ class TrainingLoss(nn.Module):
         return compute_losses(self.model, batch, step, **self.options)
 
 
-def training_step(model, denoise, diffusion, scaling, batch, config, device, optimizer, scheduler, scaler,
-                  autocast, memory_format, step: int, ema: ExponentialMovingAverage | None = None, loss_fn=None,
+def training_step(model, formulation, batch, config, device, optimizer, scheduler, scaler, autocast, memory_format,
+                  step: int, ema: ExponentialMovingAverage | None = None, loss_fn=None,
                   context: distributed.Distributed = distributed.Distributed()) -> dict[str, torch.Tensor]:
     """One optimisation step (and EMA update); `loss_fn` is the (DDP-wrapped) TrainingLoss under torchrun.
 
@@ -441,8 +427,8 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
     them at logging points. Only fp16's GradScaler reads a value on the host each step (it must decide whether to
     skip the step); bf16 and fp32 steps never do."""
     if loss_fn is None:
-        loss_fn = TrainingLoss(model, denoise=denoise, diffusion=diffusion, scaling=scaling, config=config,
-                               device=device, autocast=autocast, memory_format=memory_format, context=context)
+        loss_fn = TrainingLoss(model, formulation=formulation, config=config, device=device, autocast=autocast,
+                               memory_format=memory_format, context=context)
     terms = loss_fn(batch, step)
     stepped = optimizer_step(terms["loss"], optimizer, scaler, config.grad_clip)
     distributed.broadcast_buffers(model, context)
@@ -502,9 +488,9 @@ class RunningLosses:
 
 
 def compile_model(model, **compile_options) -> None:
-    """torch.compile the UNet and the gaze backbone in place (nn.Module.compile), so parameter names, the optimizer
-    and checkpoints stay as they are. The in/out head is a few small layers and is left alone."""
-    model.unet.compile(**compile_options)
+    """torch.compile the heatmap network (the UNet) and the gaze backbone in place (nn.Module.compile), so parameter
+    names, the optimizer and checkpoints stay as they are. The in/out head is a few small layers and is left alone."""
+    model.heatmap_network.compile(**compile_options)
     model.gaze_backbone.compile(**compile_options)
 
 

@@ -18,5 +18,5 @@ def encode_batch(model, config, batch: dict, device: torch.device, autocast=null
     depth = batch["depth"].to(device, memory_format=memory_format) if "depth" in batch else None  # depth_flag
     with autocast():
         features = model.encode(image, head_mask, face, depth)
-        inout = torch.sigmoid(model.inout_logit(features["scene_face_feat"]).float())
+        inout = torch.sigmoid(model.predict_inout_logit(features).float())
     return features, inout

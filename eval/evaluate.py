@@ -12,18 +12,17 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from diffusion import resolve_sampler, sample_heatmaps, sample_point_heatmaps
-from engine.build import (build_sampling_diffusion, denoiser, heatmap_scaling, point_target, sampling_state_fn,
-                          sdedit_start_step)
 from eval import metrics
 from eval.baselines import centre_prior_heatmap
 from eval.encoding import encode_batch
+from formulations import build_formulation
 from pretrained.loading import EVALUATED_WEIGHTS
 
 # Each dataset is scored with its published protocol (see /work/shared/reference/metrics.md); `protocol` in
@@ -75,84 +74,56 @@ def batch_metrics(protocol: str, heatmaps: np.ndarray, prior: np.ndarray, target
             for heatmap, target in zip(heatmaps, targets)]
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """The model's prediction for a batch of B inputs: heatmaps [B, H, W] (heatmap units; the mean of the K
+    samples, what the protocol metrics score), samples [B, K, H, W] (the K individual heatmaps, K = sample_k for a
+    diffusion decoder, 1 for a direct one) and in/out probabilities [B]."""
+
+    heatmaps: np.ndarray
+    samples: np.ndarray
+    inout: np.ndarray
+
+
 @torch.no_grad()
-def predict_heatmaps(model, diffusion, config, batch: dict, device: torch.device,
-                     autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
-    """Sample heatmaps with `diffusion` (see `build_sampling_diffusion`) and the configured sampler, ddim_eta and
-    sample_k (K samples per input, averaged); with eval_from_picture start from the picture_source heatmap (SDEdit).
-    Returns (heatmaps [B, H, W] in heatmap units, in/out probabilities [B])."""
+def predict_batch(model, formulation, config, batch: dict, device: torch.device, autocast=nullcontext) -> Prediction:
+    """Encode the batch once, then let the formulation (formulations/, built by `build_formulation(config)`) turn
+    the features into heatmaps: the configured sampler, sample_time_steps, ddim_eta, sample_k, eval_from_picture
+    for a diffusion decoder; one forward pass for a direct one."""
     features, inout = encode_batch(model, config, batch, device, autocast)
-    heatmaps = sample_conditioned(diffusion, config, denoiser(model, config), model.denoiser_kwargs(features), batch,
-                                  device, autocast)
-    return heatmaps, inout.cpu().numpy()
+    out = sample_conditioned(formulation, config, formulation.network(model), formulation.conditioning(model, features),
+                             batch, device, autocast)
+    if "inout_logit" in out:  # a decoder with its own in/out head
+        inout = torch.sigmoid(out["inout_logit"])
+    return Prediction(out["heatmaps"].cpu().numpy(), out["samples"].cpu().numpy(), inout.cpu().numpy())
+
+
+def predict_heatmaps(model, formulation, config, batch: dict, device: torch.device,
+                     autocast=nullcontext) -> tuple[np.ndarray, np.ndarray]:
+    """(heatmaps [B, H, W] in heatmap units, in/out probabilities [B]) of `predict_batch`."""
+    prediction = predict_batch(model, formulation, config, batch, device, autocast)
+    return prediction.heatmaps, prediction.inout
 
 
 @torch.no_grad()
-def sample_conditioned(diffusion, config, model_fn, conditioning_kwargs: dict, batch: dict, device: torch.device,
-                       autocast=nullcontext) -> np.ndarray:
-    """predict_heatmaps' sampling part: heatmaps [B, H, W] (heatmap units) drawn with the configured sampler by
-    `model_fn(x_t, t, **conditioning_kwargs)` (the UNet, or an exported graph: inference/onnx_runner.py)."""
+def sample_conditioned(formulation, config, network, conditioning: dict, batch: dict, device: torch.device,
+                       autocast=nullcontext) -> dict[str, torch.Tensor]:
+    """The formulation's sample of a batch from `network` and its `conditioning` (the model's, or an exported graph:
+    inference/onnx_runner.py): {"heatmaps" [B, H, W], "samples" [B, K, H, W]} in heatmap units (+ "inout_logit").
+    With eval_from_picture the sampling starts from the picture_source heatmap (SDEdit)."""
     # One map per person: a person_independent_scene backbone may be given one image for all the people of a frame.
     batch_size = batch["head_mask"].shape[0]
-    if config.diffusion_target == "point":  # DDIM on the point; the heatmaps are the UNet's last prediction
-        check_point_sampling(config)
-        with autocast():
-            sample = sample_point_heatmaps(diffusion, model_fn, conditioning_kwargs, batch_size, point_target(config),
-                                           eta=config.ddim_eta, samples_per_input=config.sample_k,
-                                           clip_denoised=config.clip_denoised, device=device)
-        return sample.float()[:, 0].cpu().numpy()
-    shape = (batch_size, config.unet_inout_channels, config.output_size, config.output_size)
-    scaling = heatmap_scaling(config)
-    start = {}
-    if config.eval_from_picture:
-        start = {"start_picture": scaling.to_diffusion(start_heatmaps(config, batch, shape).to(device)),
-                 "start_step": sdedit_start_step(diffusion, config.time_noise)}
-    with autocast():
-        sample = sample_heatmaps(diffusion, model_fn, conditioning_kwargs, shape,
-                                 sampler=config.sampler, eta=config.ddim_eta, samples_per_input=config.sample_k,
-                                 clip_denoised=config.clip_denoised, device=device,
-                                 state_fn=sampling_state_fn(config), **start)
-    # point_image: the network's x0 is the [0, 1] target heatmap itself (only its input was scaled).
-    heatmaps = (sample.float() if config.diffusion_target == "point_image"
-                else scaling.to_heatmap(sample.float()))[:, 0]
-    return heatmaps.cpu().numpy()
+    start = start_heatmaps(config, batch) if config.eval_from_picture else None
+    return formulation.sample(network, conditioning, batch_size, device, autocast, start_heatmap=start)
 
 
-def check_point_sampling(config) -> None:
-    """The point formulation samples with its own DDIM loop: other samplers and SDEdit starts do not apply."""
-    if config.sampler not in ("auto", "ddim"):
-        raise ValueError(f"sampler {config.sampler!r}: diffusion_target: point samples with DDIM on the point "
-                         "(sampler auto or ddim)")
-    if config.eval_from_picture or config.compat_original_std_state:
-        raise ValueError("eval_from_picture and compat_original_std_state act on a heatmap state; diffusion_target: "
-                         "point diffuses the gaze point")
-
-
-def start_heatmaps(config, batch: dict, shape) -> torch.Tensor:
-    """The eval_from_picture starting heatmaps [B, C, H, W] in [0, 1] from the named `picture_source`: the centre
-    prior (the same for every input), or the test target heatmap (a diagnostic: it hands the model the answer)."""
+def start_heatmaps(config, batch: dict) -> torch.Tensor:
+    """The eval_from_picture starting heatmaps in [0, 1], [B, 1, H, W] or [H, W] (broadcast to the batch), from the
+    named `picture_source`: the centre prior (the same for every input), or the test target heatmap (a diagnostic:
+    it hands the model the answer)."""
     if config.picture_source == "ground_truth":
-        return batch["heatmap"].float()[:, None].expand(shape)
-    prior = torch.from_numpy(np.asarray(centre_prior_heatmap(config.output_size), dtype=np.float32))
-    return prior.expand(shape)
-
-
-def sampling_summary(config, diffusion) -> dict:
-    """How the heatmaps were sampled, for metrics.json (and whether the start picture was the ground truth)."""
-    point = config.diffusion_target == "point"
-    summary = {"sampler": "ddim" if point else resolve_sampler(diffusion, config.sampler),
-               "sample_steps": config.sample_time_steps, "ddim_eta": config.ddim_eta, "sample_k": config.sample_k,
-               "diffusion_target": config.diffusion_target}
-    for name in ("compat_original_ddim_step", "compat_original_std_state"):
-        if getattr(config, name):
-            summary[name] = True
-    if config.eval_from_picture:
-        step = sdedit_start_step(diffusion, config.time_noise)
-        summary["start_picture"] = {
-            "source": config.picture_source, "time_noise": config.time_noise,
-            "start_timestep": int(getattr(diffusion, "timestep_map", range(diffusion.num_timesteps))[step]),
-            "diagnostic_only": config.picture_source == "ground_truth"}
-    return summary
+        return batch["heatmap"].float()[:, None]
+    return torch.from_numpy(np.asarray(centre_prior_heatmap(config.output_size), dtype=np.float32))
 
 
 def evaluate(model, config, loader, device: torch.device, run_dir: Path | None = None, weights: str = "",
@@ -178,8 +149,9 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     was_training = model.training
     model.eval()
     rows, pending, kept_heatmaps = [], [], {}
+    sample_points = {}  # dataset index -> [K, 2]: the argmax point of each of the K sampled heatmaps (samples.npz)
     prior = centre_prior_heatmap(config.output_size)
-    diffusion = build_sampling_diffusion(config)
+    formulation = build_formulation(config)
     pool = (ProcessPoolExecutor(config.eval_metric_workers, mp_context=multiprocessing.get_context("spawn"))
             if config.eval_metric_workers > 0 else None)
     started = time.perf_counter()
@@ -187,7 +159,8 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
             for batch in tqdm(loader, desc=f"evaluate ({protocol})", disable=not progress, leave=False):
-                heatmaps, inout = predict_heatmaps(model, diffusion, config, batch, device, autocast)
+                prediction = predict_batch(model, formulation, config, batch, device, autocast)
+                heatmaps, inout = prediction.heatmaps, prediction.inout
                 targets = []
                 for i, heatmap in enumerate(heatmaps):
                     width, height = (int(v) for v in batch["image_size"][i])
@@ -199,6 +172,8 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
                                  "eye_y": float(batch["eye_point"][i][1]), "pred_x": x, "pred_y": y,
                                  "n_annotators": int((batch["gaze_points"][i][:, 0] >= 0).sum()),
                                  "inout_label": float(batch["inout"][i]), "inout_score": float(inout[i])})
+                    sample_points[rows[-1]["index"]] = np.array(
+                        [metrics.argmax_point(sample) for sample in prediction.samples[i]], dtype=np.float32)
                     if keep_heatmaps:
                         kept_heatmaps[rows[-1]["index"]] = heatmap.astype(np.float16)
                 arguments = (protocol, heatmaps, prior, targets)
@@ -208,10 +183,11 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     if gather is not None:
-        records = sorted(gather([(row, result, kept_heatmaps.get(row["index"])) for row, result in zip(rows, scored)]),
-                         key=lambda record: record[0]["index"])
+        records = sorted(gather([(row, result, kept_heatmaps.get(row["index"]), sample_points[row["index"]])
+                                 for row, result in zip(rows, scored)]), key=lambda record: record[0]["index"])
         rows, scored = [record[0] for record in records], [record[1] for record in records]
         kept_heatmaps = {record[0]["index"]: record[2] for record in records if record[2] is not None}
+        sample_points = {record[0]["index"]: record[3] for record in records}
     seconds = time.perf_counter() - started
     model.train(was_training)
     if not rows:
@@ -228,7 +204,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     summary.update(
         protocol=protocol, protocol_description=PROTOCOL_NOTES[protocol], dataset=type(dataset).__name__,
         dataset_root=str(getattr(dataset, "root", "")), n_samples=len(rows), n_in_frame=int(sum(labels)),
-        **sampling_summary(config, diffusion), weights=weights, evaluated_weights=evaluated_weights,
+        **formulation.summary(), weights=weights, evaluated_weights=evaluated_weights,
         evaluated_weights_description=EVALUATED_WEIGHTS.get(evaluated_weights, ""),
         seconds=round(seconds, 2), images_per_second=round(len(rows) / max(seconds, 1e-9), 3),
         baseline_centre_prior={key: _mean([values.get(key, "") for values in prior_values]) for key in keys},
@@ -244,6 +220,7 @@ def evaluate(model, config, loader, device: torch.device, run_dir: Path | None =
     summary.update(record or {})
     if run_dir is not None:
         write_results(Path(run_dir), summary, rows)
+        write_sample_points(Path(run_dir), rows, sample_points)
         if draw_figures:
             from eval.figures import write_figures  # matplotlib only when figures are asked for
 
@@ -268,6 +245,15 @@ def write_results(run_dir: Path, summary: dict, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def write_sample_points(run_dir: Path, rows: list[dict], sample_points: dict) -> None:
+    """samples.npz: "index" [N] (the rows of predictions.csv, in order) and "points" [N, K, 2], the argmax point
+    (x, y) of each of the K heatmaps sampled per sample, normalised as pred_x / pred_y (K = 1 for a direct decoder):
+    what distribution metrics over a generative decoder's samples start from."""
+    indices = [row["index"] for row in rows]
+    np.savez(run_dir / "samples.npz", index=np.array(indices, dtype=np.int64),
+             points=np.stack([sample_points[index] for index in indices]))
+
+
 def format_table(summary: dict) -> str:
     """The model against the centre prior, one metric per row (n/a where no sample defines the metric)."""
 
@@ -279,6 +265,8 @@ def format_table(summary: dict) -> str:
         lines.append(f"{key:<13}{cell(summary[key], 10)}{cell(summary['baseline_centre_prior'][key], 14)}")
     lines.append(f"{'inout_ap':<13}{cell(summary['inout_ap'], 10)}")
     averaged = f", mean of K = {summary['sample_k']} samples" if summary.get("sample_k", 1) > 1 else ""
-    lines.append(f"({summary['n_samples']} test samples, {summary['sampler']} with {summary['sample_steps']} steps"
-                 f"{averaged}, {summary.get('evaluated_weights', 'model')} weights, protocol {summary['protocol']})")
+    sampling = (f"{summary['sampler']} with {summary['sample_steps']} steps" if summary.get("sampler") else
+                f"direct decoder {summary.get('heatmap_decoder')}, one forward pass")
+    lines.append(f"({summary['n_samples']} test samples, {sampling}{averaged}, "
+                 f"{summary.get('evaluated_weights', 'model')} weights, protocol {summary['protocol']})")
     return "\n".join(lines)

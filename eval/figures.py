@@ -3,10 +3,10 @@
 `write_figures` draws, into one folder: `best.png`, `median.png` and `worst.png` (samples ranked by the protocol's
 L2; each panel shows the original image, the head box, the ground-truth points, the predicted heatmap overlaid, the
 predicted point and the in/out score) and `trajectory_<k>.png` (the predicted x0 heatmap at several sampling steps of
-one sample, from noise to the final heatmap). `write_distribution_figures` draws the distribution metrics' figures
-(eval/distribution.py): `distribution_samples.png` (the most ambiguous persons, their annotator points and their K
-sampled points) and `reliability.png` (the in/out reliability diagram). Written with Matplotlib's Agg backend: no
-display is needed.
+one sample, from noise to the final heatmap; none for a direct decoder, which has no steps).
+`write_distribution_figures` draws the distribution metrics' figures (eval/distribution.py): `distribution_samples.png`
+(the most ambiguous persons, their annotator points and their K sampled points) and `reliability.png` (the in/out
+reliability diagram). Written with Matplotlib's Agg backend: no display is needed.
 """
 from __future__ import annotations
 
@@ -22,11 +22,9 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import default_collate  # noqa: E402
 
-from diffusion.sampling import sample_heatmaps_progressive  # noqa: E402
-from engine.build import (  # noqa: E402
-    build_sampling_diffusion, denoiser, heatmap_scaling, point_target, sampling_state_fn)
 from eval.distribution import annotator_spread, coverage_key  # noqa: E402
 from eval.encoding import encode_batch  # noqa: E402
+from formulations import build_formulation  # noqa: E402
 
 TRAJECTORY_SNAPSHOTS = 6  # heatmaps drawn per trajectory, evenly spaced over the sampling steps (the last included)
 PANEL_INCHES = 3.2
@@ -81,34 +79,22 @@ def _group_figure(path: Path, dataset, rows: list[dict], heatmaps: dict, ranking
 @torch.no_grad()
 def denoising_trajectory(model, config, dataset, index: int, device, autocast) -> list[tuple[int, np.ndarray]]:
     """[(step, predicted x0 heatmap)] of sample `index` at TRAJECTORY_SNAPSHOTS evenly spaced sampling steps, noise
-    drawn from seed (config.seed, index) so the figure does not depend on the evaluation's random stream."""
+    drawn from seed (config.seed, index) so the figure does not depend on the evaluation's random stream; [] for a
+    formulation without steps (a direct decoder)."""
     batch = default_collate([dataset[index]])
     features, _ = encode_batch(model, config, batch, device, autocast)
-    diffusion = build_sampling_diffusion(config)
-    shape = (1, config.unet_inout_channels, config.output_size, config.output_size)
-    keep = set(np.linspace(diffusion.num_timesteps - 1, 0, TRAJECTORY_SNAPSHOTS).round().astype(int).tolist())
-    scaling = heatmap_scaling(config)
+    formulation = build_formulation(config)
+    steps = formulation.progressive(formulation.network(model), formulation.conditioning(model, features), device)
+    if steps is None:
+        return []
+    keep = set(np.linspace(formulation.sampling_steps - 1, 0, TRAJECTORY_SNAPSHOTS).round().astype(int).tolist())
     snapshots = []
-    if config.diffusion_target == "point":  # the point formulation's own sampler (its x0 is a [0, 1] heatmap)
-        steps = ({"step": diffusion.num_timesteps - 1 - i, **out} for i, out in enumerate(
-            diffusion.point_ddim_sample_loop_progressive(denoiser(model, config), 1, point_target(config),
-                                                         clip_denoised=config.clip_denoised,
-                                                         model_kwargs=model.denoiser_kwargs(features), device=device,
-                                                         eta=config.ddim_eta)))
-    else:
-        steps = sample_heatmaps_progressive(diffusion, denoiser(model, config), model.denoiser_kwargs(features),
-                                            shape, sampler=config.sampler, eta=config.ddim_eta,
-                                            samples_per_input=config.sample_k, clip_denoised=config.clip_denoised,
-                                            device=device, state_fn=sampling_state_fn(config))
-    # The point targets' network predicts the heatmap in [0, 1] itself; the heatmap target's lives in [-v, v].
-    to_heatmap = scaling.to_heatmap if config.diffusion_target == "heatmap" else (lambda x: x)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed * 1_000_003 + index)
         with autocast():
             for out in steps:
                 if out["step"] in keep:
-                    heatmap = to_heatmap(out["pred_xstart"].float())[0, 0].cpu().numpy()
-                    snapshots.append((out["step"], heatmap))
+                    snapshots.append((out["step"], out["pred_xstart"][0, 0].cpu().numpy()))
     return snapshots
 
 
@@ -155,13 +141,17 @@ def _write_figures(folder, model, config, dataset, rows, heatmaps, ranking_key, 
     if ranked and config.debug_trajectories:
         positions = np.linspace(0, len(ranked) - 1, min(config.debug_trajectories, len(ranked))).round().astype(int)
         chosen = [ranked[p] for p in dict.fromkeys(positions.tolist())]
-    steps = build_sampling_diffusion(config).num_timesteps
+    steps = build_formulation(config).sampling_steps
+    drawn = []
     for number, row in enumerate(chosen):
         snapshots = denoising_trajectory(model, config, dataset, row["index"], device, autocast)
+        if not snapshots:  # one forward pass (a direct decoder): no trajectory to draw
+            break
         path = folder / f"trajectory_{number}.png"
         _trajectory_figure(path, dataset, row, snapshots, ranking_key, steps)
         files.append(path.name)
-    return {"folder": str(folder), "files": files, "trajectory_indices": [row["index"] for row in chosen]}
+        drawn.append(row["index"])
+    return {"folder": str(folder), "files": files, "trajectory_indices": drawn}
 
 
 DISTRIBUTION_PERSONS = 4  # persons drawn in distribution_samples.png

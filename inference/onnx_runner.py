@@ -1,15 +1,18 @@
-"""ONNX export of a trained model and a reference runner on onnxruntime that runs the configured sampler.
+"""ONNX export of a trained model and a reference runner on onnxruntime that runs the configured formulation.
 
-`python -m pretrained.export CKPT OUT.onnx` writes two graphs beside each other:
+`python -m pretrained.export CKPT OUT.onnx` writes, for a diffusion decoder, two graphs beside each other:
 - `OUT.encoder.onnx`: (image [B,3,S,S], head_mask [B,1,S,S], face [B,3,S,S][, depth [B,3,S,S]]) ->
   (conditioning [B,N,D][, spatial [B,4,O,O] with concat_scene], inout [B] probability). Run once per image.
 - `OUT.denoise.onnx`: one denoising step, (x_t [B,C,O,O], t [B] float32 timesteps of the training process,
   conditioning[, spatial]) -> the network output [B,C',O,O] (the UNet, with its input divided by its per-sample
   standard deviation first when norm_std_flag is on). Run once per sampling step.
-Both store the run's configuration as JSON in their metadata ("config"), so `OnnxPredictor(OUT.onnx)` needs nothing
-else: it encodes with the first graph and runs the configured sampler (eval.evaluate.sample_conditioned: sampler,
-steps, ddim_eta, sample_k, clip_denoised, ...) calling the second graph at every step. The diffusion arithmetic stays
-this project's (torch on the CPU); only the networks run in onnxruntime.
+and for a direct decoder (heatmap_decoder of kind "direct") one graph, `OUT.onnx` itself: encoder and decoder,
+(image, head_mask, face) -> (heatmap [B,O,O], inout [B] probability), one call per batch of people.
+Every graph stores the run's configuration as JSON in its metadata ("config"), so `OnnxPredictor(OUT.onnx)` needs
+nothing else: for a diffusion decoder it encodes with the first graph and runs the configured formulation's sampler
+(eval.evaluate.sample_conditioned: sampler, steps, ddim_eta, sample_k, clip_denoised, ...) calling the second graph
+at every step. The diffusion arithmetic stays this project's (torch on the CPU); only the networks run in
+onnxruntime.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.build import build_sampling_diffusion, denoiser
+from engine.build import build_formulation
 from engine.config import load_config
 from eval.evaluate import sample_conditioned
 
@@ -35,6 +38,12 @@ def graph_paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".encoder.onnx"), stem.with_name(stem.name + ".denoise.onnx")
 
 
+def direct_graph_path(path: str | Path) -> Path:
+    """The one graph of a direct decoder's export named `path` (OUT.onnx itself)."""
+    path = Path(path)
+    return path if path.suffix == ".onnx" else path.with_name(path.name + ".onnx")
+
+
 class EncoderGraph(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -42,24 +51,41 @@ class EncoderGraph(nn.Module):
 
     def forward(self, image, head_mask, face, depth=None):
         features = self.model.encode(image, head_mask, face, depth)
-        inout = torch.sigmoid(self.model.inout_logit(features["scene_face_feat"]).float())
+        inout = torch.sigmoid(self.model.predict_inout_logit(features).float())
         spatial = (features["spatial"],) if "spatial" in features else ()
         return (features["conditioning"], *spatial, inout)
 
 
 class DenoiseGraph(nn.Module):
-    def __init__(self, model: nn.Module, config):
+    def __init__(self, model: nn.Module, formulation):
         super().__init__()
-        self.network = denoiser(model, config)
+        self.network = formulation.network(model)
 
     def forward(self, x_t, t, conditioning, spatial=None):
         kwargs = {"context": conditioning} if spatial is None else {"context": conditioning, "spatial": spatial}
         return self.network(x_t, t, **kwargs)
 
 
-def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overrides=None) -> tuple[Path, Path]:
-    """Write the encoder and denoising-step graphs of `weights` (built as predict.py builds it: the checkpoint's
-    stored configuration, its evaluated weights); returns their paths."""
+class DirectGraph(nn.Module):
+    """Encoder and direct decoder in one graph: the formulation's one-pass "sample" and the in/out probability."""
+
+    def __init__(self, model: nn.Module, formulation):
+        super().__init__()
+        self.model, self.formulation = model, formulation
+
+    def forward(self, image, head_mask, face):
+        features = self.model.encode(image, head_mask, face)
+        inout = torch.sigmoid(self.model.predict_inout_logit(features).float())
+        out = self.formulation.sample(self.formulation.network(self.model),
+                                      self.formulation.conditioning(self.model, features), image.shape[0],
+                                      image.device)
+        return out["heatmaps"], torch.sigmoid(out["inout_logit"]) if "inout_logit" in out else inout
+
+
+def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overrides=None) -> tuple[Path, ...]:
+    """Write the graphs of `weights` (built as predict.py builds it: the checkpoint's stored configuration, its
+    evaluated weights): the encoder and denoising-step graphs of a diffusion decoder, the one graph of a direct
+    decoder; returns their paths."""
     import onnx
 
     from inference.predictor import Predictor
@@ -74,26 +100,38 @@ def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overri
     image, face = torch.randn(batch, 3, size, size), torch.randn(batch, 3, size, size)
     head_mask = torch.zeros(batch, 1, size, size)
     head_mask[:, :, size // 4: size // 2, size // 4: size // 2] = 1
-    with torch.no_grad():
-        encoded = EncoderGraph(model)(image, head_mask, face)
-    spatial = config.concat_scene
+    formulation = predictor.formulation
     encoder_path, denoise_path = graph_paths(output)
+    direct_path = direct_graph_path(output)
     encoder_path.parent.mkdir(parents=True, exist_ok=True)
-    encoder_outputs = ["conditioning", *(["spatial"] if spatial else []), "inout"]
-    _export(EncoderGraph(model), (image, head_mask, face), encoder_path, ["image", "head_mask", "face"],
-            encoder_outputs)
-    x_t = torch.randn(batch, config.unet_inout_channels, out, out)
-    t = torch.tensor([3.0, 7.0])
-    step_inputs = (x_t, t, encoded[0], *((encoded[1],) if spatial else ()))
-    _export(DenoiseGraph(model, config), step_inputs, denoise_path,
-            ["x_t", "t", "conditioning", *(["spatial"] if spatial else [])], ["output"])
+    if not formulation.diffuses:  # a direct decoder: one graph, nothing to sample
+        _export(DirectGraph(model, formulation), (image, head_mask, face), direct_path,
+                ["image", "head_mask", "face"], ["heatmap", "inout"])
+        paths, stale = (direct_path,), (encoder_path, denoise_path)
+    else:
+        with torch.no_grad():
+            encoded = EncoderGraph(model)(image, head_mask, face)
+        spatial = config.concat_scene
+        encoder_outputs = ["conditioning", *(["spatial"] if spatial else []), "inout"]
+        _export(EncoderGraph(model), (image, head_mask, face), encoder_path, ["image", "head_mask", "face"],
+                encoder_outputs)
+        x_t = torch.randn(batch, config.unet_inout_channels, out, out)
+        t = torch.tensor([3.0, 7.0])
+        step_inputs = (x_t, t, encoded[0], *((encoded[1],) if spatial else ()))
+        _export(DenoiseGraph(model, formulation), step_inputs, denoise_path,
+                ["x_t", "t", "conditioning", *(["spatial"] if spatial else [])], ["output"])
+        paths, stale = (encoder_path, denoise_path), (direct_path,)
+    for path in stale:  # an earlier export of the other kind under the same name would be read instead
+        if path.is_file():
+            path.unlink()
+            print(f"removed {path}, an earlier export of another decoder kind under the same name")
     metadata = {"format": "diffusion-gaze-onnx", "config": json.dumps(config.to_dict()), "weights": str(weights),
                 "evaluated_weights": predictor.evaluated_weights}
-    for path in (encoder_path, denoise_path):
+    for path in paths:
         graph = onnx.load(str(path))
         onnx.helper.set_model_props(graph, metadata)
         onnx.save(graph, str(path))
-    return encoder_path, denoise_path
+    return paths
 
 
 def _export(module: nn.Module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str]) -> None:
@@ -110,31 +148,33 @@ def _export(module: nn.Module, inputs: tuple, path: Path, input_names: list[str]
 
 
 class OnnxPredictor:
-    """Heatmaps and in/out probabilities from an export, with the configured sampler: `predict(batch)` takes the
+    """Heatmaps and in/out probabilities from an export, with the configured formulation: `predict(batch)` takes the
     tensors predict.py builds (datasets.transforms.model_inputs stacked: image, head_mask, face)."""
 
     def __init__(self, path: str | Path, providers=("CPUExecutionProvider",), threads: int | None = None):
         import onnxruntime
 
-        encoder_path, denoise_path = graph_paths(path)
-        for graph in (encoder_path, denoise_path):
-            if not graph.is_file():
-                raise FileNotFoundError(f"ONNX graph not found: {graph} (written by `python -m pretrained.export "
-                                        f"CKPT {path}`)")
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.encoder = onnxruntime.InferenceSession(str(encoder_path), options, providers=list(providers))
-        self.step = onnxruntime.InferenceSession(str(denoise_path), options, providers=list(providers))
+        encoder_path, denoise_path = graph_paths(path)
+        direct_path = direct_graph_path(path)
+        self.direct = direct_path.is_file()  # a direct decoder's export: one graph
+        for graph in (direct_path,) if self.direct else (encoder_path, denoise_path):
+            if not graph.is_file():
+                raise FileNotFoundError(f"ONNX graph not found: {graph} (written by `python -m pretrained.export "
+                                        f"CKPT {path}`)")
+        first = direct_path if self.direct else encoder_path
+        self.encoder = onnxruntime.InferenceSession(str(first), options, providers=list(providers))
+        self.step = None if self.direct else \
+            onnxruntime.InferenceSession(str(denoise_path), options, providers=list(providers))
         stored = self.encoder.get_modelmeta().custom_metadata_map.get("config")
         if stored is None:
-            raise ValueError(f"{encoder_path}: no 'config' in its metadata; re-export it with python -m "
-                             "pretrained.export")
+            raise ValueError(f"{first}: no 'config' in its metadata; re-export it with python -m pretrained.export")
         self.config = load_config((), {**json.loads(stored), "device": "cpu"})
-        self.diffusion = build_sampling_diffusion(self.config)
-        self.step_inputs = [node.name for node in self.step.get_inputs()]
 
     def encode(self, batch: dict) -> dict[str, np.ndarray]:
+        """The first graph's outputs (a direct decoder's: its heatmap and in/out probability)."""
         feeds = {name: _numpy(batch[name]) for name in ("image", "head_mask", "face")}
         names = [node.name for node in self.encoder.get_outputs()]
         return dict(zip(names, self.encoder.run(None, feeds)))
@@ -149,13 +189,17 @@ class OnnxPredictor:
 
     def predict(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(heatmaps [B, O, O] in heatmap units, in/out probabilities [B]); noise from torch's global generator,
-        as eval.evaluate.predict_heatmaps draws it (seed it the same way for the same samples)."""
+        as eval.evaluate.predict_heatmaps draws it (seed it the same way for the same samples). The formulation is
+        built from `self.config` at each call, so a changed sampler option applies."""
         encoded = self.encode(batch)
+        if self.direct:
+            return encoded["heatmap"], encoded["inout"]
         kwargs = {"context": torch.from_numpy(encoded["conditioning"])}
         if "spatial" in encoded:
             kwargs["spatial"] = torch.from_numpy(encoded["spatial"])
-        heatmaps = sample_conditioned(self.diffusion, self.config, self.denoise, kwargs, batch, torch.device("cpu"))
-        return heatmaps, encoded["inout"]
+        out = sample_conditioned(build_formulation(self.config), self.config, self.denoise, kwargs, batch,
+                                 torch.device("cpu"))
+        return out["heatmaps"].numpy(), encoded["inout"]
 
 
 def _numpy(value) -> np.ndarray:

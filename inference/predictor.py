@@ -1,7 +1,8 @@
 """Load a checkpoint with the configuration it was trained with, and predict gaze for the people of one image.
 
 Inputs are built by `datasets.transforms.model_inputs`, the function the datasets use, so a person is seen exactly as
-in evaluation; heatmaps are sampled by `eval.evaluate.predict_heatmaps` and read with `eval.metrics.argmax_point`
+in evaluation; heatmaps come from the configured formulation through `eval.evaluate.predict_heatmaps` (sampled by a
+diffusion decoder, one pass of a direct one) and are read with `eval.metrics.argmax_point`
 (the benchmarks' convention: the normalised top-left corner (col / W, row / H) of the argmax cell).
 """
 from __future__ import annotations
@@ -16,8 +17,7 @@ import torch
 from PIL import Image
 
 from datasets.transforms import model_inputs
-from diffusion import resolve_sampler
-from engine.build import build_sampling_diffusion
+from engine.build import build_formulation
 from engine.checkpoint import load_checkpoint
 from engine.config import ConfigError, load_config
 from engine.stored_config import evaluation_config, stored_configuration
@@ -108,8 +108,7 @@ class Predictor:
         memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=memory_format).eval()
         self.load_report = report
-        self.diffusion = build_sampling_diffusion(self.config)
-        self.sampler = resolve_sampler(self.diffusion, self.config.sampler)
+        self.formulation = build_formulation(self.config)  # what is diffused (or decoded) and how it is sampled
         self.autocast = autocast_for(self.config, self.device)
 
     def predict(self, image: Image.Image, head_boxes: Sequence[HeadBox],
@@ -131,7 +130,7 @@ class Predictor:
             batch["image"] = batch["image"][:1]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.seed)
-            heatmaps, inout = predict_heatmaps(self.model, self.diffusion, self.config, batch, self.device,
+            heatmaps, inout = predict_heatmaps(self.model, self.formulation, self.config, batch, self.device,
                                                self.autocast)
         return [
             PersonPrediction(person=head_box.person, head_box=box, eye_point=(box[:2] + box[2:]) / 2,
@@ -158,16 +157,22 @@ class Predictor:
         config.table.validate(config)
         clone = copy.copy(self)
         clone.config = config
-        clone.diffusion = build_sampling_diffusion(config)
-        clone.sampler = resolve_sampler(clone.diffusion, config.sampler)
+        clone.formulation = build_formulation(config)
         return clone
+
+    @property
+    def sampler(self) -> str | None:
+        """The sampler that runs (None for a direct heatmap decoder, which samples nothing)."""
+        return self.formulation.summary()["sampler"]
 
     def settings(self) -> dict:
         """The settings a prediction was made with, for the JSON output."""
+        sampling = self.formulation.summary()
         return {"weights": str(self.weights), "evaluated_weights": self.evaluated_weights,
                 "device": str(self.device), "sampler": self.sampler,
-                "sample_time_steps": self.config.sample_time_steps, "sample_k": self.config.sample_k,
-                "ddim_eta": self.config.ddim_eta,
+                "sample_time_steps": sampling["sample_steps"], "sample_k": sampling["sample_k"],
+                "ddim_eta": sampling["ddim_eta"], "heatmap_decoder": sampling["heatmap_decoder"],
+                "formulation": sampling["formulation"],
                 "seed": self.config.seed, "input_size": self.config.input_size,
                 "output_size": self.config.output_size, "amp": self.config.amp}
 

@@ -1,10 +1,11 @@
-"""get_model(config): builds the GazeDiffusionModel from the project's options (read by name with getattr)."""
+"""get_model(config): builds the GazeDiffusionModel (backbone, heatmap decoder, in/out head) from the project's options
+(read by name with getattr)."""
 
 import models.timm_backbone  # noqa: F401  (registers "timm"; timm itself is imported when one is built)
 from models.backbones import build_backbone, import_backbone_plugins
-from models.gaze_diffusion import SCENE_CHANNELS, GazeDiffusionModel
+from models.decoders import decoder_spec
+from models.gaze_diffusion import GazeDiffusionModel
 from models.inout import InOutHead
-from models.unet import UNetModel
 
 MODEL_OPTIONS = (
     "list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
@@ -20,9 +21,10 @@ def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     """Build the model. `config` is any object with the attributes in MODEL_OPTIONS (e.g. a SimpleNamespace).
 
     The modules of `backbone_plugins` are imported first, then the registered backbone `backbone_name` selects is
-    built. `init_backbone_weights: false` skips the backbone's starting weights (backbone_pretrained,
-    backbone_weights): for building a model whose weights a checkpoint then fills, so neither the network nor the
-    original weight file is needed.
+    built, and the registered heatmap decoder `heatmap_decoder` names (models/decoders.py; "diffusion", the UNet
+    denoiser, when the option is absent, as in configurations stored before it existed). `init_backbone_weights:
+    false` skips the backbone's starting weights (backbone_pretrained, backbone_weights): for building a model whose
+    weights a checkpoint then fills, so neither the network nor the original weight file is needed.
     """
     missing = [name for name in MODEL_OPTIONS if not hasattr(config, name)]
     if missing:
@@ -31,32 +33,19 @@ def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     backbone_config = config if init_backbone_weights else _Overridden(config, backbone_pretrained=False,
                                                                        backbone_weights=None)
     backbone = build_backbone(backbone_name(config), backbone_config)
-    unet = UNetModel(
-        in_channels=config.unet_inout_channels,
-        model_channels=config.unet_inplanes,
-        # A learned variance (Nichol & Dhariwal 2021) adds one output channel per input channel.
-        out_channels=config.unet_inout_channels * (2 if config.adm_learn_sigma else 1),
-        num_res_blocks=config.unet_residual,
-        attention_resolutions=list(config.list_unet_attention_levels),
-        channel_mult=list(config.list_unet_inplanes_multipliers),
-        num_heads=config.unet_spatial_tf_heads,
-        transformer_depth=config.unet_spatial_tf_layers,
-        context_dim=config.unet_context_vector,
-        dropout=config.unet_dropout,
-        conv_resample=config.conv_resample,
-        use_scale_shift_norm=config.use_scale_shift_norm,
-        resblock_updown=config.resblock_updown,
-        spatial_channels=SCENE_CHANNELS if config.concat_scene else 0,
-    )
-    if config.output_size % unet.downsample_factor:
+    spec = decoder_spec(getattr(config, "heatmap_decoder", "diffusion"))
+    network = spec.build(config, backbone)
+    downsample = getattr(network, "downsample_factor", 1)  # the UNets'
+    if config.output_size % downsample:
         raise ValueError(
-            f"output_size {config.output_size} (heatmap side) must be divisible by {unet.downsample_factor}, the "
+            f"output_size {config.output_size} (heatmap side) must be divisible by {downsample}, the "
             f"downsampling of a {len(config.list_unet_inplanes_multipliers)}-level UNet "
             f"(list_unet_inplanes_multipliers={list(config.list_unet_inplanes_multipliers)})"
         )
-    inout_head = InOutHead(backbone.feature_channels, backbone.feature_side ** 2)
-    model = GazeDiffusionModel(backbone, unet, inout_head,
-                               spatial_size=config.output_size if config.concat_scene else None)
+    inout_head = None if spec.own_inout else InOutHead(backbone.feature_channels, backbone.feature_side ** 2)
+    model = GazeDiffusionModel(backbone, network, inout_head,
+                               spatial_size=config.output_size if config.concat_scene else None,
+                               network_name=spec.module_name, decoder_kind=spec.kind)
     if config.freeze_scene:
         model.freeze("scene_backbone")
     if config.freeze_face:

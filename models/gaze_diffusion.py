@@ -1,7 +1,8 @@
-"""GazeDiffusionModel: the gaze backbone (conditioning), the denoising UNet and the in/out head in one module.
+"""GazeDiffusionModel: the gaze backbone (conditioning), the heatmap decoder (the denoising UNet, or a direct decoder,
+models/decoders.py) and the in/out head in one module.
 
 The diffusion process only sees the UNet (`denoise`); conditioning is computed once per image with `encode` and
-reused at every sampling step.
+reused at every sampling step. A direct decoder maps `encode`'s features to the heatmap in one pass (`decode`).
 """
 
 import torch
@@ -12,20 +13,31 @@ SCENE_CHANNELS = 4  # RGB + head mask, the spatial condition of `concat_scene`
 
 
 class GazeDiffusionModel(nn.Module):
-    """Holds `gaze_backbone`, `unet` and `inout_head`; streams of the backbone can be frozen (see `freeze`)."""
+    """Holds `gaze_backbone`, the heatmap network (`unet` for the built-in decoders; `heatmap_network` whatever its
+    name) and `inout_head` (None when the decoder has its own in/out head); streams of the backbone can be frozen
+    (see `freeze`)."""
 
-    # Its heatmap is sampled (diffusion): the number of samples K and of steps apply (the web demo's sliders ask this;
-    # a regression decoder that predicts one map declares False).
-    generative = True
-
-    def __init__(self, gaze_backbone: nn.Module, unet: nn.Module, inout_head: nn.Module,
-                 spatial_size: int | None = None):
+    def __init__(self, gaze_backbone: nn.Module, heatmap_network: nn.Module, inout_head: nn.Module | None,
+                 spatial_size: int | None = None, network_name: str = "unet", decoder_kind: str = "diffusion"):
         super().__init__()
+        self.decoder_kind = decoder_kind  # "diffusion" (sampled) or "direct" (one forward pass), models/decoders.py
         self.spatial_size = spatial_size  # heatmap side when the UNet also takes the scene (concat_scene)
         self.gaze_backbone = gaze_backbone
-        self.unet = unet
+        self.network_name = network_name
+        setattr(self, network_name, heatmap_network)  # registered in this order: state-dict keys `unet.*` as before
         self.inout_head = inout_head
         self.frozen_streams: list[str] = []
+
+    @property
+    def generative(self) -> bool:
+        """Whether the heatmap is sampled (a diffusion decoder: the number of samples K and of steps apply) rather
+        than predicted in one forward pass."""
+        return self.decoder_kind == "diffusion"
+
+    @property
+    def heatmap_network(self) -> nn.Module:
+        """The heatmap decoder's network: the denoiser a diffusion formulation calls, or a direct decoder."""
+        return getattr(self, self.network_name)
 
     def encode(self, image: torch.Tensor, head_mask: torch.Tensor, face: torch.Tensor,
                depth: torch.Tensor | None = None, scene_tokens=None) -> dict[str, torch.Tensor]:
@@ -53,8 +65,23 @@ class GazeDiffusionModel(nn.Module):
         return kwargs
 
     def inout_logit(self, scene_face_feat: torch.Tensor) -> torch.Tensor:
-        """Logit [B] that the gaze target is inside the frame."""
+        """Logit [B] of the in/out head that the gaze target is inside the frame."""
+        if self.inout_head is None:
+            raise ValueError("this model's heatmap decoder has its own in/out head: use predict_inout_logit(features)")
         return self.inout_head(scene_face_feat)
+
+    def predict_inout_logit(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logit [B] that the gaze target is inside the frame, from `encode`'s features: the in/out head's, or the
+        direct decoder's own (then its output is kept in features["decoded"] for the heatmap)."""
+        if self.inout_head is not None:
+            return self.inout_head(features["scene_face_feat"])
+        return self.decode(features)["inout_logit"]
+
+    def decode(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A direct decoder's output for `encode`'s features, computed once per features dict."""
+        if "decoded" not in features:
+            features["decoded"] = self.heatmap_network(features)
+        return features["decoded"]
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """The UNet's prediction for noisy heatmaps x_t [B, C, H, W] at timesteps t [B], given `encode`'s output."""
@@ -80,8 +107,9 @@ class GazeDiffusionModel(nn.Module):
         return self
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(UNet parameters, gaze backbone + in/out head parameters), trainable ones only: the optimizer's two
-        groups."""
-        unet = [p for p in self.unet.parameters() if p.requires_grad]
-        rest = [p for module in (self.gaze_backbone, self.inout_head) for p in module.parameters() if p.requires_grad]
-        return unet, rest
+        """(heatmap network parameters, gaze backbone + in/out head parameters), trainable ones only: the optimizer's
+        two groups."""
+        network = [p for p in self.heatmap_network.parameters() if p.requires_grad]
+        rest = [p for module in (self.gaze_backbone, self.inout_head) if module is not None
+                for p in module.parameters() if p.requires_grad]
+        return network, rest

@@ -1,5 +1,6 @@
 """Export the evaluation weights of a checkpoint to a .safetensors file (no pickle, loads anywhere), or the model to
-ONNX (an encoder graph and a one-step denoising graph, see inference/onnx_runner.py):
+ONNX (an encoder graph and a one-step denoising graph; one graph for a direct heatmap decoder; see
+inference/onnx_runner.py):
 
     python -m pretrained.export output/run1/last.pt run1.safetensors [--weights auto|ema|model] [--scheme auto|...]
     python -m pretrained.export output/run1/last.pt run1.onnx [--config YAML ...]
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pretrained.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="checkpoint file (.pt) of this project or a supported naming scheme")
     parser.add_argument("output", help="the .safetensors file to write, or OUT.onnx (writes OUT.encoder.onnx and "
-                                       "OUT.denoise.onnx), or with --format hub a folder")
+                                       "OUT.denoise.onnx; OUT.onnx itself for a direct heatmap decoder), or with --format hub a folder")
     parser.add_argument("--format", choices=("auto", "safetensors", "onnx", "hub"), default="auto",
                         help="auto: from the output's suffix (.safetensors or .onnx); hub: a Hub-style folder "
                              "(model.safetensors, config.json, training.json, README.md model card) [default: auto]")
@@ -102,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
         from inference.onnx_runner import export_onnx
 
-        encoder, step = export_onnx(args.checkpoint, args.output, args.config)
-        print(f"wrote {encoder} (image, head_mask, face -> conditioning, inout) and {step} (x_t, t, conditioning "
-              f"-> network output) of {args.checkpoint}; run them with inference.onnx_runner.OnnxPredictor")
+        paths = export_onnx(args.checkpoint, args.output, args.config)
+        what = ("(image, head_mask, face -> heatmap, inout)" if len(paths) == 1 else
+                "(image, head_mask, face -> conditioning, inout; x_t, t, conditioning -> network output)")
+        print(f"wrote {' and '.join(map(str, paths))} {what} of {args.checkpoint}; run them with "
+              "inference.onnx_runner.OnnxPredictor")
         return 0
     if not args.output.endswith(".safetensors"):
         parser.error(f"the output file must end in .safetensors or .onnx, found {args.output}")

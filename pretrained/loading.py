@@ -28,7 +28,7 @@ SCHEME_SIGNATURES = {
     "diffusiongaze": r"(gaze_model|sequential)\.",
     "tonini": r"(scene_backbone|face_backbone|inout_decoder)\.",
     "chong": r"(conv1|bn1|layer\d+)_(scene|face)\.",
-    "project": r"(gaze_backbone|unet|inout_head)\.",
+    "project": r"(gaze_backbone|unet|heatmap_decoder|inout_head)\.",
 }
 
 

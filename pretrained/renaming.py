@@ -14,7 +14,7 @@ RenameRule = tuple[str, str | None]
 SCHEMES: dict[str, list[RenameRule]] = {
     # This project's own checkpoints.
     "project": [
-        (r"(gaze_backbone|unet|inout_head)\.", r"\1."),
+        (r"(gaze_backbone|unet|heatmap_decoder|inout_head)\.", r"\1."),  # heatmap_decoder: a plug-in decoder's
     ],
     # ejcgt/attention-target-detection (Chong et al. 2020): flat module names.
     "chong": [

@@ -23,6 +23,7 @@ from diffusion import (
     sample_heatmaps,
 )
 from engine.build import (
+    build_formulation,
     build_sampling_diffusion,
     build_training_diffusion,
     denoiser,
@@ -352,7 +353,7 @@ def fingerprint(config) -> dict:
         loss = diffusion.training_losses(denoiser(model, config), x_start, torch.tensor([1, 9, 18]),
                                          model_kwargs=conditioning)["loss"]
     torch.manual_seed(2)
-    heatmaps, _ = predict_heatmaps(model, build_sampling_diffusion(config), config, batch(), torch.device("cpu"))
+    heatmaps, _ = predict_heatmaps(model, build_formulation(config), config, batch(), torch.device("cpu"))
     return {"model": [tuple(p.shape) for p in model.parameters()], "schedule": diffusion.betas.tolist(),
             "loss": loss.tolist(), "sampling": heatmaps.round(5).tolist()}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion import PointTarget, create_gaussian_diffusion
+from diffusion import create_gaussian_diffusion
+from formulations.point import PointTarget, point_ddim_sample, point_training_losses
 from engine.losses import soft_argmax
 from models.build import get_model
 from pretrained.loading import load_init_weights
@@ -99,9 +100,8 @@ def test_point_formulation_training_loss_equals_the_original(point_run):
     fixture, model, report, features, diffusion, target = point_run
     assert report.missing == [] and report.unexpected == []
     with torch.no_grad():
-        terms = diffusion.training_losses_point(model.unet, fixture["x_start"], fixture["x_point"], fixture["t"],
-                                                target, model_kwargs=model.denoiser_kwargs(features),
-                                                noise=fixture["noise"])
+        terms = point_training_losses(diffusion, model.unet, fixture["x_start"], fixture["x_point"], fixture["t"],
+                                      target, model_kwargs=model.denoiser_kwargs(features), noise=fixture["noise"])
         inout = model.inout_logit(features["scene_face_feat"])
     assert_close(terms["pred_xstart"][:, 0], fixture["train_model_output"], "UNet output on the rendered noisy point")
     assert_close(terms["mse"], fixture["train_mse"], "diffusion MSE")
@@ -119,8 +119,8 @@ def test_point_formulation_sampling_step_equals_the_original(point_run, first):
     state = fixture["first_noise"] if first else fixture["step_state"]
     t = torch.tensor([999, 999]) if first else fixture["step_t"]
     with torch.no_grad():
-        out = diffusion.point_ddim_sample(model.unet, state, t, target, clip_denoised=True,
-                                          model_kwargs=model.denoiser_kwargs(features), first_step=first)
+        out = point_ddim_sample(diffusion, model.unet, state, t, target, clip_denoised=True,
+                                model_kwargs=model.denoiser_kwargs(features), first_step=first)
     assert_close(out["pred_xstart"], fixture[f"{prefix}_pred_xstart"], "predicted heatmap")
     assert_close(out["sample"], fixture[f"{prefix}_sample"], "next point state")
 
@@ -132,9 +132,9 @@ def test_point_image_formulation_training_loss_equals_the_original(point_run):
     assert fixture["layout"] == load_fixture("point_pointloss")["layout"]  # the same model and weights
     target = PointTarget(scale=3.0, heatmap_size=64, sigma=8, std_normalize=True, heatmap_noise_scale=0.1)
     with torch.no_grad():
-        terms = diffusion.training_losses_point(model.unet, fixture["x_start"], fixture["x_point"], fixture["t"],
-                                                target, model_kwargs=model.denoiser_kwargs(features),
-                                                noise=fixture["noise"], heatmap_noise=fixture["heatmap_noise"])
+        terms = point_training_losses(diffusion, model.unet, fixture["x_start"], fixture["x_point"], fixture["t"],
+                                      target, model_kwargs=model.denoiser_kwargs(features), noise=fixture["noise"],
+                                      heatmap_noise=fixture["heatmap_noise"])
     assert_close(terms["pred_xstart"][:, 0], fixture["train_model_output"], "UNet output on the noised heatmap")
     assert_close(terms["mse"], fixture["train_mse"], "diffusion MSE")
     assert_close(terms["loss"], fixture["train_loss"], "diffusion loss")

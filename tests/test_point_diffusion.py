@@ -1,13 +1,15 @@
-"""The point formulation (diffusion_target: point): the renderer, the argmax estimate, the training loss, and a
-1-epoch training + evaluation run on synthetic data. Equality with the original code: test_diffusiongaze_parity.py."""
+"""The point formulation (diffusion_target: point, formulations/point.py): the renderer, the argmax estimate, the
+training loss, and a 1-epoch training + evaluation run on synthetic data. Equality with the original code:
+test_diffusiongaze_parity.py."""
 import json
 import math
 
 import pytest
 import torch
 
-from diffusion import PointTarget, create_gaussian_diffusion, render_point_heatmaps
-from diffusion.point import argmax_points
+from diffusion import create_gaussian_diffusion
+from formulations.point import (PointTarget, argmax_points, point_ddim_sample_loop_progressive, point_training_losses,
+                                 render_point_heatmaps)
 from engine.train import run
 from tests.tiny_runs import make_tiny_dataset, tiny_config
 
@@ -50,18 +52,18 @@ def test_training_loss_renders_the_noisy_point_and_compares_with_the_clean_heatm
         return 0.5 * x
 
     t = torch.tensor([0, 0])
-    terms = diffusion.training_losses_point(model, x_start, points, t, target, model_kwargs={"context": 1},
-                                            noise=torch.zeros(2, 2, dtype=torch.float64))
+    terms = point_training_losses(diffusion, model, x_start, points, t, target, model_kwargs={"context": 1},
+                                  noise=torch.zeros(2, 2, dtype=torch.float64))
     # At t = 0 with zero noise the point is sqrt(abar_0) (6 p - 3) mapped back: within a cell of p.
     assert torch.equal(seen["x"], render_point_heatmaps(points, 16, 2)) and seen["kwargs"] == {"context": 1}
     torch.testing.assert_close(terms["mse"], ((x_start - 0.5 * seen["x"]) ** 2).mean(dim=(1, 2, 3)))
     assert torch.equal(terms["loss"], terms["mse"]) and torch.equal(terms["x_t"], seen["x"])
     # Far noise is clamped to the grid's edge: a large positive eps puts both coordinates at 1.
-    diffusion.training_losses_point(model, x_start, points, torch.tensor([99, 99]), target,
-                                    noise=torch.full((2, 2), 50.0, dtype=torch.float64))
+    point_training_losses(diffusion, model, x_start, points, torch.tensor([99, 99]), target,
+                          noise=torch.full((2, 2), 50.0, dtype=torch.float64))
     assert (argmax_points(seen["x"]) == 15 / 16).all()
     with pytest.raises(ValueError, match="x_0 prediction"):
-        create_gaussian_diffusion(steps=100).training_losses_point(model, x_start, points, t, target)
+        point_training_losses(create_gaussian_diffusion(steps=100), model, x_start, points, t, target)
 
 
 def test_point_sampler_starts_from_the_noise_and_ends_with_the_predicted_heatmap():
@@ -75,7 +77,7 @@ def test_point_sampler_starts_from_the_noise_and_ends_with_the_predicted_heatmap
         calls.append(int(t[0]))
         return prediction.expand(x.shape[0], -1, -1, -1)
 
-    steps = list(diffusion.point_ddim_sample_loop_progressive(model, 1, target, noise=torch.zeros(1, 2)))
+    steps = list(point_ddim_sample_loop_progressive(diffusion, model, 1, target, noise=torch.zeros(1, 2)))
     assert calls == [99, 66, 33, 0] and len(steps) == 4  # base timesteps of the respaced grid
     torch.testing.assert_close(steps[-1]["pred_xstart"], prediction)
     # The last step lands on abar = 1: the state is the argmax point (12/16, 3/16) in diffusion space.
@@ -91,10 +93,9 @@ def test_point_targets_train_and_evaluate_end_to_end(tmp_path, target):
     metrics = json.loads((tmp_path / "out" / "point" / "metrics.json").read_text())
     assert metrics["diffusion_target"] == target and metrics["sampler"] == "ddim"
     assert 0.0 <= summary["auc"] <= 1.0 and summary["n_samples"] == metrics["n_samples"] > 0
-    eps = tiny_config(dataset, tmp_path / "out", "eps", "--diffusion_target", target, "--epochs", "1",
-                      "--random_sigma", "2", "--adm_predict_xstart", "false")
-    with pytest.raises(ValueError, match="x_0 prediction"):
-        run(eps)
+    with pytest.raises(ValueError, match="x_0 prediction"):  # a configuration error, before data or model
+        tiny_config(dataset, tmp_path / "out", "eps", "--diffusion_target", target, "--epochs", "1",
+                    "--random_sigma", "2", "--adm_predict_xstart", "false")
 
 
 def test_point_target_figures_and_trajectory(tmp_path):

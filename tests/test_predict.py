@@ -17,6 +17,7 @@ from PIL import Image
 import predict
 from datasets.gazefollow import GazeFollow
 from datasets.synthetic import generate_gazefollow
+from engine.build import build_formulation
 from engine.checkpoint import load_checkpoint
 from engine.config import ConfigError, parse_command_line
 from engine.train import run
@@ -137,11 +138,12 @@ def test_k_samples_are_the_mean_of_k_single_samples_drawn_in_one_batch(trained):
     image = Image.open(DEMO / FRAMES[0]).convert("RGB")
     batch_one = predictor_batch(predictor, image, [553, 71, 752, 275], copies=1)
     batch_three = predictor_batch(predictor, image, [553, 71, 752, 275], copies=3)
-    model, diffusion, config = predictor.model, predictor.diffusion, predictor.config
+    model, config = predictor.model, predictor.config
     torch.manual_seed(11)
-    averaged, inout = predict_heatmaps(model, diffusion, config.replace(sample_k=3), batch_one, torch.device("cpu"))
+    three = config.replace(sample_k=3)
+    averaged, inout = predict_heatmaps(model, build_formulation(three), three, batch_one, torch.device("cpu"))
     torch.manual_seed(11)  # the same noise rows: input 0's k-th sample is row k
-    single, inout_three = predict_heatmaps(model, diffusion, config, batch_three, torch.device("cpu"))
+    single, inout_three = predict_heatmaps(model, predictor.formulation, config, batch_three, torch.device("cpu"))
     assert averaged.shape == (1, config.output_size, config.output_size)
     assert not np.allclose(single[0], single[1])  # the K samples differ, so the mean is not one of them
     np.testing.assert_allclose(averaged[0], single.mean(axis=0), rtol=1e-5, atol=1e-6)
@@ -167,7 +169,7 @@ def test_prediction_preprocesses_like_the_evaluation(trained):
     sample = dataset[0]
     batch = {key: sample[key].unsqueeze(0) for key in ("image", "head_mask", "face")}
     torch.manual_seed(predictor.config.seed)
-    heatmaps, inout = predict_heatmaps(predictor.model, predictor.diffusion, predictor.config, batch,
+    heatmaps, inout = predict_heatmaps(predictor.model, predictor.formulation, predictor.config, batch,
                                        torch.device("cpu"))
     image = Image.open(data / annotation.path).convert("RGB")
     [person] = predictor.predict(image, [HeadBox("person1", annotation.head_box, "test")])

@@ -3,7 +3,7 @@ max norm, and torch.compile wiring (parameter names unchanged, same outputs)."""
 import pytest
 import torch
 
-from engine.build import build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_formulation
 from engine.config import load_config
 from engine.train import AMP_DTYPES, autocast_for, compile_model, training_step
 from models.build import get_model
@@ -46,8 +46,7 @@ def test_gradient_clipping_bounds_the_global_norm(grad_clip, single_thread):
     optimizer.register_step_pre_hook(record_the_norm)
     device = torch.device("cpu")
     scaler = torch.amp.GradScaler("cpu", enabled=AMP_DTYPES[config.amp] is torch.float16)
-    training_step(model, denoiser(model, config), build_training_diffusion(config), heatmap_scaling(config), batch(),
-                  config, device, optimizer, scheduler, scaler,
+    training_step(model, build_formulation(config), batch(), config, device, optimizer, scheduler, scaler,
                   autocast_for(config, device), torch.contiguous_format, step=0)
     if grad_clip:
         assert norms[0] <= grad_clip * (1 + 1e-4)

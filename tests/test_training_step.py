@@ -3,7 +3,7 @@ offers, and the options that act inside the step (x_loss, weights, freezing, nor
 import pytest
 import torch
 
-from engine.build import build_sampling_diffusion, build_training_diffusion, denoiser, heatmap_scaling
+from engine.build import build_formulation, denoiser
 from engine.config import load_config
 from engine.train import AMP_DTYPES, autocast_for, training_step
 from eval.evaluate import predict_heatmaps
@@ -52,9 +52,8 @@ def one_step(config, data=None):
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    losses = training_step(model, denoiser(model, config), build_training_diffusion(config), heatmap_scaling(config),
-                           data or batch(), config, device, optimizer, scheduler, scaler, autocast_for(config, device),
-                           memory_format, step=0)
+    losses = training_step(model, build_formulation(config), data or batch(), config, device, optimizer, scheduler,
+                           scaler, autocast_for(config, device), memory_format, step=0)
     losses = {key: float(value) for key, value in losses.items()}  # detached tensors, read here as a logger would
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())}
     return model, losses, changed
@@ -66,7 +65,7 @@ def test_every_formulation_trains_and_samples(name):
     model, losses, changed = one_step(config)
     assert torch.isfinite(torch.tensor(losses["loss"])) and losses["in_frame"] == 3
     assert any(n.startswith("unet.") for n in changed) and any(n.startswith("gaze_backbone.") for n in changed)
-    heatmaps, inout = predict_heatmaps(model, build_sampling_diffusion(config), config, batch(), torch.device("cpu"))
+    heatmaps, inout = predict_heatmaps(model, build_formulation(config), config, batch(), torch.device("cpu"))
     assert heatmaps.shape == (4, 16, 16) and inout.shape == (4,)
     assert ((inout > 0) & (inout < 1)).all()
 
@@ -141,9 +140,8 @@ def test_fp16_grad_scaler_skips_overflowing_steps_then_trains():
     before = [p.detach().clone() for p in model.unet.parameters()]
     scales = [scaler.get_scale()]
     for step in range(60):
-        training_step(model, denoiser(model, config), build_training_diffusion(config), heatmap_scaling(config),
-                      batch(), config, device, optimizer, scheduler, scaler, autocast_for(config, device),
-                      torch.contiguous_format, step)
+        training_step(model, build_formulation(config), batch(), config, device, optimizer, scheduler, scaler,
+                      autocast_for(config, device), torch.contiguous_format, step)
         scales.append(scaler.get_scale())
         if any(not torch.equal(b, p.detach()) for b, p in zip(before, model.unet.parameters())):
             break
@@ -197,9 +195,8 @@ def test_training_steps_between_logging_points_never_read_the_device(samples):
     scheduler = build_lr_scheduler(optimizer, config, 10)
     ema, running = ExponentialMovingAverage(model, 0.9), RunningLosses()
     for step in range(3):
-        losses = training_step(model, denoiser(model, config), build_training_diffusion(config),
-                               heatmap_scaling(config), batch() if samples == "float" else loader_batch(), config,
-                               device, optimizer, scheduler,
+        losses = training_step(model, build_formulation(config), batch() if samples == "float" else loader_batch(),
+                               config, device, optimizer, scheduler,
                                torch.amp.GradScaler("cpu", enabled=False), autocast_for(config, device),
                                torch.contiguous_format, step, ema)
         running.add(losses, step)
@@ -224,10 +221,9 @@ def test_a_nan_loss_stops_the_run_at_the_next_check_naming_its_step(monkeypatch)
     scheduler = build_lr_scheduler(optimizer, config, 10)
     running = RunningLosses()
     for step in range(3):
-        losses = training_step(model, denoiser(model, config), build_training_diffusion(config),
-                               heatmap_scaling(config), batch(), config, torch.device("cpu"), optimizer, scheduler,
-                               torch.amp.GradScaler("cpu", enabled=False), autocast_for(config, torch.device("cpu")),
-                               torch.contiguous_format, step)
+        losses = training_step(model, build_formulation(config), batch(), config, torch.device("cpu"), optimizer,
+                               scheduler, torch.amp.GradScaler("cpu", enabled=False),
+                               autocast_for(config, torch.device("cpu")), torch.contiguous_format, step)
         running.add(losses, step)
         if step == 0:
             assert running.means()["in_frame"] == 3  # a finite loss passes the check
