@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pretrained.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="checkpoint file (.pt) of this project or a supported naming scheme")
     parser.add_argument("output", help="the .safetensors file to write, or OUT.onnx (writes OUT.encoder.onnx and "
-                                       "OUT.denoise.onnx; OUT.onnx itself for a direct heatmap decoder), or with --format hub a folder")
+                                       "OUT.denoise.onnx; OUT.onnx itself for a direct heatmap decoder), or with "
+                                       "--format hub a folder")
     parser.add_argument("--format", choices=("auto", "safetensors", "onnx", "hub"), default="auto",
                         help="auto: from the output's suffix (.safetensors or .onnx); hub: a Hub-style folder "
                              "(model.safetensors, config.json, training.json, README.md model card) [default: auto]")
