@@ -11,6 +11,8 @@ chooses `direct`. This room imports only diffusion/, models/ and datasets/; engi
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from formulations import direct, heatmap, point, point_image  # noqa: F401  (register the built-in formulations)
 from formulations.base import FORMULATIONS, Formulation, TrainingTargets, register_formulation
 from formulations.gaussian import build_sampling_diffusion, build_training_diffusion, sdedit_start_step
@@ -19,7 +21,7 @@ from models.decoders import HEATMAP_DECODERS, decoder_spec
 __all__ = [
     "FORMULATIONS", "Formulation", "TrainingTargets", "build_formulation", "build_sampling_diffusion",
     "build_training_diffusion", "check_config", "decoder_choices", "diffusion_targets", "formulation_class",
-    "register_formulation", "sampler_choices", "sdedit_start_step",
+    "register_formulation", "sampler_choices", "sdedit_start_step", "stored_formulation_class",
 ]
 
 
@@ -31,6 +33,13 @@ def formulation_class(config) -> type[Formulation]:
         raise KeyError(f"unknown formulation {name!r}; registered: {sorted(FORMULATIONS)} (a plug-in of "
                        "backbone_plugins registers its name with @register_formulation)")
     return FORMULATIONS[name]
+
+
+def stored_formulation_class(values) -> type[Formulation]:
+    """formulation_class of a stored configuration (a mapping of option values, e.g. a Hub folder's config.json);
+    options it does not store take their defaults."""
+    return formulation_class(SimpleNamespace(heatmap_decoder=values.get("heatmap_decoder", "diffusion"),
+                                             diffusion_target=values.get("diffusion_target", "heatmap")))
 
 
 def build_formulation(config) -> Formulation:

@@ -30,6 +30,7 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+from formulations import stored_formulation_class
 from pretrained.files import HUB_PREFIX, CheckpointError, load_checkpoint, load_safetensors
 
 WEIGHTS_NAME = "model.safetensors"
@@ -191,15 +192,18 @@ def model_card(config: Mapping[str, Any], training: Mapping[str, Any], evaluated
     data.datasets = [dataset]
     data.metrics = list(values) or None
     backbone = config.get("gaze_backbone", "resnet")
-    target = str(config.get("diffusion_target", "heatmap"))
+    formulation = stored_formulation_class(config)
+    decoder = (f"{formulation.name} diffusion" if formulation.diffuses
+               else f"{config.get('heatmap_decoder')} direct heatmap decoder")
+    sampling = (f"The heatmap is sampled with `{config.get('sampler', 'auto')}` in {config.get('sample_time_steps')} "
+                "steps" + (f", the mean of K = {config.get('sample_k')} samples." if config.get("sample_k", 1) > 1
+                           else ".")) if formulation.diffuses else "The heatmap is predicted in one forward pass."
     lines = [
-        f"# Gaze following: {backbone} gaze backbone, {target} diffusion ({dataset_name})",
+        f"# Gaze following: {backbone} gaze backbone, {decoder} ({dataset_name})",
         "",
         "A gaze-following model of the diffusion gaze-following framework: for a person (a head box in an image) it "
         "predicts a gaze heatmap, the gaze point (its argmax) and the probability that the gaze target is inside "
-        f"the frame. The heatmap is sampled with `{config.get('sampler', 'auto')}` in "
-        f"{config.get('sample_time_steps')} steps" + (f", the mean of K = {config.get('sample_k')} samples."
-                                                        if config.get("sample_k", 1) > 1 else "."),
+        f"the frame. {sampling}",
         "",
         "## Files",
         "",
