@@ -365,17 +365,19 @@ def test_only_this_projects_stored_configuration_is_used():
 
 
 def test_a_configuration_stored_by_an_earlier_version_keeps_its_meaning():
-    """Checkpoints written before an option was renamed (is_subsample_test_set -> test_subsample_fraction) or before
-    `depth_layout` existed (their depth model was the Tonini-style fusion) evaluate as they were trained."""
+    """Checkpoints written before an option was renamed (is_subsample_test_set -> test_subsample_fraction; the layout
+    flags -> gaze_backbone by name) or before `depth_layout` existed (their depth model was the Tonini-style fusion)
+    evaluate as they were trained."""
     from engine.stored_config import evaluation_config, stored_configuration
 
     old = {"model": {}, "config": {"depth_flag": True, "is_subsample_test_set": 0.25, "lr": 0.1}}
     assert stored_configuration(old) is not None
     config, changes = evaluation_config(old, {}, weights="old.pt")
-    assert config.depth_layout == "tonini" and config.test_subsample_fraction == 0.25 and changes == []
-    config, _ = evaluation_config({"model": {}, "config": {"depth_flag": True, "depth_layout": "diffusiongaze"}}, {},
-                                  weights="new.pt")
-    assert config.depth_layout == "diffusiongaze"
+    assert config.gaze_backbone == "original_depth_tokens" and config.test_subsample_fraction == 0.25
+    assert changes == []
+    config, _ = evaluation_config({"model": {}, "config": {"depth_flag": True, "depth_layout": "diffusiongaze",
+                                                           "attention_layout": False}}, {}, weights="new.pt")
+    assert config.gaze_backbone == "diffusiongaze_depth"
 
 
 def test_the_tables_of_changeable_options_name_declared_options():
