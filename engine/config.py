@@ -288,7 +288,8 @@ def _read_yaml(path: str | Path, table: OptionTable | None = None) -> tuple[dict
 def _yaml_error(path: Path, error: yaml.YAMLError, what: str) -> str:
     """One line: the file, the line of the problem and PyYAML's problem text."""
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    problem = "; ".join(part for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part)
+    problem = problem or str(error).splitlines()[0]
     return f"{path}{f':{mark.line + 1}' if mark is not None else ''}: {what}: {problem}"
 
 
@@ -464,6 +465,8 @@ def _add_flag(group, option: Option) -> None:
         group.add_argument(f"--{option.name}", nargs="*", metavar="PATH" if option.path else "ITEM", help=help_text)
     else:
         choices = option.allowed()
+        if choices is not None and not all(isinstance(choice, str) for choice in choices):
+            choices = None  # argparse compares the flag's text; convert_value checks numbers after conversion
         metavar = None if choices is not None else ("PATH" if option.path else option.kind.upper())
         group.add_argument(f"--{option.name}", choices=choices, metavar=metavar, help=help_text)
 

@@ -8,9 +8,9 @@ every broken rule into a ConfigError naming the options involved and where each 
 checks, `--help`, the options reference (docs/options.md) and engine.stored_config's evaluation / resume tables all
 read these fields.
 
-Conditions are small objects with a text for the messages: `On("noise_changer")` (a switch is on), `Given("eval_weights")`
-(set), `Is("sampler", "ddim", "ddpm")` (one of these values), `Not`, `All`, `AnyOf`, and `Check(text, names, test)` for
-a computed relation.
+Conditions are small objects with a text for the messages: `On("noise_changer")` (a switch is on),
+`Given("eval_weights")` (set), `Is("sampler", "ddim", "ddpm")` (one of these values), `Not`, `All`, `AnyOf`, and
+`Check(text, names, test)` for a computed relation.
 """
 from __future__ import annotations
 

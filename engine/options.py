@@ -88,8 +88,8 @@ READS_DEPTH_RESNET = Rule(All(Not(Is("gaze_backbone", "timm")), On("depth_flag")
 READS_WEIGHT_FILES = Rule(AnyOf(Given("init_weights"), Given("eval_weights")),
                           "it says how init_weights / eval_weights files are read")
 EVALUATES_GAZEFOLLOW = Rule(
-    Check("the evaluated dataset (eval_dataset, else source_dataset) = 'gazefollow'", ("eval_dataset", "source_dataset"),
-          lambda c: (c.eval_dataset or c.source_dataset) == "gazefollow"),
+    Check("the evaluated dataset (eval_dataset, else source_dataset) = 'gazefollow'",
+          ("eval_dataset", "source_dataset"), lambda c: (c.eval_dataset or c.source_dataset) == "gazefollow"),
     "only GazeFollow's test set has several annotators per person (the other datasets read no such option)")
 READS_VAT = Rule(AnyOf(Is("source_dataset", "videoattentiontarget"), Is("eval_dataset", "videoattentiontarget")),
                  "an option of the VideoAttentionTarget loader")
@@ -235,11 +235,13 @@ OPTIONS: tuple[Option, ...] = (
        "diffusiongaze_depth, original_depth_tokens (the original's streams plus a depth ResNet whose tokens join the "
        "conditioning), timm (any timm model, see timm_model), or a name registered by backbone_plugins. The "
        "original's attention_layout / depth_layout are accepted (docs/configuration.md).",
-       needs=Rule(Given("timm_model"), "set 'timm_model' to a timm model name (e.g. vit_base_patch14_reg4_dinov2)", when=("timm",))),
+       needs=Rule(Given("timm_model"), "set 'timm_model' to a timm model name (e.g. vit_base_patch14_reg4_dinov2)",
+                  when=("timm",))),
     _o("backbone_plugins", STR_LIST, [], GAZE,
        "Python modules (importable names or .py paths) imported before the model is built; they register gaze "
        "backbones with @register_backbone. Stored in checkpoints and imported again by evaluation.",
-       path=True, evaluation="plug-in location (the same code, moved)", resume="plug-in location (the same code, moved)"),
+       path=True, evaluation="plug-in location (the same code, moved)",
+       resume="plug-in location (the same code, moved)"),
     _o("timm_model", STR, None, GAZE,
        "gaze_backbone timm: the timm model name (e.g. vit_base_patch14_reg4_dinov2, resnet50, convnext_tiny).",
        nullable=True, read_with=TIMM_ONLY),
@@ -261,12 +263,14 @@ OPTIONS: tuple[Option, ...] = (
     _o("backbone_weights", STR, None, GAZE,
        "gaze_backbone timm: start the encoder(s) from this local .safetensors / .pth file (timm naming); missing "
        "and unexpected keys are reported.", nullable=True,
-       path=True, read_with=TIMM_ONLY, needs=Rule(Not(On("backbone_pretrained")), "both give the encoder's starting weights: choose one")),
+       path=True, read_with=TIMM_ONLY,
+       needs=Rule(Not(On("backbone_pretrained")), "both give the encoder's starting weights: choose one")),
     _o("feature_cache", STR, None, GAZE,
        "Folder caching the frozen scene encoder's tokens per image (and flip), so later epochs read them instead of "
        "running the encoder; needs gaze_backbone timm (or a plug-in with encode_scene), freeze_scene and "
        "head_position prompt, and no pixel-changing train_augmentations (crop, colour).", nullable=True,
-       path=True, needs=FEATURE_CACHE_RULES, evaluation="training only", resume="cache folder (cached tokens equal the frozen encoder's)"),
+       path=True, needs=FEATURE_CACHE_RULES, evaluation="training only",
+       resume="cache folder (cached tokens equal the frozen encoder's)"),
     _o("feature_cache_dtype", STR, "float32", GAZE,
        "Precision of the cached tokens: float32 (the encoder's values exactly) or float16 / bfloat16 (half the disk).",
        choices=("float32", "float16", "bfloat16"), read_with=Given("feature_cache"), evaluation="training only"),
@@ -294,7 +298,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("resnet_depth_inplanes", INT, 64, GAZE, "Stem width of the depth ResNet.",
        bounds=POSITIVE, read_with=READS_DEPTH_RESNET),
     # --- UNet ----------------------------------------------------------------------------------------------------
-    _o("unet_inout_channels", INT, 1, UNET, "UNet input and output channels (output doubled with adm_learn_sigma).",
+    _o("unet_inout_channels", INT, 1, UNET,
+       "UNet input and output channels (output doubled with adm_learn_sigma): 1, the heatmap's.",
        choices=(1,)),
     _o("unet_inplanes", INT, 8, UNET, "UNet model_channels (time-embedding width is 4x).", bounds=POSITIVE),
     _o("unet_residual", INT, 1, UNET, "Residual blocks per UNet level.", bounds=POSITIVE),
@@ -334,7 +339,8 @@ OPTIONS: tuple[Option, ...] = (
        "ddpm; dpm++2m = DPM-Solver++(2M), deterministic, one network call per step.",
        choices=("auto", "ddim", "ddpm", "dpm++2m"), evaluation="sampler"),
     _o("ddim_eta", FLOAT, 0.0, DIFF, "DDIM noise scale eta in [0, 1]: 0 = deterministic, 1 = ancestral variance (DDIM only).",
-       bounds=UNIT_INTERVAL, needs=Rule(DDIM_SAMPLING, "it is DDIM's noise scale, and the configured sampler does not sample with DDIM"), evaluation="sampler"),
+       bounds=UNIT_INTERVAL, evaluation="sampler",
+       needs=Rule(DDIM_SAMPLING, "it is DDIM's noise scale, and the configured sampler does not sample with DDIM")),
     _o("sample_k", INT, 1, DIFF,
        "Heatmaps sampled per input and averaged (one batched UNet call per step; the conditioning is computed once).",
        bounds=POSITIVE, evaluation="sampler"),
@@ -345,22 +351,27 @@ OPTIONS: tuple[Option, ...] = (
        "Use the ADM formulation configured by the adm_* options; false = the simple formulation set by predict_sthg."),
     _o("predict_sthg", STR, "pred_noise", DIFF, "Target of the simple formulation (fixed variance, MSE).",
        choices=("pred_noise", "pred_x0"),
-       read_with=Rule(Not(ADM), "the target of the simple formulation (adm false); the ADM formulation's is set by adm_predict_xstart / adm_predict_v")),
+       read_with=Rule(Not(ADM), "the target of the simple formulation (adm false); the ADM formulation's is set by "
+                                "adm_predict_xstart / adm_predict_v")),
     _o("adm_predict_xstart", BOOL, True, DIFF, "ADM: the network predicts x0 (else eps).", needs=ADM_ONLY),
     _o("adm_predict_v", BOOL, False, DIFF, "ADM: the network predicts v = sqrt(abar) eps - sqrt(1 - abar) x0.",
-       needs=(ADM_ONLY, Rule(Not(On("adm_predict_xstart")), "adm_predict_xstart and adm_predict_v are both true: choose one target"))),
+       needs=(ADM_ONLY, Rule(Not(On("adm_predict_xstart")),
+                             "adm_predict_xstart and adm_predict_v are both true: choose one target"))),
     _o("adm_learn_sigma", BOOL, False, DIFF, "ADM: learned-range variance (UNet output channels x2), VB loss term.",
        needs=ADM_ONLY),
     _o("adm_use_kl", BOOL, False, DIFF, "ADM: train on the variational bound (RESCALED_KL).", needs=ADM_ONLY),
     _o("adm_rescale_learned_sigmas", BOOL, False, DIFF,
        "ADM: hybrid loss MSE + VB * T/1000 (RESCALED_MSE); needs adm_learn_sigma (without it there is no VB term).",
-       needs=(ADM_ONLY, Rule(All(On("adm_learn_sigma"), Not(On("adm_use_kl"))), "it scales the VB term of a learned variance in the hybrid loss"))),
+       needs=(ADM_ONLY, Rule(All(On("adm_learn_sigma"), Not(On("adm_use_kl"))),
+                             "it scales the VB term of a learned variance in the hybrid loss"))),
     _o("adm_rescale_timesteps", BOOL, False, DIFF, "ADM: the network sees t * 1000 / T.", needs=ADM_ONLY),
     _o("adm_sigma_small", BOOL, False, DIFF,
        "ADM with fixed variance: the posterior variance beta~_t (fixed small) instead of beta_t (fixed large, "
        "guided-diffusion's default). Read by ancestral (DDPM) sampling and the VB loss (adm_use_kl) only; not with "
        "adm_learn_sigma.",
-       needs=(ADM_ONLY, Rule(Not(On("adm_learn_sigma")), "it picks a fixed variance, but adm_learn_sigma learns it"), Rule(AnyOf(On("adm_use_kl"), ANCESTRAL_SAMPLING), "the fixed variance is read only by ancestral (DDPM) sampling and the VB loss"))),
+       needs=(ADM_ONLY, Rule(Not(On("adm_learn_sigma")), "it picks a fixed variance, but adm_learn_sigma learns it"),
+              Rule(AnyOf(On("adm_use_kl"), ANCESTRAL_SAMPLING),
+                   "the fixed variance is read only by ancestral (DDPM) sampling and the VB loss"))),
     _o("diff_normalization", FLOAT, 3.0, DIFF,
        "v: a heatmap h in [0, 1] is diffused as x0 = 2 v h - v (SNR grows by v^2); predictions map back by (x + v)/(2 v).",
        bounds=POSITIVE),
@@ -374,7 +385,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("fix_snr", BOOL, False, DIFF,
        "Rescale the schedule to zero terminal SNR (Lin et al. 2024; diffusers' rescale_betas_zero_snr); needs x0 or v "
        "prediction, and sampling starts from pure noise at t = T-1 (which the S-step grid includes).",
-       needs=Rule(Not(PREDICTS_EPS), "zero terminal SNR makes abar = 0 at t = T-1, where an eps prediction cannot give x0; predict x0 or v ('adm_predict_xstart' / 'adm_predict_v', or 'predict_sthg' = 'pred_x0')")),
+       needs=Rule(Not(PREDICTS_EPS), "zero terminal SNR makes abar = 0 at t = T-1, where an eps prediction cannot give "
+                                     "x0; predict x0 or v ('adm_predict_xstart' / 'adm_predict_v', or 'predict_sthg' "
+                                     "= 'pred_x0')")),
     _o("eval_from_picture", BOOL, False, DIFF,
        "SDEdit evaluation: start the reverse process at the last grid step <= time_noise from the picture_source "
        "heatmap noised to that step, instead of pure noise at T-1.", evaluation="sampler"),
@@ -387,11 +400,13 @@ OPTIONS: tuple[Option, ...] = (
     _o("compat_original_ddim_step", BOOL, False, DIFF,
        "Compatibility with the original code, for comparing with its numbers: each DDIM step lands on abar(t-1) of "
        "the full schedule instead of abar of the next grid point (original_system.md section 3, item 1). DDIM only.",
-       needs=Rule(DDIM_SAMPLING, "it changes the DDIM step, and the configured sampler does not sample with DDIM"), evaluation="sampler"),
+       needs=Rule(DDIM_SAMPLING, "it changes the DDIM step, and the configured sampler does not sample with DDIM"),
+       evaluation="sampler"),
     _o("compat_original_std_state", BOOL, False, DIFF,
        "Compatibility with the original code: with norm_std_flag, sampling divides the state x_t itself by its std at "
        "every step, not only the UNet input (original_system.md section 3, item 2).",
-       needs=Rule(On("norm_std_flag"), "it reproduces a behaviour of norm_std_flag, which is off"), evaluation="sampler"),
+       needs=Rule(On("norm_std_flag"), "it reproduces a behaviour of norm_std_flag, which is off"),
+       evaluation="sampler"),
     # --- losses --------------------------------------------------------------------------------------------------
     _o("diffusion_weight", FLOAT, 1e5, LOSS, "Weight of the diffusion loss (YAML also accepts the original `diffuion_weight`).",
        aliases=("diffuion_weight",), bounds=NON_NEGATIVE),
@@ -402,7 +417,9 @@ OPTIONS: tuple[Option, ...] = (
        "Per-timestep weight of the MSE: constant, min_snr_K (Min-SNR-gamma, e.g. min_snr_5), max_snr_K, trunc_snr, snr, "
        "inv_snr; defined as min(SNR, K), max(SNR, K), max(SNR, 1), SNR, 1/SNR on the x0 error, divided by SNR for eps "
        "and by SNR + 1 for v targets; 1 where SNR = 0.",
-       check=parse_mse_loss_weight_type, needs=Rule(Not(All(On("adm"), On("adm_use_kl"))), "it weights the MSE, but adm_use_kl trains on the variational bound only (no MSE term)")),
+       check=parse_mse_loss_weight_type,
+       needs=Rule(Not(All(On("adm"), On("adm_use_kl"))),
+                  "it weights the MSE, but adm_use_kl trains on the variational bound only (no MSE term)")),
     _o("other_loss", BOOL, False, LOSS,
        "Add the original's extra heatmap loss on the predicted x0 of in-frame samples: the squared distance (grid "
        "cells) between its soft argmax and the gaze point, times location_weight; with kl_div_loss, the KL term "
@@ -423,8 +440,9 @@ OPTIONS: tuple[Option, ...] = (
        bounds=POSITIVE),
     # --- training ------------------------------------------------------------------------------------------------
     _o("lr", FLOAT, 2.5e-4, TRAIN, "Learning rate of both parameter groups (see lr_gaze).",
-       bounds=NON_NEGATIVE, needs=Rule(AnyOf(Given("eval_weights"), Check("'lr_gaze' > 0", ("lr_gaze",), lambda c: (c.lr_gaze or 0) > 0)), LR_ZERO, when=(0.0,),
-                  warning=True)),
+       bounds=NON_NEGATIVE,
+       needs=Rule(AnyOf(Given("eval_weights"), Check("'lr_gaze' > 0", ("lr_gaze",), lambda c: (c.lr_gaze or 0) > 0)),
+                  LR_ZERO, when=(0.0,), warning=True)),
     _o("lr_gaze", FLOAT, None, TRAIN,
        "Learning rate of the gaze backbone and in/out head group; unset = lr. Both groups follow one schedule.",
        nullable=True, bounds=NON_NEGATIVE),
@@ -434,19 +452,26 @@ OPTIONS: tuple[Option, ...] = (
     _o("coupled_weight_decay", BOOL, False, TRAIN,
        "Use Adam with weight_decay as a coupled L2 penalty on the gradient (the original's optimizer) instead of "
        "AdamW.",
-       read_with=Rule(Check("'weight_decay' > 0", ("weight_decay",), lambda c: c.weight_decay > 0), "Adam and AdamW differ only in how weight decay is applied")),
+       read_with=Rule(Check("'weight_decay' > 0", ("weight_decay",), lambda c: c.weight_decay > 0),
+                      "Adam and AdamW differ only in how weight decay is applied")),
     _o("epochs", INT, 60, TRAIN, "Number of training epochs.",
-       bounds=POSITIVE, resume="length of the run (extend it)", resume_unless=Unless(Is("lr_schedule", "warmup_cosine", "warmup_constant"), "it spreads the learning-rate schedule over the run's epochs, and the steps done followed that schedule; resume with the same epochs, or start a new run")),
+       bounds=POSITIVE, resume="length of the run (extend it)",
+       resume_unless=Unless(Is("lr_schedule", "warmup_cosine", "warmup_constant"),
+                            "it spreads the learning-rate schedule over the run's epochs, and the steps done followed "
+                            "that schedule; resume with the same epochs, or start a new run")),
     _o("lr_schedule", STR, "constant", TRAIN,
        "Learning-rate schedule, per iteration: constant; warmup_cosine = linear warm-up over 10 % of the steps, then "
        "cosine to 0 (the original's lr_schedular); warmup_constant = the same warm-up, then constant (its "
        "warmup_linear); linear_anneal = guided-diffusion's linear decay to 0 over lr_anneal_steps steps, then stop.",
        choices=("constant", "warmup_cosine", "warmup_constant", "linear_anneal"),
-       needs=Rule(Check("'lr_anneal_steps' > 0", ("lr_anneal_steps",), lambda c: c.lr_anneal_steps > 0), "the schedule decays the rate to 0 over lr_anneal_steps steps", when=("linear_anneal",))),
+       needs=Rule(Check("'lr_anneal_steps' > 0", ("lr_anneal_steps",), lambda c: c.lr_anneal_steps > 0),
+                  "the schedule decays the rate to 0 over lr_anneal_steps steps", when=("linear_anneal",))),
     _o("lr_anneal_steps", INT, 0, TRAIN,
        "Steps of lr_schedule linear_anneal (the rate reaches 0 and training stops); given alone (lr_schedule left "
        "unset), N > 0 selects linear_anneal, as in guided-diffusion.",
-       bounds=NON_NEGATIVE, read_with=Rule(Is("lr_schedule", "linear_anneal"), "it is the length of the linear_anneal schedule (choose one schedule)")),
+       bounds=NON_NEGATIVE,
+       read_with=Rule(Is("lr_schedule", "linear_anneal"),
+                      "it is the length of the linear_anneal schedule (choose one schedule)")),
     _o("grad_clip", FLOAT, 1.0, TRAIN, "Max global gradient norm (0 = no clipping).", bounds=NON_NEGATIVE),
     _o("amp", STR, "off", TRAIN,
        "Mixed precision (apex levels mapped onto torch.autocast): off/O0 = fp32; O1, O2, O3, fp16 = autocast "
@@ -479,7 +504,10 @@ OPTIONS: tuple[Option, ...] = (
        "Dataset whose test split is evaluated, with its own protocol (unset = source_dataset): cross-dataset "
        "evaluation, in a training run or with eval_weights.",
        choices=("gazefollow", "videoattentiontarget", "goo"), nullable=True,
-       needs=Rule(AnyOf(Check("'eval_dataset' = 'source_dataset'", ("source_dataset",), lambda c: c.eval_dataset == c.source_dataset), Given("eval_dataset_dir")), "it differs from source_dataset: set 'eval_dataset_dir' to the folder of that dataset"), evaluation="test data"),
+       evaluation="test data",
+       needs=Rule(AnyOf(Check("'eval_dataset' = 'source_dataset'", ("source_dataset",),
+                              lambda c: c.eval_dataset == c.source_dataset), Given("eval_dataset_dir")),
+                  "it differs from source_dataset: set 'eval_dataset_dir' to the folder of that dataset")),
     _o("eval_dataset_dir", STR, None, EVAL,
        "Root folder of eval_dataset (unset = source_dataset_dir; required when eval_dataset differs).",
        nullable=True, path=True, evaluation="test data", resume="data location (the same data, moved)"),

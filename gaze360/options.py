@@ -84,26 +84,34 @@ OPTIONS: tuple[Option, ...] = (
        evaluation="analysis of the weights"),
     # --- data ----------------------------------------------------------------------------------------------------
     _o("dataset", STR, "gaze360", DATA, "Dataset format: Gaze360 split files, or RT-GENE subjects (3-fold protocol).",
-       choices=("gaze360", "rtgene")),
+       choices=("gaze360", "rtgene"),
+       needs=Rule(Is("num_frames", 1), "RT-GENE has single images", when=("rtgene",))),
     _o("dataset_dir", STR, "data/gaze360_synthetic", DATA,
        "Root folder: Gaze360 = {train,validation,test}.txt + imgs/; RT-GENE = s000_glasses .. s016_glasses.",
        path=True, evaluation="data location", resume="data location (the same data, moved)"),
     _o("input_size", INT, 224, DATA, "Side in pixels of every image the backbone sees (the original: 224).",
        bounds=POSITIVE),
     _o("num_frames", INT, 7, DATA, "Frames per sample: 1 (static) or an odd window t-k..t+k around the labelled frame.",
-       bounds=POSITIVE, needs=(Rule(Check("an odd num_frames (a window centred on the labelled frame)", (), lambda c: c.num_frames % 2 == 1), when=ALWAYS), Rule(Check("one frame with dataset rtgene (single images)", ("dataset",), lambda c: c.dataset != "rtgene" or c.num_frames == 1), when=ALWAYS))),
+       bounds=POSITIVE,
+       needs=Rule(Check("an odd num_frames (a window centred on the labelled frame)", (),
+                        lambda c: c.num_frames % 2 == 1), when=ALWAYS)),
     _o("crop_sizes", INT_LIST, [224], DATA,
        "Centre-crop sides in pixels (at input_size) of the crop list: Resize -> CenterCrop(c) -> Resize(input_size). "
        "A side above input_size zooms out: the frame is padded with black to c x c (the notes' zoom-out crops). "
        "One entry = no multi-crop. Order matters.",
-       bounds=POSITIVE, needs=Rule(Check("every crop <= 2 x input_size (above input_size = zoomed out, padded)", ("input_size",), lambda c: all(side <= 2 * c.input_size for side in c.crop_sizes)), when=ALWAYS)),
+       bounds=POSITIVE,
+       needs=Rule(Check("every crop <= 2 x input_size (above input_size = zoomed out, padded)", ("input_size",),
+                        lambda c: all(side <= 2 * c.input_size for side in c.crop_sizes)), when=ALWAYS)),
     _o("symmetric_crops", BOOL, False, DATA, "Use the symmetric list c + reversed(c[:-1]) of crop_sizes."),
     _o("frame_crops", STR, "zip", DATA,
        "How frames and crops make the sequence: zip = frame i gets crop i (the original: one frame repeated per crop "
        "when num_frames is 1, one crop for every frame when the list has one entry, else num_frames = crops); "
        "all = every frame gets every crop, frame-major (this project's layout: num_frames x crops images).",
        choices=("zip", "all"),
-       needs=Rule(Check("one crop or num_frames crops (crop_sizes, symmetric_crops)", ("num_frames", "crop_sizes", "symmetric_crops"), lambda c: len(crop_list(c)) in (1, c.num_frames) or c.num_frames == 1), "'zip' gives frame i crop i; or use frame_crops: all", when=("zip",))),
+       needs=Rule(Check("one crop or num_frames crops (crop_sizes, symmetric_crops)",
+                        ("num_frames", "crop_sizes", "symmetric_crops"),
+                        lambda c: len(crop_list(c)) in (1, c.num_frames) or c.num_frames == 1),
+                  "'zip' gives frame i crop i; or use frame_crops: all", when=("zip",))),
     _o("resize", STR, "square", DATA,
        "First resize of each frame: square = squash to input_size x input_size (the original); shorter_side = keep "
        "the aspect ratio, shorter side input_size (this project's: heads are not distorted; needs a centre crop).",
@@ -119,13 +127,19 @@ OPTIONS: tuple[Option, ...] = (
        "Evaluation: with this probability per frame, centre-crop it to eval_random_crop_size then resize back (the "
        "notes' RandomCenterCrop magnification); 0 = off.", bounds=UNIT_INTERVAL, evaluation="evaluation views"),
     _o("eval_random_crop_size", INT, 200, DATA, "Crop side (pixels at input_size) of eval_random_crop_prob.",
-       bounds=Bounds(1, "input_size"), read_with=Check("'eval_random_crop_prob' > 0", ("eval_random_crop_prob",), lambda c: c.eval_random_crop_prob > 0), evaluation="evaluation views"),
+       bounds=Bounds(1, "input_size"), evaluation="evaluation views",
+       read_with=Check("'eval_random_crop_prob' > 0", ("eval_random_crop_prob",),
+                       lambda c: c.eval_random_crop_prob > 0)),
     _o("magnify_frame", INT, -1, DATA,
        "One-in-sequence magnification: centre-crop only image k (0-based in the sequence) to magnify_size, "
        "then resize back, in every split (the notes' OneInSequenceMagnification); -1 = off.",
-       needs=Rule(Check("-1 (off) or an image index of the sequence (num_frames, crop_sizes, frame_crops)", ("num_frames", "crop_sizes", "frame_crops"), lambda c: -1 <= c.magnify_frame < sequence_length(c)), when=ALWAYS)),
+       needs=Rule(Check("-1 (off) or an image index of the sequence (num_frames, crop_sizes, frame_crops)",
+                        ("num_frames", "crop_sizes", "frame_crops"),
+                        lambda c: -1 <= c.magnify_frame < sequence_length(c)),
+                  when=ALWAYS)),
     _o("magnify_size", INT, 175, DATA, "Crop side (pixels at input_size) of magnify_frame.",
-       bounds=Bounds(1, "input_size"), read_with=Check("'magnify_frame' >= 0", ("magnify_frame",), lambda c: c.magnify_frame >= 0)),
+       bounds=Bounds(1, "input_size"),
+       read_with=Check("'magnify_frame' >= 0", ("magnify_frame",), lambda c: c.magnify_frame >= 0)),
     _o("time_order", STR, "forward", DATA,
        "Training frame order: forward; reverse = the window reversed with probability 0.5 (the notes' 'reverses "
        "the time'); random_walk = frames drawn by a random walk from the centre, a step forward with probability "
@@ -152,7 +166,8 @@ OPTIONS: tuple[Option, ...] = (
        "inpainted ones (inpainted/face/), or original/face/.",
        choices=("face_before_inpainting", "inpainted", "original"), read_with=Is("dataset", "rtgene")),
     _o("rtgene_folds", INT_LIST, [1, 2, 3], DATA, "RT-GENE test folds to run (1..3); the mean is reported.",
-       bounds=Bounds(1, 3), read_with=Is("dataset", "rtgene"), needs=Rule(Check("distinct folds", (), lambda c: len(set(c.rtgene_folds)) == len(c.rtgene_folds)), when=ALWAYS), evaluation="folds evaluated"),
+       bounds=Bounds(1, 3), read_with=Is("dataset", "rtgene"), evaluation="folds evaluated",
+       needs=Rule(Check("distinct folds", (), lambda c: len(set(c.rtgene_folds)) == len(c.rtgene_folds)), when=ALWAYS)),
     _o("batch_size", INT, 64, DATA, "Samples per optimisation step.", bounds=POSITIVE, evaluation="evaluation batch"),
     _o("num_workers", INT, 4, DATA,
        "DataLoader worker processes (0 = load in the main process); training workers persist across epochs.",
@@ -182,7 +197,9 @@ OPTIONS: tuple[Option, ...] = (
        "original's MAX); spatial_max = max of the trunk's feature maps before pooling (the original's SPATIAL_MAX, "
        "its published MSA); attention = softmax-weighted sum of the feature vectors (attention_dim); none = one "
        "image.", choices=("lstm", "maxpool", "spatial_max", "attention", "none"),
-       needs=Rule(Check("a sequence of one image (num_frames, crop_sizes, frame_crops)", ("num_frames", "crop_sizes", "frame_crops"), lambda c: sequence_length(c) == 1), "'none' takes one image per sample; use lstm or maxpool", when=("none",))),
+       needs=Rule(Check("a sequence of one image (num_frames, crop_sizes, frame_crops)",
+                        ("num_frames", "crop_sizes", "frame_crops"), lambda c: sequence_length(c) == 1),
+                  "'none' takes one image per sample; use lstm or maxpool", when=("none",))),
     _o("attention_dim", INT, 128, MODEL, "Latent width of temporal: attention (the notes' Attn_dim).",
        bounds=POSITIVE, read_with=Is("temporal", "attention")),
     _o("lstm_layers", INT, 2, MODEL, "LSTM layers.", bounds=POSITIVE),

@@ -273,9 +273,9 @@ class OriginalGazeBackbone(SceneFaceStreams):
             raise ValueError(
                 "gaze_backbone 'original_depth_tokens' is the original's streams with a depth stream: it needs "
                 "depth_flag: true" if cls.has_depth else
-                "gaze_backbone 'original' has no depth stream: with depth_flag use 'diffusiongaze_depth' (DiffusionGaze's "
-                "depth model, what a configuration's depth_flag gives the original backbone) or 'original_depth_tokens' "
-                "(the depth map's own tokens, Tonini et al.'s fusion)")
+                "gaze_backbone 'original' has no depth stream: with depth_flag use 'diffusiongaze_depth' "
+                "(DiffusionGaze's depth model, what a configuration's depth_flag gives the original backbone) or "
+                "'original_depth_tokens' (the depth map's own tokens, Tonini et al.'s fusion)")
         return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
                    config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
                    use_face=config.head_flag, head_attention=config.adm_attention_module,

@@ -183,7 +183,7 @@ def test_the_original_readme_command_lines_parse_and_mean_what_they_meant(x_loss
     assert config.init_weights == "pretrained/init_weights.pt" and config.watch_wandb is True
     assert config.tag == "example_1" and config.adm is True and config.adm_predict_xstart is True
     assert config.diff_normalization == 0.1 and config.norm_std_flag is True and config.random_flag is True
-    assert config.epochs == 30 and config.lr_schedular is True and config.amp == "O1"
+    assert config.epochs == 30 and config.lr_schedule == "warmup_cosine" and config.amp == "O1"  # --lr_schedular
     assert config.source_dataset == "gazefollow" and config.source_dataset_dir == "datasets/gazefollow_extended"
     assert config.test_subsample_fraction == 0.0  # bare --is_subsample_test_set: the full test set
     if x_loss:
