@@ -137,28 +137,28 @@ class Not(Condition):
         return f"not ({self.condition.text()})"
 
 
-class All(Condition):
+class _Combined(Condition):
+    """Several conditions joined by `combine` (all / any), written with `word` between them."""
+
+    combine, word = staticmethod(all), "and"
+
     def __init__(self, *conditions: Condition):
         self.conditions = conditions
         self.names = tuple(dict.fromkeys(name for c in conditions for name in c.names))
 
     def holds(self, config) -> bool:
-        return all(c.holds(config) for c in self.conditions)
+        return type(self).combine(c.holds(config) for c in self.conditions)
 
     def text(self) -> str:
-        return " and ".join(c.text() for c in self.conditions)
+        return f" {self.word} ".join(c.text() for c in self.conditions)
 
 
-class AnyOf(Condition):
-    def __init__(self, *conditions: Condition):
-        self.conditions = conditions
-        self.names = tuple(dict.fromkeys(name for c in conditions for name in c.names))
+class All(_Combined):
+    combine, word = staticmethod(all), "and"
 
-    def holds(self, config) -> bool:
-        return any(c.holds(config) for c in self.conditions)
 
-    def text(self) -> str:
-        return " or ".join(c.text() for c in self.conditions)
+class AnyOf(_Combined):
+    combine, word = staticmethod(any), "or"
 
 
 class Check(Condition):

@@ -135,6 +135,18 @@ LR_ZERO = ("with lr_gaze unset or 0 every parameter keeps its starting value: th
            "of the starting weights, else set lr > 0 (eval_weights evaluates weights without training)")
 
 
+def logging_options(print_every: int, group: str) -> tuple[Option, ...]:
+    """The logging options both trainers declare (the Gaze360 table's too, with its own print_every default)."""
+    return (
+        _o("print_every", INT, print_every, group, "Print and log training statistics every N batches.",
+           bounds=POSITIVE, evaluation="logging", resume="logging cadence"),
+        _o("no_wandb", BOOL, False, group, "Disable Weights & Biases (on by default; offline when no account is set "
+           "up).", evaluation="logging", resume="logging"),
+        _o("watch_wandb", BOOL, False, group, "Log gradients and parameters to wandb (wandb.watch).",
+           evaluation="logging", resume="logging"),
+    )
+
+
 def parse_mse_loss_weight_type(name: str):
     from diffusion.gaussian_diffusion import parse_mse_loss_weight_type as parse  # numpy/torch only when checking
 
@@ -523,12 +535,7 @@ OPTIONS: tuple[Option, ...] = (
        "Processes computing the per-sample metrics while the model predicts (0 = in the main process).",
        bounds=NON_NEGATIVE, evaluation="execution", resume="workers"),
     # --- logging -------------------------------------------------------------------------------------------------
-    _o("print_every", INT, 10, LOG, "Print and log training statistics every N batches.",
-       bounds=POSITIVE, evaluation="logging", resume="logging cadence"),
-    _o("no_wandb", BOOL, False, LOG, "Disable Weights & Biases (on by default; offline when no account is set up).",
-       evaluation="logging", resume="logging"),
-    _o("watch_wandb", BOOL, False, LOG, "Log gradients and parameters to wandb (wandb.watch).",
-       read_with=Not(On("no_wandb")), evaluation="logging", resume="logging"),
+    *logging_options(print_every=10, group=LOG),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

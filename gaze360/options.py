@@ -12,7 +12,9 @@ from __future__ import annotations
 from engine.option_rules import (
     ALWAYS, BELOW_ONE, NON_NEGATIVE, POSITIVE, SEED, UNIT_INTERVAL, AnyOf, Bounds, Check, Given, Is, Not, On, Rule,
 )
-from engine.options import BOOL, FLOAT, INT, INT_LIST, STR, Option, OptionTable, markdown_table, rewrite_block
+from engine.options import (
+    BOOL, FLOAT, INT, INT_LIST, STR, Option, OptionTable, logging_options, markdown_table, rewrite_block,
+)
 
 RUN, DATA, MODEL, LOSS, TRAIN, EVAL, LOG = "Run", "Data", "Model", "Losses", "Training", "Evaluation", "Logging"
 GROUPS = (RUN, DATA, MODEL, LOSS, TRAIN, EVAL, LOG)
@@ -265,12 +267,7 @@ OPTIONS: tuple[Option, ...] = (
        "the oracle picks per sample the best of these crops.",
        bounds=NON_NEGATIVE, evaluation="analysis of the weights"),
     # --- logging -------------------------------------------------------------------------------------------------
-    _o("print_every", INT, 20, LOG, "Print and log training statistics every N batches.",
-       bounds=POSITIVE, evaluation="logging", resume="logging cadence"),
-    _o("no_wandb", BOOL, False, LOG, "Disable Weights & Biases (on by default; offline when no account is set up).",
-       evaluation="logging", resume="logging"),
-    _o("watch_wandb", BOOL, False, LOG, "Log gradients and parameters to wandb (wandb.watch).",
-       read_with=Not(On("no_wandb")), evaluation="logging", resume="logging"),
+    *logging_options(print_every=20, group=LOG),
 )
 
 

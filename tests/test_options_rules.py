@@ -159,7 +159,6 @@ def test_a_value_stored_in_a_checkpoint_is_not_refused_as_unread():
      r"'gaze_point_threshold' .* is read only with the evaluated dataset"),
     ({"vat_frame_step": 2}, r"'vat_frame_step' .* is read only with 'source_dataset' = 'videoattentiontarget'"),
     ({"goo_variant": "synth"}, r"'goo_variant' .* is read only with 'source_dataset' = 'goo' or 'eval_dataset' = "),
-    ({"no_wandb": True, "watch_wandb": True}, r"'watch_wandb' .* is read only with 'no_wandb' off"),
     ({"feature_cache_dtype": "float16"}, r"'feature_cache_dtype' .* is read only with 'feature_cache' set"),
     ({"coupled_weight_decay": True}, r"'coupled_weight_decay' .* is read only with 'weight_decay' > 0"),
     ({"trust_legacy_checkpoint": True}, r"'trust_legacy_checkpoint' .* read only with 'init_weights' set or "),
