@@ -141,7 +141,7 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         result = [item.strip() for item in items]
         if option.path:
             result = [expand_path(item, option, where) for item in result]
-        choices = option.allowed()
+        choices = None if callable(option.choices) else option.choices  # a registry's: checked by validate()
         if choices is not None:
             unknown = [item for item in result if item not in choices]
             if unknown:
@@ -157,8 +157,8 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         result = [list(rule) for rule in value]
     else:  # pragma: no cover - a declaration error, caught by the tests of OPTIONS
         raise AssertionError(f"unknown option kind {kind}")
-    choices = option.allowed()
-    if choices is not None and result not in choices:
+    choices = None if callable(option.choices) else option.choices  # a registry's names: checked by validate(),
+    if choices is not None and result not in choices:                 # once the plug-ins that register them run
         raise ConfigError(f"{where}: key '{option.name}': expected one of {list(choices)}, found {result!r}")
     return result
 
@@ -464,10 +464,11 @@ def _add_flag(group, option: Option) -> None:
     elif option.kind == STR_LIST:  # bare flag = empty list
         group.add_argument(f"--{option.name}", nargs="*", metavar="PATH" if option.path else "ITEM", help=help_text)
     else:
-        choices = option.allowed()
+        choices = None if callable(option.choices) else option.choices  # a registry's: checked by validate()
         if choices is not None and not all(isinstance(choice, str) for choice in choices):
             choices = None  # argparse compares the flag's text; convert_value checks numbers after conversion
-        metavar = None if choices is not None else ("PATH" if option.path else option.kind.upper())
+        metavar = "NAME" if callable(option.choices) else None if choices is not None else (
+            "PATH" if option.path else option.kind.upper())
         group.add_argument(f"--{option.name}", choices=choices, metavar=metavar, help=help_text)
 
 

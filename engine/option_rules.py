@@ -250,6 +250,8 @@ def check_rules(config, options) -> None:
     """Apply every declared rule of `options` to `config` (declaration order; the first broken rule is raised)."""
     for option in options:
         value = getattr(config, option.name)
+        if callable(option.choices) and value is not None:  # a registry's names, as registered now
+            _check_registered(option, value, config)
         static_bounds = option.bounds is not None and not option.bounds.names()
         if static_bounds:  # a value outside a fixed interval is wrong whether or not anything reads it
             _check_bounds(option, value, config)
@@ -287,6 +289,14 @@ def warn_once(text: str) -> None:
     if text not in _WARNED:
         _WARNED.add(text)
         print(f"warning: {text}", file=sys.stderr)
+
+
+def _check_registered(option, value, config) -> None:
+    names = option.allowed()
+    unknown = [item for item in (value if isinstance(value, list) else [value]) if item not in names]
+    if unknown:
+        raise ConfigError(f"{_at(config, option.name)}: expected one of {list(names)}, found "
+                          f"{value if isinstance(value, list) else value!r} (names registered now)")
 
 
 def _check_bounds(option, value, config) -> None:
