@@ -241,11 +241,6 @@ def _facts(config, names: Iterable[str]) -> str:
     return ", ".join(f"{_at(config, name)} = {getattr(config, name)!r}" for name in names)
 
 
-def is_read(option, config) -> bool:
-    rule = as_rule(option.read_with)
-    return rule is None or rule.condition.holds(config)
-
-
 def check_rules(config, options) -> None:
     """Apply every declared rule of `options` to `config` (declaration order; the first broken rule is raised)."""
     for option in options:
