@@ -11,20 +11,22 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
+from engine import old_spellings
+from engine.option_rules import ConfigError, check_rules
 from engine.options import (
-    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, STR_LIST, Option,
-    OptionTable,
+    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, RULES, STR, STR_LIST, Option, OptionTable,
 )
 from engine.original_layout import DIFFUSIONGAZE_LAYOUT
 
-
-class ConfigError(ValueError):
-    """A configuration value or file is wrong; the message names the file, line and key."""
+__all__ = ["Config", "ConfigError", "GAZE_FOLLOWING", "build_arg_parser", "check_buildable", "convert_value",
+           "load_config", "parse_command_line", "read_yaml_options", "validate"]
 
 
 class Config:
@@ -41,18 +43,25 @@ class Config:
         try:
             return self._values[name]
         except KeyError:
+            old = {o.name: o for o in self.table.old_spellings}.get(name)
+            if old is not None:
+                raise AttributeError(f"{name!r} is the original's spelling of {old.replaced_by!r} (engine."
+                                     f"old_spellings): read config.{old.replaced_by}") from None
             raise AttributeError(f"no option named {name!r}{_suggestion(name, self.table)}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Config is read-only; use config.replace(name=value)")
 
     def replace(self, **changes: Any) -> "Config":
-        """A copy with some options changed (values are converted and checked like flags)."""
+        """A copy with some options changed (values are converted like flags; the original's spellings are
+        translated)."""
         values, sources = dict(self._values), dict(self.sources)
         for name, value in changes.items():
             option = _option(name, "replace()", self.table)
-            values[name] = convert_value(option, value, "replace()")
-            sources[name] = "replace()"
+            values[option.name] = convert_value(option, value, "replace()")
+            sources[option.name] = "replace()"
+        if self.table.translate is not None:
+            self.table.translate(values, sources)
         return Config(values, sources, self.table)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +126,7 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
     elif kind == STR:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise fail("a string")
-        result = str(value)
+        result = expand_path(str(value), option, where) if option.path else str(value)
     elif kind == INT_LIST:
         items = value.replace(",", " ").split() if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not items:
@@ -130,10 +139,13 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
             raise fail("a list of strings")
         result = [item.strip() for item in items]
-        if option.choices is not None:
-            unknown = [item for item in result if item not in option.choices]
+        if option.path:
+            result = [expand_path(item, option, where) for item in result]
+        choices = None if callable(option.choices) else option.choices  # a registry's: checked by validate()
+        if choices is not None:
+            unknown = [item for item in result if item not in choices]
             if unknown:
-                raise ConfigError(f"{where}: key '{option.name}': expected items from {list(option.choices)}, "
+                raise ConfigError(f"{where}: key '{option.name}': expected items from {list(choices)}, "
                                   f"found {unknown}")
             return result
     elif kind == RULES:
@@ -145,9 +157,28 @@ def convert_value(option: Option, value: Any, where: str) -> Any:
         result = [list(rule) for rule in value]
     else:  # pragma: no cover - a declaration error, caught by the tests of OPTIONS
         raise AssertionError(f"unknown option kind {kind}")
-    if option.choices is not None and not callable(option.choices) and result not in option.choices:
-        raise ConfigError(f"{where}: key '{option.name}': expected one of {list(option.choices)}, found {result!r}")
+    choices = None if callable(option.choices) else option.choices  # a registry's names: checked by validate(),
+    if choices is not None and result not in choices:                 # once the plug-ins that register them run
+        raise ConfigError(f"{where}: key '{option.name}': expected one of {list(choices)}, found {result!r}")
     return result
+
+
+_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(text: str, option: Option, where: str) -> str:
+    """A path option's value with `~` (the home folder) and `$NAME` / `${NAME}` (environment variables) expanded, so
+    that `output_dir: ~/runs` is the folder in the home directory, never a folder named `~`. An unknown user or an
+    unset variable is an error naming the key."""
+    expanded = os.path.expandvars(os.path.expanduser(text))
+    unset = _VARIABLE.search(expanded)
+    if unset:
+        raise ConfigError(f"{where}: key '{option.name}': the environment variable {unset.group(0)} in {text!r} is "
+                          "not set")
+    if expanded.startswith("~"):
+        raise ConfigError(f"{where}: key '{option.name}': cannot expand {text.split('/')[0]!r} in {text!r} (no such "
+                          "user): write the folder out")
+    return expanded
 
 
 def _to_int(value: Any) -> int | None:
@@ -185,17 +216,18 @@ def _table(table: OptionTable | None) -> OptionTable:
 
 def _suggestion(name: str, table: OptionTable | None = None) -> str:
     table = _table(table)
-    close = difflib.get_close_matches(name, list(table.by_name) + list(table.aliases), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(table.readable) + list(table.aliases), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _option(name: str, where: str, table: OptionTable | None = None) -> Option:
+    """The declared option (or the original's spelling, engine.old_spellings) that the key `name` names."""
     table = _table(table)
-    by_name = table.by_name
+    readable = table.readable
     canonical = table.aliases.get(name, name)
-    if canonical not in by_name:
+    if canonical not in readable:
         raise ConfigError(f"{where}: unknown key '{name}'{_suggestion(name, table)}")
-    return by_name[canonical]
+    return readable[canonical]
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------------
@@ -213,14 +245,24 @@ def read_yaml_options(path: str | Path, table: OptionTable | None = None) -> dic
 
 def _read_yaml(path: str | Path, table: OptionTable | None = None) -> tuple[dict[str, tuple[Any, str]], bool]:
     """(read_yaml_options's result, whether the file is in the table's original layout)."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"configuration file not found: {path}")
-    loader = yaml.SafeLoader(path.read_text())
+        raise ConfigError(f"configuration file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark is fine
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}): save the file as UTF-8") \
+            from None
+    loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(_yaml_error(path, error, "not valid YAML")) from None
     finally:
         loader.dispose()
     found: dict[str, tuple[Any, str]] = {}
@@ -228,7 +270,7 @@ def _read_yaml(path: str | Path, table: OptionTable | None = None) -> tuple[dict
         raise ConfigError(f"{path}: the file is empty (no options): give the YAML file with the run's options, or "
                           "leave the flag out to use the defaults")
     if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(f"{path}: expected a mapping of options at the top level")
+        raise ConfigError(f"{path}:{root.start_mark.line + 1}: expected a mapping of options at the top level")
     table = _table(table)
     # A file in an original program's layout (its section names) is read with that program's meanings.
     original = table.original_layout
@@ -243,19 +285,50 @@ def _read_yaml(path: str | Path, table: OptionTable | None = None) -> tuple[dict
         raise ConfigError(str(error)) from None
 
 
+def _yaml_error(path: Path, error: yaml.YAMLError, what: str) -> str:
+    """One line: the file, the line of the problem and PyYAML's problem text."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = "; ".join(part for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part)
+    problem = problem or str(error).splitlines()[0]
+    return f"{path}{f':{mark.line + 1}' if mark is not None else ''}: {what}: {problem}"
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _construct(constructor: yaml.SafeLoader, node: yaml.Node, path: Path) -> Any:
+    """The plain value of `node`; a tag the safe loader does not construct (e.g. `!!python/object`) is an error."""
+    try:
+        return constructor.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as error:
+        mark = error.problem_mark or node.start_mark
+        raise ConfigError(f"{path}:{mark.line + 1}: the YAML tag {_tag_of(error)} is not read: option files hold "
+                          "plain values (numbers, strings, booleans, lists, null)") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(_yaml_error(path, error, "not valid YAML")) from None
+
+
+def _tag_of(error: yaml.constructor.ConstructorError) -> str:
+    found = re.search(r"tag '([^']*)'", str(error.problem))
+    return found.group(1).replace("tag:yaml.org,2002:", "!!") if found else "(unknown)"
+
+
 def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any, str]], table: OptionTable,
                   original=None) -> None:
     constructor = yaml.SafeLoader("")
-    by_name, aliases = table.by_name, table.aliases
+    readable, aliases = table.readable, table.aliases
     for key_node, value_node in node.value:
-        key = constructor.construct_object(key_node, deep=True)
         where = f"{path}:{key_node.start_mark.line + 1}"
-        is_option = isinstance(key, str) and aliases.get(key, key) in by_name
+        if key_node.tag == _MERGE_TAG:
+            raise ConfigError(f"{where}: YAML merge keys (<<) are not read: write the options out (anchors and "
+                              "aliases of single values are fine), or put the shared ones in the other YAML file")
+        key = _construct(constructor, key_node, path)
+        is_option = isinstance(key, str) and aliases.get(key, key) in readable
         if not is_option and isinstance(value_node, yaml.MappingNode):
             _walk_mapping(value_node, path, found, table, original)  # a section such as `Dataset:`
             continue
         option = _option(str(key), where, table)
-        value = constructor.construct_object(value_node, deep=True)
+        value = _construct(constructor, value_node, path)
         if original is not None:
             value = original.raw_value(option.name, value)
         value = convert_value(option, value, where)
@@ -300,129 +373,33 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
     if original_layout:
         explicit = set(from_files) | {_option(name, "override", table).name for name in overrides or {}}
         table.original_layout.resolve(values, sources, explicit)
+    if table.translate is not None:  # the original's spellings (engine.old_spellings) become the current options
+        table.translate(values, sources)
     config = Config(values, sources, table)
     table.validate(config)
     return config
 
 
-_ADM_OPTIONS = ("adm_predict_xstart", "adm_predict_v", "adm_learn_sigma", "adm_use_kl", "adm_rescale_learned_sigmas",
-                "adm_rescale_timesteps", "adm_sigma_small")
-
-
 def validate(config: Config) -> None:
-    """Cross-option checks; each error names the options involved and where their values came from."""
+    """The gaze-following checks: every rule the declarations carry (engine.option_rules). Whether the model these
+    options describe can be built is `check_buildable`, made where that model is the one to build (a fresh training
+    run, a checkpoint's stored configuration), not here: a resume or an evaluation may leave the model's options to
+    the checkpoint."""
 
     def at(name: str) -> str:
         return f"'{name}' ({config.sources[name]})"
 
     _validate_registered(config, at)
-    if (config.eval_dataset not in (None, config.source_dataset)) and config.eval_dataset_dir is None:
-        raise ConfigError(f"{at('eval_dataset')} = {config.eval_dataset!r} differs from {at('source_dataset')} = "
-                          f"{config.source_dataset!r}: set 'eval_dataset_dir' to the folder of that dataset")
-    if not config.adm:
-        set_adm = [name for name in _ADM_OPTIONS if getattr(config, name)]
-        if set_adm:
-            raise ConfigError(
-                f"{', '.join(at(n) for n in set_adm)} configure the ADM formulation, but {at('adm')} is false: the "
-                f"simple formulation is configured by 'predict_sthg' only"
-            )
-    if config.adm_predict_xstart and config.adm_predict_v:
-        raise ConfigError(f"{at('adm_predict_xstart')} and {at('adm_predict_v')} are both true: choose one target")
-    _validate_diffusion(config, at)
+    check_rules(config, config.table.options)
     _validate_formulation(config, at)
-    if config.kl_div_loss and not config.other_loss:
-        raise ConfigError(f"{at('kl_div_loss')} selects the KL variant of the extra heatmap loss, which needs "
-                          f"{at('other_loss')}")
-    if config.location_loss != OPTIONS_BY_NAME["location_loss"].default and (config.kl_div_loss or not config.other_loss):
-        raise ConfigError(f"{at('location_loss')} selects the location term of the extra heatmap loss, which needs "
-                          f"{at('other_loss')} on and {at('kl_div_loss')} off")
-    if config.lr_schedular and config.warmup_linear:
-        raise ConfigError(f"{at('lr_schedular')} and {at('warmup_linear')} are both true: choose one schedule")
-    positive = ("input_size", "output_size", "batch_size", "train_time_steps", "sample_time_steps", "epochs",
-                "evaluate_every", "save_every", "print_every", "unet_inplanes", "unet_residual", "vat_frame_step")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"{at(name)} must be positive, found {getattr(config, name)}")
-    for name in ("num_workers", "save_every_steps", "lr_anneal_steps", "weight_decay", "grad_clip", "unet_dropout",
-                 "inout_weight", "diffusion_weight", "lr", "location_weight", "kl_weight", "softargmax_beta",
-                 "debug_maps_per_group", "debug_trajectories", "eval_metric_workers"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"{at(name)} must be >= 0, found {getattr(config, name)}")
-    if config.sample_time_steps > config.train_time_steps:
-        raise ConfigError(f"{at('sample_time_steps')} = {config.sample_time_steps} exceeds "
-                          f"{at('train_time_steps')} = {config.train_time_steps}")
-    if not 0.0 <= config.gaze_point_threshold < 1.0:
-        raise ConfigError(f"{at('gaze_point_threshold')} must be a fraction in [0, 1), found {config.gaze_point_threshold}")
-    if config.diff_normalization <= 0:
-        raise ConfigError(f"{at('diff_normalization')} must be positive, found {config.diff_normalization}")
-    if not 0.0 <= config.ema_rate < 1.0:
-        raise ConfigError(f"{at('ema_rate')} must be in [0, 1), found {config.ema_rate}")
-    _validate_unread(config, at)
-    if config.sync_batchnorm and config.device != "cuda":
-        raise ConfigError(f"{at('sync_batchnorm')} needs {at('device')} = 'cuda' (SyncBatchNorm has no CPU backend)")
-    if config.random_sigma <= 0:
-        raise ConfigError(f"{at('random_sigma')} must be positive, found {config.random_sigma}")
-    _validate_backbone(config, at)
 
 
-_TIMM_ONLY = ("timm_model", "head_position", "timm_prefix_tokens", "face_stream", "backbone_pretrained",
-              "backbone_weights")
+def _build_gaze_following_model(config: Config) -> None:
+    if config.backbone_plugins:  # plug-ins are imported when the model is built, not when a configuration is read
+        return
+    from models.build import get_model  # torch only when checking
 
-_RESNET_ONLY = ("list_resnet_scene_layers", "list_resnet_face_layers", "resnet_scene_inplanes", "resnet_face_inplanes",
-                "adm_attention_module", "head_flag", "depth_flag", "list_resnet_depth_layers", "resnet_depth_inplanes")
-
-
-def _validate_backbone(config: Config, at) -> None:
-    """Checks of the gaze-backbone options (issue 14): options of the timm backbone are refused with the ResNet ones,
-    and the feature cache only runs where cached tokens equal what the encoder would compute."""
-    if config.gaze_backbone in ("original", "chong", "diffusiongaze_depth"):
-        given = [name for name in _TIMM_ONLY if getattr(config, name) != OPTIONS_BY_NAME[name].default]
-        if given:
-            raise ConfigError(f"{', '.join(at(n) for n in given)} configure gaze_backbone timm, but "
-                              f"{at('gaze_backbone')} is {config.gaze_backbone!r}")
-    if config.attention_layout and config.gaze_backbone not in ("original", "chong"):
-        raise ConfigError(f"{at('attention_layout')} selects the 'chong' backbone, but {at('gaze_backbone')} is "
-                          f"{config.gaze_backbone!r}: set one of them")
-    if config.depth_flag and config.depth_layout == "diffusiongaze" and \
-            config.gaze_backbone not in ("original", "diffusiongaze_depth"):
-        raise ConfigError(f"{at('depth_layout')} = 'diffusiongaze' selects the 'diffusiongaze_depth' backbone, but "
-                          f"{at('gaze_backbone')} is {config.gaze_backbone!r}: set one of them")
-    if config.gaze_backbone == "timm":
-        given = [name for name in _RESNET_ONLY if getattr(config, name) != OPTIONS_BY_NAME[name].default]
-        if given:
-            raise ConfigError(f"{', '.join(at(n) for n in given)} configure the ResNet backbones (original, chong, "
-                              f"diffusiongaze_depth), "
-                              f"but {at('gaze_backbone')} is 'timm' (its face stream is 'face_stream')")
-        if not config.timm_model:
-            raise ConfigError(f"{at('gaze_backbone')} is 'timm': set 'timm_model' to a timm model name "
-                              "(e.g. vit_base_patch14_reg4_dinov2)")
-        if config.head_position == "mask_channel" and config.freeze_scene:
-            raise ConfigError(f"{at('head_position')} = 'mask_channel' feeds the head mask through zero-initialised "
-                              f"weights of the encoder's first layer, which {at('freeze_scene')} would keep at zero "
-                              "(the model would never see the head): use head_position prompt with a frozen encoder")
-        if config.backbone_pretrained and config.backbone_weights:
-            raise ConfigError(f"{at('backbone_pretrained')} and {at('backbone_weights')} both give the encoder's "
-                              "starting weights: choose one")
-    if config.feature_cache is not None:
-        # A plug-in may cache too (its encode_scene is checked when the cache is built); the ResNet backbones can't.
-        needs = {"freeze_scene": True}
-        if config.gaze_backbone == "timm":
-            needs["head_position"] = "prompt"
-        wrong = [f"{at(name)} = {getattr(config, name)!r}" for name, value in needs.items()
-                 if getattr(config, name) != value]
-        if config.gaze_backbone in ("original", "chong", "diffusiongaze_depth"):
-            wrong.insert(0, f"{at('gaze_backbone')} = {config.gaze_backbone!r}")
-        if wrong:
-            raise ConfigError(f"{at('feature_cache')} caches the frozen scene encoder's tokens, which are the same "
-                              f"every epoch only with gaze_backbone timm (or a plug-in with encode_scene), "
-                              f"freeze_scene true and head_position prompt (the encoder then sees the RGB image "
-                              f"alone); found {', '.join(wrong)}")
-        pixel_changing = [name for name in config.train_augmentations if name in ("crop", "colour")]
-        if pixel_changing:
-            raise ConfigError(f"{at('feature_cache')}: {at('train_augmentations')} includes {pixel_changing}, which "
-                              "change the pixels the encoder sees differently every epoch, so cached tokens would be "
-                              "wrong; keep only jitter (head box only) and flip (cached per flip), e.g. "
-                              "--train_augmentations jitter flip")
+    get_model(config, init_backbone_weights=False)
 
 
 def _validate_registered(config: Config, at) -> None:
@@ -464,70 +441,29 @@ def _validate_formulation(config: Config, at) -> None:
         raise ConfigError(str(error)) from None
 
 
-# (option, the switch that makes something read it): setting the option away from its default while the switch is off
-# is an error, since nothing would read it.
-_READ_ONLY_WITH = (("offset_noise_strength", "noise_changer"), ("ema_rate", "ema_on"),
-                   ("time_noise", "eval_from_picture"), ("picture_source", "eval_from_picture"))
-
-
-def _validate_unread(config: Config, at) -> None:
-    for name, switch in _READ_ONLY_WITH:
-        if config.sources[name].endswith("(stored)"):  # a checkpoint's value, e.g. ema_rate when evaluating the raw
-            continue                                   # weights of an EMA run with --ema_on false: not the user's
-        if not getattr(config, switch) and getattr(config, name) != config.table.by_name[name].default:
-            raise ConfigError(f"{at(name)} = {getattr(config, name)!r} is read only with {at(switch)}, which is off: "
-                              f"turn '{switch}' on, or leave '{name}' out")
-
-
-def _validate_diffusion(config: Config, at) -> None:
-    """Checks of the diffusion options (issue 3): each combination that cannot do what it says is an error."""
-    from diffusion.gaussian_diffusion import parse_mse_loss_weight_type  # numpy/torch only when validating
+def check_buildable(config: Config) -> None:
+    """Build the table's model (`OptionTable.build`) on PyTorch's meta device (no memory, no weight values, about
+    0.1 s for the paper-size model), so that every check the model's own code makes (UNet levels and output size,
+    backbone channels and layouts, a face stream to freeze, a registered backbone name) is a configuration error,
+    naming the options and where they were set, before a run folder is touched or any data is read."""
+    if config.table.build is None:
+        return
+    import torch  # imported here: reading a configuration for --help or --print_config needs no torch
 
     try:
-        parse_mse_loss_weight_type(config.mse_loss_weight_type)
-    except ValueError as error:
-        raise ConfigError(f"{at('mse_loss_weight_type')}: {error}") from None
-    vb_only = config.adm and config.adm_use_kl
-    if vb_only and config.mse_loss_weight_type != "constant":
-        raise ConfigError(f"{at('mse_loss_weight_type')} = {config.mse_loss_weight_type!r} weights the MSE, but "
-                          f"{at('adm_use_kl')} trains on the variational bound only (no MSE term)")
-    if config.adm_sigma_small and config.adm_learn_sigma:
-        raise ConfigError(f"{at('adm_sigma_small')} picks a fixed variance, but {at('adm_learn_sigma')} learns it")
-    if config.adm_rescale_learned_sigmas and (not config.adm_learn_sigma or config.adm_use_kl):
-        raise ConfigError(f"{at('adm_rescale_learned_sigmas')} scales the VB term of a learned variance in the hybrid "
-                          f"loss: it needs {at('adm_learn_sigma')} and not {at('adm_use_kl')}")
-    predicts_eps = (not config.adm_predict_xstart and not config.adm_predict_v) if config.adm \
-        else config.predict_sthg == "pred_noise"
-    if config.fix_snr and predicts_eps:
-        raise ConfigError(f"{at('fix_snr')}: zero terminal SNR makes abar = 0 at t = T-1, where an eps prediction "
-                          f"cannot give x0; predict x0 or v ('adm_predict_xstart' / 'adm_predict_v', or "
-                          f"'predict_sthg' = 'pred_x0')")
-    if config.offset_noise_strength < 0:
-        raise ConfigError(f"{at('offset_noise_strength')} must be >= 0, found {config.offset_noise_strength}")
-    if not 0.0 <= config.ddim_eta <= 1.0:
-        raise ConfigError(f"{at('ddim_eta')} must be in [0, 1], found {config.ddim_eta}")
-    ddim = config.sampler == "ddim" or (config.sampler == "auto" and config.sample_time_steps < config.train_time_steps)
-    if config.ddim_eta != 0 and not ddim:
-        raise ConfigError(f"{at('ddim_eta')} = {config.ddim_eta} is DDIM's noise scale, but {at('sampler')} = "
-                          f"{config.sampler!r} with {at('sample_time_steps')} = {config.sample_time_steps} does not "
-                          f"sample with DDIM")
-    if config.adm_sigma_small and not (config.adm_use_kl or config.sampler == "ddpm" or
-                                       (config.sampler == "auto" and not ddim)):
-        raise ConfigError(f"{at('adm_sigma_small')}: the fixed variance is read only by ancestral (DDPM) sampling and "
-                          f"the VB loss, but {at('sampler')} = {config.sampler!r} with {at('sample_time_steps')} = "
-                          f"{config.sample_time_steps} and {at('adm_use_kl')} is false")
-    if config.compat_original_ddim_step and not ddim:
-        raise ConfigError(f"{at('compat_original_ddim_step')} changes the DDIM step, but {at('sampler')} = "
-                          f"{config.sampler!r} with {at('sample_time_steps')} = {config.sample_time_steps} does not "
-                          f"sample with DDIM")
-    if config.compat_original_std_state and not config.norm_std_flag:
-        raise ConfigError(f"{at('compat_original_std_state')} reproduces a behaviour of {at('norm_std_flag')}, "
-                          f"which is off")
-    if config.sample_k < 1:
-        raise ConfigError(f"{at('sample_k')} must be >= 1, found {config.sample_k}")
-    if config.eval_from_picture and not 0 <= config.time_noise < config.train_time_steps:
-        raise ConfigError(f"{at('time_noise')} must be a training timestep in [0, {config.train_time_steps}) "
-                          f"({at('train_time_steps')}), found {config.time_noise}")
+        with torch.device("meta"):
+            config.table.build(config)
+    except (ValueError, KeyError) as error:
+        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        raise ConfigError(f"the model cannot be built from this configuration: {text}{_sources_named(text, config)}") \
+            from None
+
+
+def _sources_named(text: str, config: Config) -> str:
+    """" (name: where it was set, ...)" for the options a model error names that were not left at their default."""
+    named = [name for name in config.table.by_name if re.search(rf"\b{re.escape(name)}\b", text)
+             and config.sources[name] != "default"]
+    return f" ({'; '.join(f'{name}: {config.sources[name]}' for name in named)})" if named else ""
 
 
 # --- command line ---------------------------------------------------------------------------------------------------
@@ -546,25 +482,39 @@ def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParse
     files.add_argument("--print_config", action="store_true", help="print the resolved configuration as YAML and exit")
     groups = {group: parser.add_argument_group(group) for group in table.groups}
     for option in table.options:
-        if option.kind == RULES:
-            continue
-        help_text = f"{option.help} [default: {option.default}]".replace("%", "%%")
-        group = groups[option.group]
-        if option.kind == BOOL:  # a bare switch as in the original (`--x_loss`), or `--x_loss false`
-            group.add_argument(f"--{option.name}", nargs="?", const="true", metavar="BOOL", help=help_text)
-        elif option.kind == INT_LIST:
-            group.add_argument(f"--{option.name}", nargs="+", metavar="N", help=help_text)
-        elif option.kind == STR_LIST:  # bare flag = empty list
-            group.add_argument(f"--{option.name}", nargs="*", metavar="ITEM", help=help_text)
-        elif callable(option.choices):  # a registry's names, checked by validate() once plug-ins are imported
-            group.add_argument(f"--{option.name}", metavar="NAME", help=help_text)
-        else:
-            group.add_argument(f"--{option.name}", choices=option.choices, metavar=option.kind.upper()
-                               if option.choices is None else None, help=help_text)
+        _add_flag(groups[option.group], option)
+    if table.old_spellings:
+        old = parser.add_argument_group("The original's spellings (translated into the options above; "
+                                        "docs/configuration.md)")
+        for option in table.old_spellings:
+            _add_flag(old, option)
     for flag, name, bare, help_text in table.switches:
         groups[table.by_name[name].group].add_argument(
             f"--{flag}", dest=name, nargs="?", const=bare, type=_bool_argument, metavar="BOOL", help=help_text)
     return parser
+
+
+def _add_flag(group, option: Option) -> None:
+    """The flag of one option; its help ends with the default and the declared rules (engine.options.rules_text)."""
+    from engine.options import rules_text
+
+    if option.kind == RULES:  # YAML only
+        return
+    rules = rules_text(option)
+    help_text = (f"{option.help} [default: {option.default}{'; ' + rules if rules else ''}]").replace("%", "%%")
+    if option.kind == BOOL:  # a bare switch as in the original (`--x_loss`), or `--x_loss false`
+        group.add_argument(f"--{option.name}", nargs="?", const="true", metavar="BOOL", help=help_text)
+    elif option.kind == INT_LIST:
+        group.add_argument(f"--{option.name}", nargs="+", metavar="N", help=help_text)
+    elif option.kind == STR_LIST:  # bare flag = empty list
+        group.add_argument(f"--{option.name}", nargs="*", metavar="PATH" if option.path else "ITEM", help=help_text)
+    else:
+        choices = None if callable(option.choices) else option.choices  # a registry's: checked by validate()
+        if choices is not None and not all(isinstance(choice, str) for choice in choices):
+            choices = None  # argparse compares the flag's text; convert_value checks numbers after conversion
+        metavar = "NAME" if callable(option.choices) else None if choices is not None else (
+            "PATH" if option.path else option.kind.upper())
+        group.add_argument(f"--{option.name}", choices=choices, metavar=metavar, help=help_text)
 
 
 def _bool_argument(text: str) -> bool:
@@ -581,7 +531,7 @@ def parse_command_line(argv: list[str] | None = None, table: OptionTable | None 
     for token in unknown:
         if token.startswith("--"):
             name = token[2:].split("=")[0]
-            if name.startswith("no-") and name[3:] in table.by_name and table.by_name[name[3:]].kind == BOOL:
+            if name.startswith("no-") and name[3:] in table.readable and table.readable[name[3:]].kind == BOOL:
                 parser.error(f"unknown option --{name}: a switch is turned off with --{name[3:]} false")
             parser.error(f"unknown option --{name}{_suggestion(name, table)}")
     if unknown:
@@ -605,4 +555,7 @@ GAZE_FOLLOWING = OptionTable(
                "The original's switch: given bare, evaluate on the full test set (as the original's store_false); "
                "`--is_subsample_test_set true` = its 10 %% subsample (test_subsample_fraction 0.1)."),),
     original_layout=DIFFUSIONGAZE_LAYOUT,
+    old_spellings=old_spellings.OLD_SPELLINGS,
+    translate=old_spellings.translate,
+    build=_build_gaze_following_model,
 )

@@ -2,67 +2,31 @@
 it, and only a declared few options may differ.
 
 - Evaluation (`--eval_weights`, predict.py): the model, the diffusion process and the data pipeline are built from the
-  stored configuration. An option given in a YAML file or a flag that differs from it is applied when it is an
-  evaluation-time option (`EVALUATION_TIME`: the sampler, the test data, batch size, workers, outputs, ...) and
-  recorded in metrics.json; any other difference is an error naming the option and both values.
-- Resume: an option given differently from the run's is applied when it may change within one run (`RESUMABLE`:
-  epochs, cadences, workers, output-only options) and recorded in config.yaml with the step; any other difference is an
-  error, since the run would mix two experiments.
+  stored configuration. An option given in a YAML file or a flag that differs from it is applied when its declaration
+  says it may differ at evaluation (`Option.evaluation`: the sampler, the test data, batch size, workers, outputs, ...)
+  and recorded in metrics.json; any other difference is an error naming the option and both values.
+- Resume: an option given differently from the run's is applied when its declaration says it may change within one
+  run (`Option.resume`: epochs, cadences, workers, output-only options; `resume_unless` where that depends on another
+  option) and recorded in config.yaml with the step; any other difference is an error, since the run would mix two
+  experiments.
 
-Every option not listed here must match: a new option is part of the experiment unless it is added to a table.
+Every option whose declaration says neither must match: a new option is part of the experiment unless it says so.
 Options left at their default (not given in a YAML file or flag) take the stored value. An option the checkpoint does
-not store (it predates the option) counts as trained with the option's default.
+not store (it predates the option) counts as trained with the option's default; the original's spellings a stored
+configuration may hold (engine.old_spellings) are translated first.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from engine.config import Config, ConfigError, _option, _table, convert_value
+from engine.config import Config, ConfigError, _option, _table, check_buildable, convert_value
+from engine.option_rules import resume_fixed
 from engine.options import OptionTable
 
-# Options that choose how trained weights are evaluated, not what was trained.
-EVALUATION_TIME: dict[str, str] = {
-    # where the job runs and writes
-    "tag": "output", "output_dir": "output", "device": "execution", "amp": "execution", "channels_last": "execution",
-    "torch_compile": "execution", "sync_batchnorm": "execution", "num_workers": "execution",
-    "eval_metric_workers": "execution", "seed": "sampling noise", "no_resume": "training only",
-    "no_save": "training only",
-    # which weights and how they are read
-    "eval_weights": "weights", "trust_legacy_checkpoint": "weights", "ema_on": "weights (the EMA or the raw model)",
-    "original_ema_mix": "weights",
-    "init_weights": "training only", "init_weights_scheme": "weights", "init_weights_rules": "weights",
-    # the test data and its protocol
-    "source_dataset_dir": "data location", "eval_dataset": "test data", "eval_dataset_dir": "test data",
-    "batch_size": "evaluation batch", "eval_batch_size": "evaluation batch", "gaze_point_threshold": "test protocol",
-    "test_subsample_fraction": "test data", "invalid_annotations": "test data (impossible rows: error or skip)",
-    "skip_validation": "execution",
-    # the sampler
-    "sampler": "sampler", "sample_time_steps": "sampler", "ddim_eta": "sampler", "sample_k": "sampler",
-    "clip_denoised": "sampler", "eval_from_picture": "sampler", "time_noise": "sampler", "picture_source": "sampler",
-    "compat_original_ddim_step": "sampler", "compat_original_std_state": "sampler",
-    # figures and logging
-    "Debugging_maps": "figures", "debug_maps_per_group": "figures", "debug_trajectories": "figures",
-    "print_every": "logging", "no_wandb": "logging", "watch_wandb": "logging",
-    # the gaze backbone's code location and training-only aids
-    "backbone_plugins": "plug-in location (the same code, moved)", "feature_cache": "training only",
-    "feature_cache_dtype": "training only", "train_augmentations": "training only",
-}
-
-# Options that may change when a run resumes: they do not change what is trained.
-RESUMABLE: dict[str, str] = {
-    "epochs": "length of the run (extend it)", "evaluate_every": "evaluation cadence", "save_every": "saving cadence",
-    "save_every_steps": "saving cadence", "print_every": "logging cadence", "num_workers": "workers",
-    "eval_metric_workers": "workers", "eval_batch_size": "evaluation batch", "no_wandb": "logging",
-    "watch_wandb": "logging", "Debugging_maps": "figures", "debug_maps_per_group": "figures",
-    "debug_trajectories": "figures", "no_save": "output", "tag": "output (a renamed run folder)",
-    "output_dir": "output (a moved run folder)", "source_dataset_dir": "data location (the same data, moved)",
-    "eval_dataset_dir": "data location (the same data, moved)", "no_resume": "run control",
-    "trust_legacy_checkpoint": "run control", "init_weights": "read only by a fresh start",
-    "skip_validation": "run control (the data is the same)",
-    "backbone_plugins": "plug-in location (the same code, moved)",
-    "feature_cache": "cache folder (cached tokens equal the frozen encoder's)",
-}
+# The gaze-following tables, from the declarations (gaze360.options.GAZE360.evaluation_time() etc. for Gaze360).
+EVALUATION_TIME: dict[str, str] = _table(None).evaluation_time()
+RESUMABLE: dict[str, str] = _table(None).resumable()
 
 
 @dataclass(frozen=True)
@@ -78,39 +42,40 @@ class Change:
         return f"{self.name}: {self.stored!r} -> {self.given!r} ({self.source})"
 
 
-# Options added with a default that would change what a configuration stored before they existed means: such a
-# stored configuration is read with the value that reproduces its run (the depth model of this project's earlier
-# versions was the Tonini-style fusion; `depth_layout: diffusiongaze` arrived later as the new default).
-STORED_BEFORE_OPTION_EXISTED: dict[str, Any] = {"depth_layout": "tonini"}
-
-
 def given_options(config: Config) -> dict[str, tuple[Any, str]]:
     """{name: (value, source)} of the options a YAML file, a flag or `replace()` set (not left at their default)."""
     return {name: (value, config.sources[name]) for name, value in config.to_dict().items()
             if config.sources.get(name, "default") != "default"}
 
 
-def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any, str]], allowed: Mapping[str, str],
-                        *, checkpoint: str, purpose: str, table: OptionTable | None = None) -> tuple[Config, list[Change]]:
+def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any, str]],
+                        allowed: Mapping[str, str] | None = None, *, checkpoint: str, purpose: str,
+                        table: OptionTable | None = None) -> tuple[Config, list[Change]]:
     """The stored configuration with the `given` options that differ from it and are `allowed` applied.
 
-    purpose: "evaluation" or "resume", for the messages. Raises ConfigError listing every other difference (option,
-    stored value, given value and where it was given), or naming a stored option this version does not know.
+    purpose: "evaluation" or "resume", for the messages and for the default `allowed` table: the options whose
+    declarations say they may differ then (`table.evaluation_time()` / `table.resumable()`). Raises ConfigError
+    listing every other difference (option, stored value, given value and where it was given), or naming a stored
+    option this version does not know.
     """
     table = _table(table)
+    if allowed is None:
+        allowed = table.evaluation_time() if purpose == "evaluation" else table.resumable()
     stored = {table.aliases.get(name, name): value for name, value in stored.items()}  # renamed options
-    stored = {**{k: v for k, v in STORED_BEFORE_OPTION_EXISTED.items() if k in table.by_name}, **stored}
-    unknown = sorted(set(stored) - set(table.by_name))
+    readable = table.readable
+    unknown = sorted(set(stored) - set(readable))
     if unknown:
         raise ConfigError(f"{checkpoint}: its stored configuration has options this version does not know: "
                           f"{', '.join(unknown)}; it was written by another version of the code")
     values, sources = {}, {}
+    for name, value in stored.items():
+        values[name] = convert_value(readable[name], value, f"{checkpoint} (stored configuration)")
+        sources[name] = f"{checkpoint} (stored)"
     for option in table.options:
-        if option.name in stored:
-            values[option.name] = convert_value(option, stored[option.name], f"{checkpoint} (stored configuration)")
-            sources[option.name] = f"{checkpoint} (stored)"
-        else:
+        if option.name not in values:
             values[option.name], sources[option.name] = option.default, f"default (not stored in {checkpoint})"
+    if table.translate is not None:  # the original's spellings an earlier version stored
+        table.translate(values, sources, stored=True)
     changes, refused = [], []
     for name, (value, source) in given.items():
         option = _option(name, source, table)
@@ -124,8 +89,8 @@ def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any
         if purpose == "evaluation":
             advice = ("evaluation builds the model, the diffusion process and the data pipeline from the configuration "
                       "stored in the checkpoint: leave these options out (or drop the YAML files); only evaluation-time "
-                      "options (the sampler, the test data, batch size, workers, device, outputs; README, 'What the "
-                      "framework checks for you') may differ")
+                      "options (the sampler, the test data, batch size, workers, device, outputs; docs/options.md, "
+                      "'may differ at') may differ")
         else:
             advice = ("a resumed run continues one experiment: resume with the stored values (leave the options out), "
                       "or start a separate run with another --tag; only these may change on resume: "
@@ -134,7 +99,13 @@ def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any
     for change in changes:
         values[change.name], sources[change.name] = change.given, change.source
     config = Config(values, sources, table)
+    if purpose == "resume":
+        for change in changes:
+            fixed = resume_fixed(table.by_name[change.name], config)
+            if fixed is not None:
+                raise ConfigError(f"{checkpoint}: {change} on resume, but {fixed}")
     table.validate(config)
+    check_buildable(config)  # the model to build is this configuration's
     return config, changes
 
 
@@ -146,7 +117,7 @@ def stored_configuration(checkpoint: Any, table: OptionTable | None = None) -> M
     if not isinstance(stored, Mapping):
         return None
     table = _table(table)
-    if "format" not in checkpoint and not {table.aliases.get(k, k) for k in stored} <= set(table.by_name):
+    if "format" not in checkpoint and not {table.aliases.get(k, k) for k in stored} <= set(table.readable):
         return None
     return stored
 
@@ -159,4 +130,4 @@ def evaluation_config(checkpoint: Any, given: Mapping[str, tuple[Any, str]], *, 
     stored = stored_configuration(checkpoint, table)
     if stored is None:
         return None
-    return apply_stored_config(stored, given, EVALUATION_TIME, checkpoint=weights, purpose="evaluation", table=table)
+    return apply_stored_config(stored, given, checkpoint=weights, purpose="evaluation", table=table)

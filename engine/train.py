@@ -26,7 +26,7 @@ from engine.build import build_formulation
 from engine.checkpoint import (
     CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state,
 )
-from engine.config import ConfigError
+from engine.config import ConfigError, check_buildable
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
 from engine.ema import ExponentialMovingAverage
@@ -76,6 +76,8 @@ def run(config) -> dict:
             run_dir = evaluation_dir(config.output_dir, config.tag, config.eval_weights)
         else:
             run_dir, changes = Path(config.output_dir) / config.tag, []
+            if config.no_resume or not (run_dir / "last.pt").is_file():
+                check_buildable(config)  # a fresh run builds these options' model: refused before the folder is used
         if context.enabled:  # every rank writes into the folder rank 0 chose
             run_dir = Path(distributed.gather_objects([str(run_dir)] if context.is_main else [], context)[0])
         with RunLock(run_dir) if context.is_main else nullcontext() as lock:
@@ -92,11 +94,13 @@ def evaluation_setup(config):
     evaluation-time options given applied (said aloud), or `config` itself for a file that stores none."""
     weights = str(config.eval_weights)
     if weights.endswith(".safetensors"):
+        check_buildable(config)
         return config, []
     resolved = evaluation_config(load_checkpoint(weights, trust_legacy=config.trust_legacy_checkpoint),
                                  given_options(config), weights=weights, table=config.table)
     if resolved is None:
         print(f"{weights} stores no configuration: the model is built from the YAML files and flags given")
+        check_buildable(config)
         return config, []
     config, changes = resolved
     changes = [change for change in changes if change.name not in ("tag", "output_dir", "eval_weights")]
@@ -171,7 +175,7 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
     optimizer = build_optimizer(unet_params, gaze_params, config)
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
-    if config.lr_anneal_steps:
+    if config.lr_schedule == "linear_anneal":  # guided-diffusion's decay ends the run at lr_anneal_steps
         total_steps = min(total_steps, config.lr_anneal_steps)
     scheduler = build_lr_scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=AMP_DTYPES[config.amp or "off"] is torch.float16)
@@ -186,8 +190,7 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
     epoch, step, batch_in_epoch, wandb_run_id = 0, 0, 0, None
     checkpoint_path = run_dir / "last.pt"
     history = list(state.get("config_changes", [])) if state is not None else []
-    if state is not None:
-        check_schedule_length(changes, state, config, steps_per_epoch)
+    if state is not None:  # (epochs under a run-length schedule: refused with the configuration, engine.options)
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:  # torch's "Error(s) in loading state_dict": another version's model
@@ -322,17 +325,6 @@ def stop_requested(stop: StopRequests, context: distributed.Distributed, device:
 def stopped_message(signum: int, step: int, checkpoint_path: Path) -> str:
     return (f"stopped by {signal_name(signum)} after step {step}: wrote {checkpoint_path}; run the same command "
             "again to resume")
-
-
-def check_schedule_length(changes: list[Change], state: dict, config, steps_per_epoch: int) -> None:
-    """A changed `epochs` is allowed on resume unless the learning-rate schedule is laid out over the run's length
-    (lr_schedular, warmup_linear): its rates so far would then belong to another run."""
-    epochs = next((change for change in changes if change.name == "epochs"), None)
-    if epochs is not None and (config.lr_schedular or config.warmup_linear):
-        schedule = "lr_schedular" if config.lr_schedular else "warmup_linear"
-        raise ConfigError(f"epochs: {epochs.stored!r} -> {epochs.given!r} ({epochs.source}) on resume, but "
-                          f"'{schedule}' spreads the learning-rate schedule over the run's {epochs.stored} epochs: "
-                          "the steps done followed that schedule; resume with the same epochs, or start a new run")
 
 
 def change_comments(changes: list[Change], what: str) -> str:

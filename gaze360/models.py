@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gaze360.options import crop_list
+from gaze360.options import crop_list, sequence_length
 from models.resnet import BasicBlock, Bottleneck, ResNet
 from pretrained.loading import load_init_weights
 
@@ -216,15 +216,6 @@ def mean_yaw_pitch(yaw_pitch: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 # --- building ---------------------------------------------------------------------------------------------------
-
-
-def sequence_length(config) -> int:
-    """Images per sample L. frame_crops 'zip': frame i gets crop i (one frame repeated per crop when num_frames is
-    1; one crop applied to every frame when the list has one entry); 'all': every frame gets every crop."""
-    frames, crops = config.num_frames, len(crop_list(config))
-    if config.frame_crops == "all":
-        return frames * crops
-    return max(frames, crops)
 
 
 def build_model(config, num_crops: int | None = None) -> MultiCropGazeModel:

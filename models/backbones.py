@@ -265,8 +265,17 @@ class OriginalGazeBackbone(SceneFaceStreams):
             (() if head_attention else ("attn.",)) + (() if use_face else ("face_backbone.",))
             + (() if encoded else ("scene_positional_encoding.", "face_positional_encoding.")))
 
+    has_depth = False  # original_depth_tokens adds the depth stream
+
     @classmethod
     def from_config(cls, config):
+        if bool(config.depth_flag) != cls.has_depth:
+            raise ValueError(
+                "gaze_backbone 'original_depth_tokens' is the original's streams with a depth stream: it needs "
+                "depth_flag: true" if cls.has_depth else
+                "gaze_backbone 'original' has no depth stream: with depth_flag use 'diffusiongaze_depth' "
+                "(DiffusionGaze's depth model, what a configuration's depth_flag gives the original backbone) or "
+                "'original_depth_tokens' (the depth map's own tokens, Tonini et al.'s fusion)")
         return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
                    config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
                    use_face=config.head_flag, head_attention=config.adm_attention_module,
@@ -290,6 +299,16 @@ class OriginalGazeBackbone(SceneFaceStreams):
             return {"conditioning": torch.cat(tokens, dim=1), "scene_face_feat": spatial}
         tokens.append(encode(self.face_positional_encoding, face_map))
         return {"conditioning": torch.cat(tokens, dim=1), "scene_face_feat": torch.cat([spatial, face_map], dim=1)}
+
+
+@register_backbone("original_depth_tokens")
+class OriginalDepthTokensBackbone(OriginalGazeBackbone):
+    """The `original` backbone plus a depth ResNet on cat(colour-mapped depth, head mask) whose map adds h*w tokens
+    of its own (Tonini et al. 2022's late fusion of a depth stream), the in/out head seeing scene + depth summed.
+    The same modules and parameter names as `original` with depth_flag in the project's earlier versions (the
+    earlier option `depth_layout: tonini`)."""
+
+    has_depth = True
 
 
 class DepthFusionEncoder(nn.Module):
@@ -337,12 +356,11 @@ class DiffusionGazeDepthBackbone(SceneFaceStreams):
             (not config.head_flag, "head_flag: true (it always has the face stream)"),
             (config.adm_attention_module, "adm_attention_module: false (the original ignored the attention module "
                                           "in its depth model)"),
-            (config.attention_layout, "attention_layout: false"),
         ) if bad]
         if problems:
-            raise ValueError("depth_layout: diffusiongaze (the default) builds the original DiffusionGaze depth model "
-                             "(gaze backbone 'diffusiongaze_depth'), which needs " + "; ".join(problems)
-                             + "; depth_layout: tonini adds the depth stream to the other layouts")
+            raise ValueError("gaze_backbone 'diffusiongaze_depth' is the original DiffusionGaze depth model (what "
+                             "depth_flag gives the original backbone), which needs " + "; ".join(problems)
+                             + "; 'original_depth_tokens' and 'chong' take a depth stream of Tonini et al.'s kind")
         return cls(config.list_resnet_scene_layers, config.list_resnet_face_layers, config.resnet_scene_inplanes,
                    config.resnet_face_inplanes, config.input_size, config.unet_context_vector,
                    depth_layers=config.list_resnet_depth_layers, depth_inplanes=config.resnet_depth_inplanes)
@@ -388,7 +406,7 @@ class ChongGazeBackbone(SceneFaceStreams):
         self.depth_encoder = SceneEncoder(self.feature_channels) if depth_layers is not None else None
         if self.scene_encoder.out_channels != context_dim:
             raise ValueError(
-                f"attention_layout: true encodes the {self.feature_channels}-channel scene+face map to "
+                f"gaze_backbone 'chong' encodes the {self.feature_channels}-channel scene+face map to "
                 f"{self.scene_encoder.out_channels} channels (Chong et al.'s encoder), so unet_context_vector must be "
                 f"{self.scene_encoder.out_channels}, got {context_dim}"
             )
@@ -399,7 +417,7 @@ class ChongGazeBackbone(SceneFaceStreams):
     def from_config(cls, config):
         if not config.head_flag or not config.adm_attention_module:
             raise ValueError(
-                "attention_layout: true is Chong et al.'s layout, which always uses the face stream and the "
+                "gaze_backbone 'chong' is Chong et al.'s layout, which always uses the face stream and the "
                 "head-conditioned attention: set head_flag: true and adm_attention_module: true "
                 f"(got head_flag: {config.head_flag}, adm_attention_module: {config.adm_attention_module})"
             )

@@ -12,8 +12,8 @@ MODEL_OPTIONS = (
     "input_size", "output_size", "unet_inout_channels", "unet_inplanes", "unet_residual",
     "list_unet_inplanes_multipliers", "list_unet_attention_levels", "unet_spatial_tf_heads",
     "unet_spatial_tf_layers", "unet_context_vector", "unet_dropout", "use_scale_shift_norm", "conv_resample",
-    "resblock_updown", "adm_learn_sigma", "adm_attention_module", "attention_layout", "head_flag", "depth_flag",
-    "list_resnet_depth_layers", "resnet_depth_inplanes", "depth_layout", "freeze_scene", "freeze_face", "concat_scene",
+    "resblock_updown", "adm_learn_sigma", "adm_attention_module", "head_flag", "depth_flag",
+    "list_resnet_depth_layers", "resnet_depth_inplanes", "freeze_scene", "freeze_face", "concat_scene",
 )
 
 
@@ -51,7 +51,7 @@ def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     if config.freeze_face:
         if getattr(backbone, "face_backbone", None) is None:
             raise ValueError("freeze_face: true but head_flag: false builds no face stream to freeze"
-                             if backbone_name(config) in ("original", "chong") else
+                             if backbone_name(config) in ("original", "original_depth_tokens") else
                              f"freeze_face: true but the gaze backbone {backbone_name(config)!r} builds no face stream "
                              "to freeze (gaze_backbone timm: face_stream: true adds one)")
         model.freeze("face_backbone")
@@ -71,25 +71,10 @@ class _Overridden:
 
 
 def backbone_name(config) -> str:
-    """The registered gaze backbone the options select: `gaze_backbone` ("original" when the option is absent, as in
-    configurations stored before it existed), except that the original's own switches select their layouts:
-    attention_layout -> "chong"; depth_flag with depth_layout: diffusiongaze (the default) -> "diffusiongaze_depth"
-    (the original DiffusionGaze depth model). Such a switch together with another gaze_backbone is an error.
-    depth_layout is read only with depth_flag."""
-    name = getattr(config, "gaze_backbone", "original")
-    depth_layout = getattr(config, "depth_layout", "tonini")
-    if depth_layout not in ("tonini", "diffusiongaze"):
-        raise ValueError(f"depth_layout: expected tonini or diffusiongaze, found {depth_layout!r}")
-    if config.depth_flag and depth_layout == "diffusiongaze":
-        if name not in ("original", "diffusiongaze_depth"):
-            raise ValueError(f"depth_flag with depth_layout: diffusiongaze selects the 'diffusiongaze_depth' backbone, "
-                             f"but gaze_backbone is {name!r} (depth_layout: tonini adds a depth stream to others)")
-        return "diffusiongaze_depth"
-    if getattr(config, "attention_layout", False):
-        if name not in ("original", "chong"):
-            raise ValueError(f"attention_layout: true selects the 'chong' backbone, but gaze_backbone is {name!r}")
-        return "chong"
-    return name
+    """The registered gaze backbone `gaze_backbone` names ("original" when the option is absent, as in configurations
+    stored before it existed). The original's layout flags (attention_layout, depth_layout) are translated into this
+    name where they enter (engine.old_spellings), not here."""
+    return getattr(config, "gaze_backbone", "original")
 
 
 def count_parameters(module) -> int:

@@ -32,35 +32,39 @@ def build_optimizer(unet_params, gaze_params, config) -> torch.optim.Optimizer:
 
 
 def lr_factor_fn(config, total_steps: int) -> Callable[[int], float]:
-    """The multiplier of every group's base rate at optimisation step `step` (0-based).
+    """The multiplier of every group's base rate at optimisation step `step` (0-based), for `lr_schedule`:
 
-    - `lr_schedular`: linear warm-up over the first 10 % of the steps, then cosine to 0 at `total_steps`.
-    - `warmup_linear`: the same warm-up, then constant.
-    - `lr_anneal_steps` N > 0: guided-diffusion's linear decay 1 - step / N (training stops at N steps).
-    - otherwise constant.
+    - warmup_cosine: linear warm-up over the first 10 % of the steps, then cosine to 0 at `total_steps`.
+    - warmup_constant: the same warm-up, then constant.
+    - linear_anneal: guided-diffusion's linear decay 1 - step / lr_anneal_steps (training stops at that step).
+    - constant.
     """
-    if config.lr_anneal_steps and (config.lr_schedular or config.warmup_linear):
-        raise ValueError("lr_anneal_steps cannot be combined with lr_schedular or warmup_linear: choose one schedule")
+    schedule = config.lr_schedule
+    if schedule == "linear_anneal" and not config.lr_anneal_steps > 0:
+        raise ValueError(f"lr_schedule linear_anneal needs lr_anneal_steps > 0, found {config.lr_anneal_steps}")
     warmup_steps = max(1, round(0.1 * total_steps))
 
     def warmup(step: int) -> float:
         return (step + 1) / warmup_steps
 
-    if config.lr_schedular:
+    if schedule == "warmup_cosine":
         def factor(step: int) -> float:
             if step < warmup_steps:
                 return warmup(step)
             progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    elif config.warmup_linear:
+    elif schedule == "warmup_constant":
         def factor(step: int) -> float:
             return warmup(step) if step < warmup_steps else 1.0
-    elif config.lr_anneal_steps:
+    elif schedule == "linear_anneal":
         def factor(step: int) -> float:
             return max(0.0, 1.0 - step / config.lr_anneal_steps)
-    else:
+    elif schedule == "constant":
         def factor(step: int) -> float:
             return 1.0
+    else:
+        raise ValueError(f"lr_schedule: expected constant, warmup_cosine, warmup_constant or linear_anneal, found "
+                         f"{schedule!r}")
     return factor
 
 

@@ -86,7 +86,8 @@ def _resume_loss_differs(t, tmp):
 def _epochs_with_run_length_schedule(t, tmp):
     copy_run(t, "scheduled")
     checkpoint = load_checkpoint(t["runs"] / "scheduled" / "last.pt")
-    checkpoint["config"]["lr_schedular"] = True  # as if trained with the cosine schedule over its 1 epoch
+    del checkpoint["config"]["lr_schedule"]  # as if an earlier version had trained it with the cosine schedule
+    checkpoint["config"]["lr_schedular"] = True  # (its spelling) over its 1 epoch
     save_checkpoint(t["runs"] / "scheduled" / "last.pt", checkpoint)
     return flags(t["dataset"], t["runs"], "scheduled", "--epochs", "3")
 
@@ -160,7 +161,8 @@ CASES = [
      r"configuration error: .*'batch_size' is 4 in the checkpoint but 2 in command line; 'x_loss' is True in the "
      r"checkpoint but False"),
     ("resume_extending_a_run_length_schedule", _epochs_with_run_length_schedule, 2,
-     r"configuration error: epochs: 1 -> 3 \(command line\) on resume, but 'lr_schedular' spreads"),
+     r"configuration error: .*last\.pt: epochs: 1 -> 3 \(command line\) on resume, but 'lr_schedule' \(.*as "
+     r"lr_schedular: true\) = 'warmup_cosine': it spreads the learning-rate schedule"),
     ("corrupt_safetensors", _corrupt_safetensors, 2,
      r"error: .*random\.safetensors: not a valid \.safetensors file \(.*header.*\): it is truncated or corrupt"),
     ("random_bytes_pt", _random_bytes_pt, 2,
@@ -342,15 +344,19 @@ def test_evaluation_folder_and_log_trimming(tmp_path):
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 2]
 
 
-def test_readme_lists_the_evaluation_time_and_resumable_options():
+def test_the_reference_lists_the_evaluation_time_and_resumable_options():
+    from engine.options import OPTIONS_REFERENCE
     from engine.stored_config import EVALUATION_TIME, RESUMABLE
     from tests.conftest import ROOT
 
-    text = (ROOT / "README.md").read_text()
-    for title, names in (("**Evaluation-time options**", EVALUATION_TIME),
-                         ("**Options that may change on resume**", RESUMABLE)):
-        paragraph = text.split(title)[1].split("\n\n")[0]
-        assert set(re.findall(r"`(\w+)`", paragraph)) >= set(names), title
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[-2] for line in
+            (ROOT / OPTIONS_REFERENCE).read_text().split("<!-- gaze360-options:start")[0].splitlines()
+            if line.startswith("| `")}
+    for name in EVALUATION_TIME:
+        assert f"evaluation: {EVALUATION_TIME[name]}" in rows[name], name
+    for name in RESUMABLE:
+        assert f"resume: {RESUMABLE[name]}" in rows[name], name
+    assert "may differ at" in (ROOT / "README.md").read_text().split("**Evaluation-time options**")[1][:500]
 
 
 def test_only_this_projects_stored_configuration_is_used():
@@ -365,17 +371,19 @@ def test_only_this_projects_stored_configuration_is_used():
 
 
 def test_a_configuration_stored_by_an_earlier_version_keeps_its_meaning():
-    """Checkpoints written before an option was renamed (is_subsample_test_set -> test_subsample_fraction) or before
-    `depth_layout` existed (their depth model was the Tonini-style fusion) evaluate as they were trained."""
+    """Checkpoints written before an option was renamed (is_subsample_test_set -> test_subsample_fraction; the layout
+    flags -> gaze_backbone by name) or before `depth_layout` existed (their depth model was the Tonini-style fusion)
+    evaluate as they were trained."""
     from engine.stored_config import evaluation_config, stored_configuration
 
     old = {"model": {}, "config": {"depth_flag": True, "is_subsample_test_set": 0.25, "lr": 0.1}}
     assert stored_configuration(old) is not None
     config, changes = evaluation_config(old, {}, weights="old.pt")
-    assert config.depth_layout == "tonini" and config.test_subsample_fraction == 0.25 and changes == []
-    config, _ = evaluation_config({"model": {}, "config": {"depth_flag": True, "depth_layout": "diffusiongaze"}}, {},
-                                  weights="new.pt")
-    assert config.depth_layout == "diffusiongaze"
+    assert config.gaze_backbone == "original_depth_tokens" and config.test_subsample_fraction == 0.25
+    assert changes == []
+    config, _ = evaluation_config({"model": {}, "config": {"depth_flag": True, "depth_layout": "diffusiongaze",
+                                                           "attention_layout": False}}, {}, weights="new.pt")
+    assert config.gaze_backbone == "diffusiongaze_depth"
 
 
 def test_the_tables_of_changeable_options_name_declared_options():

@@ -21,7 +21,8 @@ def _threads(single_thread):
 
 
 def depth_model(seed: int, **overrides):
-    overrides.setdefault("depth_layout", "tonini")  # Tonini et al.'s depth stream unless a test says otherwise
+    overrides.setdefault("gaze_backbone", "original_depth_tokens")  # Tonini et al.'s depth tokens unless a test says
+    # otherwise
     torch.manual_seed(seed)
     return get_model(small_config(depth_flag=True, list_resnet_depth_layers=[1, 1, 1, 1, 1],
                                   resnet_depth_inplanes=8, **overrides)).eval()
@@ -47,12 +48,12 @@ def test_original_backbone_adds_depth_tokens_and_sums_depth_into_the_inout_featu
 
 
 def test_tonini_checkpoint_with_its_depth_branch_loads_completely(tmp_path):
-    source = depth_model(1, attention_layout=True, adm_attention_module=True, unet_context_vector=64)
+    source = depth_model(1, gaze_backbone="chong", adm_attention_module=True, unet_context_vector=64)
     tonini_state = inverse_rename(source.state_dict(), TO_TONINI_WITH_DEPTH)
     assert "depth_backbone.conv1.weight" in tonini_state and "depth_encoder.conv1.weight" in tonini_state
     path = tmp_path / "tonini_depth.pt"
     torch.save({"model_state_dict": tonini_state}, path)
-    target = depth_model(2, attention_layout=True, adm_attention_module=True, unet_context_vector=64)
+    target = depth_model(2, gaze_backbone="chong", adm_attention_module=True, unet_context_vector=64)
     report = load_init_weights(target, path, scheme="auto")
     assert report.unexpected == [] and report.missing == expected_missing(target)
     for key in report.loaded:
@@ -63,12 +64,13 @@ def test_tonini_checkpoint_with_its_depth_branch_loads_completely(tmp_path):
 
 
 def test_original_depth_model_tokens_and_a_one_epoch_run(tmp_path):
-    """depth_layout: diffusiongaze builds the original DiffusionGaze depth model (parity: test_diffusiongaze_parity)."""
+    """gaze_backbone diffusiongaze_depth is the original DiffusionGaze depth model (parity: test_diffusiongaze_parity);
+    the original's spelling, depth_flag with depth_layout diffusiongaze, selects it on the command line."""
     from datasets.synthetic_formats import write_depth_maps
     from engine.train import run
     from tests.tiny_runs import make_tiny_dataset, tiny_config
 
-    model = depth_model(3, depth_layout="diffusiongaze")
+    model = depth_model(3, gaze_backbone="diffusiongaze_depth")
     assert type(model.gaze_backbone).__name__ == "DiffusionGazeDepthBackbone"
     image, head_mask, face = gaze_inputs(2, 128)
     with torch.no_grad():
@@ -77,12 +79,13 @@ def test_original_depth_model_tokens_and_a_one_epoch_run(tmp_path):
     assert features["conditioning"].shape == (2, 2 * 16, 128)  # encoded scene+face, then depth+face tokens
     torch.testing.assert_close(features["scene_face_feat"], torch.cat([scene, face_map], dim=1))
     assert type(get_model(small_config()).gaze_backbone).__name__ == "OriginalGazeBackbone"  # read with depth_flag
-    with pytest.raises(ValueError, match="adm_attention_module: false.*depth_layout: tonini"):
-        depth_model(3, depth_layout="diffusiongaze", adm_attention_module=True)
+    with pytest.raises(ValueError, match="adm_attention_module: false.*'original_depth_tokens'"):
+        depth_model(3, gaze_backbone="diffusiongaze_depth", adm_attention_module=True)
 
     dataset = make_tiny_dataset(tmp_path / "data")
     write_depth_maps(dataset, "gazefollow")
     config = tiny_config(dataset, tmp_path / "out", "depth", "--epochs", "1", "--depth_flag", "--depth_layout",
                          "diffusiongaze", "--list_resnet_depth_layers", "1", "1", "1", "1", "1",
                          "--resnet_depth_inplanes", "8")
+    assert config.gaze_backbone == "diffusiongaze_depth"
     assert 0.0 <= run(config)["auc"] <= 1.0

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from engine.config import ConfigError, build_arg_parser, convert_value, load_config, parse_command_line
+from engine.config import GAZE_FOLLOWING, ConfigError, build_arg_parser, convert_value, load_config, parse_command_line
 from engine.options import OPTIONS_BY_NAME
 from engine.original_layout import POINT_BRANCH_KEYS, POINT_FORMULATION
 from engine.train import run
@@ -108,11 +108,11 @@ def test_the_point_branches_are_recognised_by_keys_only_their_code_read():
 def test_project_layout_files_keep_the_strict_checks(tmp_path):
     project = tmp_path / "project.yaml"
     project.write_text("Diffusion process:\n  adm: false\n  adm_predict_xstart: true\n")
-    with pytest.raises(ConfigError, match=r"'adm_predict_xstart' \(.*project\.yaml:3\).*'adm' \(.*project\.yaml:2\) is false"):
+    with pytest.raises(ConfigError, match=r"'adm_predict_xstart' \(.*project\.yaml:3\).*'adm' \(.*project\.yaml:2\) = False"):
         load_config([project])
     flat = tmp_path / "flat.yaml"
     flat.write_text("adm: false\nadm_predict_xstart: true\n")
-    with pytest.raises(ConfigError, match="is false"):
+    with pytest.raises(ConfigError, match="needs 'adm' on"):
         load_config([flat])
 
 
@@ -183,7 +183,7 @@ def test_the_original_readme_command_lines_parse_and_mean_what_they_meant(x_loss
     assert config.init_weights == "pretrained/init_weights.pt" and config.watch_wandb is True
     assert config.tag == "example_1" and config.adm is True and config.adm_predict_xstart is True
     assert config.diff_normalization == 0.1 and config.norm_std_flag is True and config.random_flag is True
-    assert config.epochs == 30 and config.lr_schedular is True and config.amp == "O1"
+    assert config.epochs == 30 and config.lr_schedule == "warmup_cosine" and config.amp == "O1"  # --lr_schedular
     assert config.source_dataset == "gazefollow" and config.source_dataset_dir == "datasets/gazefollow_extended"
     assert config.test_subsample_fraction == 0.0  # bare --is_subsample_test_set: the full test set
     if x_loss:
@@ -221,7 +221,8 @@ def test_every_boolean_of_the_original_is_a_bare_switch():
         given = vars(parser.parse_args([f"--{name}"]))
         assert given == ({"test_subsample_fraction": False} if name == "is_subsample_test_set" else {name: "true"})
         ((dest, value),) = given.items()
-        assert convert_value(OPTIONS_BY_NAME[dest], value, "flag") == (0.0 if dest == "test_subsample_fraction" else True)
+        option = GAZE_FOLLOWING.readable[dest]  # lr_schedular, attention_layout: old spellings (engine.old_spellings)
+        assert convert_value(option, value, "flag") == (0.0 if dest == "test_subsample_fraction" else True)
 
 
 def test_boolean_switches_bare_on_and_false_off_and_no_abbreviations(tmp_path, capsys):

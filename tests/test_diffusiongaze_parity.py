@@ -23,7 +23,7 @@ SMALL_RESNETS = dict(list_resnet_scene_layers=[1, 1, 1, 1, 1], list_resnet_face_
 VARIANTS = {
     "model_final": {},
     "model_attention": {"adm_attention_module": True},
-    "model_depth": {"depth_flag": True, "depth_layout": "diffusiongaze"},
+    "model_depth": {"depth_flag": True, "gaze_backbone": "diffusiongaze_depth"},
 }
 
 

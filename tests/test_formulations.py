@@ -14,7 +14,7 @@ import torch
 import main
 from diffusion import SAMPLER_REGISTRY, create_gaussian_diffusion, sample_heatmaps
 from engine.config import ConfigError, load_config
-from engine.options import OPTIONS, option_choices
+from engine.options import OPTIONS
 from engine.train import run
 from eval.evaluate import predict_batch
 from formulations import FORMULATIONS, TrainingTargets, build_formulation
@@ -39,9 +39,9 @@ def docs_example(name: str) -> str:
 
 def test_the_registries_give_the_options_their_choices():
     by_name = {option.name: option for option in OPTIONS}
-    assert option_choices(by_name["diffusion_target"]) == ("heatmap", "point", "point_image")
-    assert option_choices(by_name["sampler"]) == ("auto", "ddpm", "ddim", "dpm++2m")
-    assert option_choices(by_name["heatmap_decoder"]) == ("diffusion", "unet_direct", "unet_direct_sigmoid")
+    assert by_name["diffusion_target"].allowed() == ("heatmap", "point", "point_image")
+    assert by_name["sampler"].allowed() == ("auto", "ddpm", "ddim", "dpm++2m")
+    assert by_name["heatmap_decoder"].allowed() == ("diffusion", "unet_direct", "unet_direct_sigmoid")
     assert set(FORMULATIONS) == {"heatmap", "point", "point_image", "direct"}
     assert FORMULATIONS["point"].samplers() == ("ddim",) and FORMULATIONS["direct"].samplers() == ()
     # The direct decoder refuses every option of the diffusion process (the sampler through its own check).

@@ -161,9 +161,9 @@ def test_command_line_uses_the_project_configuration_rules(tmp_path, capsys):
     assert "--crop_sizes" in help_text and "--yaml_gaze" not in help_text
 
 
-def test_readme_option_table_is_current():
-    from engine.options import markdown_table
-    from gaze360.options import GROUPS, OPTIONS, README_END, README_START
+def test_the_option_reference_table_is_current():
+    from engine.options import OPTIONS_REFERENCE, markdown_table
+    from gaze360.options import GROUPS, OPTIONS, OPTIONS_END, OPTIONS_START
 
-    block = (ROOT / "README.md").read_text().split(README_START)[1].split(README_END)[0]
+    block = (ROOT / OPTIONS_REFERENCE).read_text().split(OPTIONS_START)[1].split(OPTIONS_END)[0]
     assert block == markdown_table(OPTIONS, GROUPS)

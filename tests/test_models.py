@@ -25,9 +25,8 @@ def final_config(**overrides) -> SimpleNamespace:
         unet_inout_channels=1, unet_inplanes=8, unet_residual=1, list_unet_inplanes_multipliers=[1, 2, 3, 4],
         list_unet_attention_levels=[2, 4, 8], unet_spatial_tf_heads=4, unet_spatial_tf_layers=1,
         unet_context_vector=1024, unet_dropout=0.0, use_scale_shift_norm=True, conv_resample=True,
-        resblock_updown=False, adm_learn_sigma=False, adm_attention_module=False, attention_layout=False,
+        resblock_updown=False, adm_learn_sigma=False, adm_attention_module=False, gaze_backbone="original",
         head_flag=True, depth_flag=False, list_resnet_depth_layers=[3, 4, 6, 3, 2], resnet_depth_inplanes=64,
-        depth_layout="diffusiongaze",
         freeze_scene=False, freeze_face=False, concat_scene=False,
     )
     options.update(overrides)
@@ -306,7 +305,7 @@ def test_scene_only_backbone_without_head_flag():
 
 
 def test_chong_layout_shapes():
-    model = get_model(small_config(attention_layout=True, adm_attention_module=True, unet_context_vector=64)).eval()
+    model = get_model(small_config(gaze_backbone="chong", adm_attention_module=True, unet_context_vector=64)).eval()
     assert type(model.gaze_backbone).__name__ == "ChongGazeBackbone"
     with torch.no_grad():
         encoded = model.encode(*gaze_inputs(2, 128))
@@ -318,22 +317,24 @@ def test_chong_layout_shapes():
 
 def test_chong_layout_at_final_size_needs_context_512():
     with torch.device("meta"):
-        model = get_model(final_config(attention_layout=True, adm_attention_module=True, unet_context_vector=512))
+        model = get_model(final_config(gaze_backbone="chong", adm_attention_module=True, unet_context_vector=512))
         assert tuple(model.gaze_backbone.scene_encoder.conv1.weight.shape) == (1024, 2048, 1, 1)
         assert tuple(model.gaze_backbone.scene_encoder.conv2.weight.shape) == (512, 1024, 1, 1)
         with pytest.raises(ValueError, match="unet_context_vector must be 512, got 1024"):
-            get_model(final_config(attention_layout=True, adm_attention_module=True))
+            get_model(final_config(gaze_backbone="chong", adm_attention_module=True))
 
 
 @pytest.mark.parametrize("overrides, error, message", [
     (dict(unet_context_vector=64), ValueError, "unet_context_vector"),
-    (dict(attention_layout=True), ValueError, "adm_attention_module: true"),
+    (dict(gaze_backbone="chong"), ValueError, "adm_attention_module: true"),
     (dict(head_flag=False, adm_attention_module=True), ValueError, "head_flag is false"),
     (dict(head_flag=False, freeze_face=True), ValueError, "no face stream"),
     (dict(list_resnet_face_layers=[1, 1, 1, 1]), ValueError, "same shape"),
     (dict(output_size=15), ValueError, "divisible by 2"),
     (dict(list_unet_attention_levels=[4]), ValueError, "never reaches"),
-    (dict(depth_flag=True, list_resnet_depth_layers=[1, 1, 1, 1]), ValueError, "scene and depth ResNets"),
+    (dict(gaze_backbone="original_depth_tokens", depth_flag=True, list_resnet_depth_layers=[1, 1, 1, 1]), ValueError,
+     "scene and depth ResNets"),
+    (dict(depth_flag=True), ValueError, "'original' has no depth stream"),
 ])
 def test_inconsistent_options_are_rejected(overrides, error, message):
     with pytest.raises(error, match=message):
@@ -345,7 +346,7 @@ def test_missing_option_is_named():
     del config.head_flag
     with pytest.raises(AttributeError, match="head_flag"):
         get_model(config)
-    assert "attention_layout" in MODEL_OPTIONS
+    assert "attention_layout" not in MODEL_OPTIONS  # the original's layout flags end at the configuration's edge
 
 
 @pytest.mark.parametrize("frozen, trained", [("scene_backbone", "face_backbone"), ("face_backbone", "scene_backbone")])

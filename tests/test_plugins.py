@@ -100,15 +100,19 @@ def test_plugin_by_module_name_registers_once(tmp_path, monkeypatch):
 
 
 def test_gaze_backbone_selects_by_name_and_attention_layout_keeps_chong():
+    from engine.config import ConfigError, load_config
+
     def config(**values):
-        return type("C", (), {"gaze_backbone": "original", "attention_layout": False, "depth_flag": False, **values})()
+        return type("C", (), {"gaze_backbone": "original", "depth_flag": False, **values})()
 
     assert backbone_name(config()) == "original"
     assert backbone_name(config(gaze_backbone="chong")) == "chong"
-    assert backbone_name(config(attention_layout=True)) == "chong"  # the original's files
-    assert backbone_name(type("Old", (), {"attention_layout": False, "depth_flag": False})()) == "original"  # older
-    with pytest.raises(ValueError, match="attention_layout"):
-        backbone_name(config(gaze_backbone="timm", attention_layout=True))
+    assert backbone_name(type("Old", (), {"depth_flag": False})()) == "original"  # stored before the option existed
+    chong = {"adm_attention_module": True, "unet_context_vector": 512}
+    assert load_config([], {"attention_layout": True, **chong}).gaze_backbone == "chong"  # the original's files
+    with pytest.raises(ConfigError, match="'attention_layout' .* selects gaze_backbone 'chong'.*'gaze_backbone' "
+                                          r"\(command line\) = 'timm'"):
+        load_config([], {"gaze_backbone": "timm", "timm_model": "resnet18", "attention_layout": True})
     with pytest.raises(KeyError, match="unknown gaze backbone 'nope'.*register_backbone"):
         build_backbone("nope", config())
     with pytest.raises(ValueError, match="registered twice"):

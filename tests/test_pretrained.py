@@ -48,7 +48,7 @@ TO_TONINI = [
 
 def chong_layout_model(seed: int):
     torch.manual_seed(seed)
-    return get_model(small_config(attention_layout=True, adm_attention_module=True, unet_context_vector=64))
+    return get_model(small_config(gaze_backbone="chong", adm_attention_module=True, unet_context_vector=64))
 
 
 def expected_missing(model) -> list[str]:

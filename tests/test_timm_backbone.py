@@ -154,7 +154,7 @@ def test_backbone_pretrained_asks_timm_for_its_weights(monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(gaze_backbone="original", timm_model=VIT), "configure gaze_backbone timm"),
+    (dict(gaze_backbone="original", timm_model=VIT), "configures gaze_backbone timm"),
     (dict(list_resnet_scene_layers=[1, 1]), "configure the ResNet backbones"),
     (dict(timm_model=None), "set 'timm_model'"),
     (dict(head_position="mask_channel", freeze_scene=True), "never see the head"),
@@ -162,7 +162,7 @@ def test_backbone_pretrained_asks_timm_for_its_weights(monkeypatch):
     (dict(feature_cache="cache"), "freeze_scene true"),
     (dict(feature_cache="cache", freeze_scene=True), "change the pixels"),
     (dict(gaze_backbone="original", attention_layout=True, feature_cache="c", timm_model=None),
-     "found 'gaze_backbone' .* = 'original'"),
+     "but 'gaze_backbone' .*as attention_layout: true\\) = 'chong'"),
 ])
 def test_inconsistent_backbone_options_are_rejected(overrides, message):
     with pytest.raises(ConfigError, match=message):
