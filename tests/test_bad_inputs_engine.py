@@ -222,8 +222,9 @@ def test_disk_full_while_writing_a_checkpoint_is_one_line_and_leaves_nothing_beh
     code = main_module.main(flags(trained["dataset"], tmp_path, "full", "--epochs", "1"))
     line = message_line(capsys.readouterr().err)
     assert code == 1
+    # The first checkpoint of the run: there is no previous last.pt, and the message says so (issue 23).
     assert re.match(r"error: cannot write .*full/last\.pt: no space left on the device \(or the disk quota is used "
-                    r"up\); the previous last\.pt is intact", line), line
+                    r"up\); there is no earlier last\.pt in .*full, nor any other checkpoint", line), line
     assert not list((tmp_path / "full").glob(".last.pt.*"))  # the temporary file is removed
 
 
