@@ -66,7 +66,8 @@ def autocast_for(config, device: torch.device):
 # What the run engine (engine.run) needs to know of this trainer: the options an evaluation or a resume may change,
 # and those read only when a run starts.
 TRAINER = Trainer(evaluation_time=EVALUATION_TIME, resumable=RESUMABLE,
-                  start_only=("init_weights", "init_weights_scheme", "init_weights_rules"))
+                  start_only=("init_weights", "init_weights_scheme", "init_weights_rules", "backbone_pretrained",
+                              "backbone_weights"))
 
 
 def run(config) -> dict:

@@ -127,7 +127,8 @@ def test_a_signal_finishes_the_step_writes_a_checkpoint_and_resumes_bitwise(data
     assert process.returncode == status, err[-3000:]
     checkpoint = tmp_path / "stopped" / "last.pt"
     assert f"{name} received: finishing the current step and writing a checkpoint" in err
-    assert f"stopped by {name} after step {at_step + 1}: wrote {checkpoint}; run the same command again to resume" in err
+    assert f"stopped by {name} after step {at_step + 1}: wrote {checkpoint}; run the same command again to " \
+           "resume" in err
     assert "Traceback" not in err and not (tmp_path / "stopped" / "run.lock").exists()
     state = load_checkpoint(checkpoint)
     assert state["step"] == at_step + 1 and state["batch_in_epoch"] == (at_step % 2) + 1
@@ -226,7 +227,8 @@ def test_resume_refuses_a_changed_option_and_records_an_allowed_one(data, traine
     out = capsys.readouterr().out
     assert "resuming with changed options (allowed on resume) at step 2: " in out  # the moved folder, and epochs
     assert "epochs: 1 -> 2 (command line)" in out
-    assert "# changed on resume at step 2: epochs: 1 -> 2 (command line)" in (tmp_path / "run" / "config.yaml").read_text()
+    config_yaml = (tmp_path / "run" / "config.yaml").read_text()
+    assert "# changed on resume at step 2: epochs: 1 -> 2 (command line)" in config_yaml
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["step"] == 4 and {"step": 2, "option": "epochs", "was": 1, "now": 2, "source": "command line"} in \
         state["config_changes"]
