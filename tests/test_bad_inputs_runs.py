@@ -292,8 +292,8 @@ def test_predict_out_is_new_empty_or_an_earlier_prediction_replaced_on_request(r
 
 # --- a resume with --init_weights ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("option", ["init_weights", "backbone_weights"])
-@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+@pytest.mark.parametrize("trainer,option", [("main.py", "init_weights"), ("gaze360_main.py", "init_weights"),
+                                            ("gaze360_main.py", "backbone_weights")])
 def test_a_resume_refuses_new_initial_weights_with_the_reason(runs, tmp_path, capsys, trainer, option):
     own = "main" if trainer == "main.py" else "g360"
     folder = copy(runs, own, tmp_path, "run")
