@@ -210,6 +210,7 @@ def run_one(config, run_dir: Path, stop, state: dict | None = None, changes=(), 
     checkpoint_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     history = resume_history(state, list(changes))
     if state is not None:
+        model_state_from_checkpoint(state, model, str(checkpoint_path))  # refuses a file of an earlier network
         checkpointer.restore(state, checkpoint_path)
         epoch, step, best, wandb_run_id = state["epoch"], state["step"], state["best"], state.get("wandb_run_id")
         batch_in_epoch = state.get("batch_in_epoch", 0)  # > 0: written in the middle of an epoch by a stop
@@ -331,5 +332,6 @@ def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
     except ConfigError as error:
         raise ConfigError(f"{path}: the Gaze360 configuration stored in it: {error}") from error
     model = build_model(config, len(crop_list(config)))
-    model.load_state_dict(checkpoint["model"])
+    state, _ = model_state_from_checkpoint(checkpoint, model, str(path))  # refuses a file of an earlier network
+    model.load_state_dict(state)
     return model.to(device).eval(), config
