@@ -4,9 +4,7 @@ never overwrite results, predict.py's `--out` is new, empty or an earlier predic
 with `--init_weights` is refused with the reason; and what used to crash -- an output folder that is a file or
 read-only, a checkpoint of the other trainer, a torn Gaze360 checkpoint, a full disk -- is one line with exit status 2
 (bad input) or 1 (a failed run). Each case asserts the exit status, the first line and what is on disk afterwards."""
-import errno
 import hashlib
-import io
 import json
 import os
 import re
@@ -23,7 +21,7 @@ from engine.checkpoint import load_checkpoint
 from gaze360.synthetic import write_gaze360
 from tests.test_end_to_end import TINY as MAIN_TINY
 from tests.test_run_engine import TINY as GAZE360_TINY
-from tests.tiny_runs import make_tiny_dataset
+from tests.tiny_runs import fill_disk_after, make_tiny_dataset
 
 PREFIXES = ("configuration error:", "error:", "data error:", "predict.py: error:")
 
@@ -381,34 +379,6 @@ def test_a_torn_gaze360_checkpoint_is_one_line_wherever_it_is_read(runs, tmp_pat
 
 
 # --- a full disk: what the message says is on disk is what is on disk ------------------------------------------------
-
-def fill_disk_after(monkeypatch, limit: int) -> None:
-    """Checkpoint writes fail with ENOSPC after `limit` bytes, as a full disk reports it to torch.save."""
-    import engine.checkpoint
-
-    real_fdopen = engine.checkpoint.os.fdopen
-
-    class FullDisk(io.RawIOBase):
-        def __init__(self, stream):
-            self.stream, self.written = stream, 0
-
-        def writable(self):
-            return True
-
-        def write(self, data):
-            self.written += len(data)
-            if self.written > limit:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return self.stream.write(data)
-
-        def fileno(self):
-            return self.stream.fileno()
-
-        def close(self):
-            self.stream.close()
-
-    monkeypatch.setattr(engine.checkpoint.os, "fdopen", lambda handle, mode: FullDisk(real_fdopen(handle, mode)))
-
 
 @pytest.mark.parametrize("trainer", sorted(TRAINERS))
 def test_a_full_disk_says_what_is_really_on_disk(runs, tmp_path, capsys, monkeypatch, trainer):
