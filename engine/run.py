@@ -36,6 +36,10 @@ from engine.stored_config import Change, apply_stored_config, given_options, sto
 WEIGHT_FILE_OPTIONS = ("init_weights", "backbone_weights")
 
 
+class RunFailed(RuntimeError):
+    """The run cannot go on (exit status 1); the message says why."""
+
+
 @dataclass(frozen=True)
 class Trainer:
     """What the run engine needs to know of one trainer (its name is its option table's `prog`, e.g. "main.py").
@@ -291,7 +295,7 @@ def run_job(run: Callable[[Any], Any], config) -> int:
     except (CheckpointError, FolderRefused, FileNotFoundError, PermissionError, NotADirectoryError,
             IsADirectoryError) as error:  # a file or folder given that cannot be used
         return fail("error: ", error, 2)
-    except (FloatingPointError, RunLocked, DiskFullError) as error:  # NaN loss, folder in use, disk full
+    except (FloatingPointError, RunLocked, DiskFullError, RunFailed) as error:  # NaN loss, folder in use, disk full
         return fail("error: ", error, 1)
     except OSError as error:
         if not no_space_left(error):

@@ -163,9 +163,9 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
         epoch, step, wandb_run_id = state["epoch"], state["step"], state.get("wandb_run_id")
         batch_in_epoch = state.get("batch_in_epoch", 0)  # > 0: written in the middle of an epoch (save_every_steps)
         if batch_in_epoch and state.get("world_size", 1) != context.world_size:
-            raise RuntimeError(f"{checkpoint_path} was written in the middle of an epoch by {state.get('world_size', 1)} "
-                               f"processes; resuming it with {context.world_size} would skip or repeat samples of "
-                               "that epoch: resume with the same number of processes")
+            raise ConfigError(f"{checkpoint_path} was written in the middle of an epoch by {state.get('world_size', 1)} "
+                              f"processes; resuming it with {context.world_size} would skip or repeat samples of "
+                              "that epoch: resume with the same number of processes")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}"
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
     feature_cache = None

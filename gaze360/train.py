@@ -27,7 +27,10 @@ from engine.checkpoint import (
 from engine.data import EpochShuffleSampler
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
-from engine.run import Trainer, change_comments, evaluation_record, open_run, resume_history, write_run_files
+from engine.config import ConfigError
+from engine.run import (
+    RunFailed, Trainer, change_comments, evaluation_record, open_run, resume_history, write_run_files,
+)
 from engine.stopping import RunStopped, stopped_message
 from engine.train import AMP_DTYPES, autocast_for, resolve_device
 from datasets.validation import head_crop_split, validate_splits
@@ -132,8 +135,8 @@ def make_optimizer(model, config) -> torch.optim.Adam:
 def run(config) -> dict:
     """Train and evaluate (or only evaluate with `eval_weights`); returns the metrics (RT-GENE: per fold + mean)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RuntimeError("launched with WORLD_SIZE > 1 (torchrun): multi-process training is not supported by "
-                           "gaze360_main.py; each process would train alone and overwrite the same run folder")
+        raise ConfigError("launched with WORLD_SIZE > 1 (torchrun): multi-process training is not supported by "
+                          "gaze360_main.py; each process would train alone and overwrite the same run folder")
     with open_run(config, TRAINER) as job:
         config, run_dir = job.config, job.folder
         if config.cpu_threads:
@@ -293,7 +296,7 @@ def run_one(config, run_dir: Path, stop, state: dict | None = None, changes=(), 
     stop.deferring = False
     logger.close()
     if not best_path.is_file():
-        raise RuntimeError(f"{best_path} is missing: no epoch finished with a finite validation error")
+        raise RunFailed(f"{best_path} is missing: no epoch finished with a finite validation error")
     model.load_state_dict(load_checkpoint(best_path)["model"])
     print(f"best validation epoch {best['epoch']} ({best['validation_deg']:.2f} deg): evaluating {best_path}")
     return final_evaluation(model, config, run_dir, device, autocast, baseline_direction, fold,
@@ -318,7 +321,7 @@ def final_evaluation(model, config, run_dir: Path, device, autocast, baseline_di
 def load_trained_model(path: str | Path, device: torch.device | str = "cpu"):
     """(model in eval mode, its configuration) of a checkpoint written by this trainer (last.pt, best.pt,
     ckpt_epoch_N.pt): the model is built from the configuration stored in the file, as the trainer builds it."""
-    from engine.config import ConfigError, load_config
+    from engine.config import load_config
     from gaze360.options import GAZE360
 
     checkpoint = load_checkpoint(path)
