@@ -1,7 +1,8 @@
 """Gaze360 / RT-GENE 3D gaze estimation: `python gaze360_main.py --yaml configs/gaze360/<variant>.yaml [--flag value]`.
 
 Trains (resuming automatically), evaluates, or with --eval_weights only evaluates (and runs --analysis). `--help`
-lists every option by group; `--print_config` prints the resolved configuration.
+lists every option by group; `--print_config` prints the resolved configuration. Errors end with one line and an exit
+status (2 bad input, 1 failed run, 130 / 143 Ctrl-C / SIGTERM), as main.py's.
 """
 from __future__ import annotations
 
@@ -20,16 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     if print_config:
         print(config.to_yaml(), end="")
         return 0
-    from gaze360.train import run  # imported late so --help and --print_config stay fast
-    from datasets.errors import DataError
+    from engine.run import run_job  # imported late so --help and --print_config stay fast
+    from gaze360.train import run
 
-    try:
-        run(config)
-    except DataError as error:  # bad data (datasets/validation.py): the file and line, no traceback
-        print(f"data error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+    return run_job(run, config)  # one line and an exit status for every error a user can cause, as main.py
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gaze360_weights", metavar="FILE",
                         help="a checkpoint of the Gaze360 trainer (gaze360_main.py): adds each head's 3D gaze (yaw, "
                              "pitch, uncertainty), drawn as a red arrow and written beside the 2D target")
-    parser.add_argument("--out", default="output/predict", help="output folder [default: output/predict]")
+    parser.add_argument("--out", default="output/predict",
+                        help="output folder: new or empty (an earlier prediction there needs --overwrite; a folder "
+                             "holding anything else is refused) [default: output/predict]")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the earlier prediction in --out (removed once the new one is complete)")
     parser.add_argument("--skip_missing_frames", action="store_true",
                         help="skip (and list in predictions.json) frames named in a head-box file that do not exist, "
                              "instead of stopping with an error")
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.image and args.head_box:
         parser.error("--head_box goes with --image; with --frames or --video give one --head_boxes file per person")
     overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    from inference.outputs import PredictionFolder
     from inference.pipeline import HeadFinder, predict_image, predict_sequence  # imported late: --help stays fast
     from inference.predictor import Predictor
     from inference.tracking import IoUTracker
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.image and (unused := [n for n in changed if n in SEQUENCE_OPTIONS]):
         parser.error(f"--{unused[0]} applies to --frames / --video, not to one --image")
     overlays = {"auto": None, "on": True, "off": False}[args.overlays]
+    output = PredictionFolder(args.out, overwrite=args.overwrite)  # written whole, then put in place of --out
     try:
         predictor = Predictor(args.weights, args.config, overrides)
         if predictor.load_report.unused:  # checkpoint entries the model has no place for are always reported
@@ -137,18 +143,22 @@ def main(argv: list[str] | None = None) -> int:
             from inference.gaze3d import Gaze3DEstimator
 
             gaze3d = Gaze3DEstimator(args.gaze360_weights, predictor.device)
+        output.open()  # before anything is written: a folder not new, empty or (--overwrite) a prediction is refused
         if args.image:
-            summary = predict_image(predictor, args.image, args.head_box, args.out, finder=finder, gaze3d=gaze3d)
+            summary = predict_image(predictor, args.image, args.head_box, output.path, finder=finder, gaze3d=gaze3d)
         else:
             summary = predict_sequence(
-                predictor, args.out, head_box_files=args.head_boxes, frames_dir=args.frames, video=args.video,
+                predictor, output.path, head_box_files=args.head_boxes, frames_dir=args.frames, video=args.video,
                 finder=finder, gaze3d=gaze3d, tracker=tracker, skip_missing_frames=args.skip_missing_frames,
                 animation=args.animation, fps=args.fps, animation_width=args.animation_width,
                 every_nth_frame=args.every_nth_frame, start=args.start, end=args.end, smooth_boxes=args.smooth_boxes,
                 smooth_points=args.smooth_points, overlays=overlays)
+        output.commit()
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        output.close()  # what a failed prediction wrote is removed; --out is as it was
     skipped = f", {len(summary['frames_skipped'])} frames skipped" if summary["frames_skipped"] else ""
     if finder is not None:
         counts = finder.counts

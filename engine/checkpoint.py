@@ -1,4 +1,5 @@
-"""Atomic checkpoint files and the random-generator state that goes into them.
+"""Checkpoints of both trainers: one `Checkpointer` (everything with a `state_dict()`, the random generators and the
+stored configuration in one file), written atomically, and the random-generator state that goes into them.
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsynced, then renamed over the target
 with `os.replace`, so a crash during the write leaves the previous checkpoint intact. Files load with
@@ -10,13 +11,14 @@ import errno
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pretrained.files import CheckpointError, load_checkpoint  # noqa: F401  (read here by the engine)
+from pretrained.files import CheckpointError, check_trainer, load_checkpoint  # noqa: F401  (read here by the engine)
 
 CHECKPOINT_FORMAT = 1
 
@@ -39,16 +41,28 @@ def no_space_left(error: BaseException) -> bool:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically (temporary file + fsync + os.replace + fsync of the folder). A full disk is
-    a DiskFullError naming the file; the previous file at `path` is left as it was."""
+    a DiskFullError naming the file and saying what is on disk; the previous file at `path`, if any, is left as it
+    was."""
     path = Path(path)
     try:
         _write_atomically(path, state)
     except Exception as error:
         if no_space_left(error):
             raise DiskFullError(f"cannot write {path}: no space left on the device (or the disk quota is used up); "
-                                f"the previous {path.name} is intact: free some space and run the same command "
-                                "again to resume") from error
+                                f"{on_disk(path)}") from error
         raise
+
+
+def on_disk(path: Path) -> str:
+    """What a failed write of checkpoint `path` leaves: the previous file (when one was written), or nothing."""
+    if path.is_file():
+        written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+        return (f"the previous {path.name} (written {written}) is intact: free some space and run the same command "
+                "again to resume from it")
+    others = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+    return (f"there is no earlier {path.name} in {path.parent}"
+            + (f" (it holds {', '.join(others)})" if others else ", nor any other checkpoint")
+            + ": nothing to resume from this run yet; free some space and run the same command again")
 
 
 def _write_atomically(path: Path, state: dict[str, Any]) -> None:
@@ -104,19 +118,52 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resume_state(checkpoint_path: str | Path, config) -> dict[str, Any] | None:
-    """The state to resume a run from: the checkpoint at `checkpoint_path` (the run's last.pt), or None when there is
-    none or `config.no_resume` asks to start afresh (said aloud: the folder's checkpoints will be overwritten).
-    Options that differ from the checkpoint's are printed (epochs may be raised to train longer)."""
-    checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.is_file():
-        return None
-    if config.no_resume:
-        print(f"--no_resume: starting afresh; checkpoints in {checkpoint_path.parent} will be overwritten")
-        return None
-    state = load_checkpoint(checkpoint_path)
-    changed = {k: (v, getattr(config, k)) for k, v in state["config"].items()
-               if k not in ("no_resume", "epochs") and getattr(config, k, v) != v}
-    if changed:
-        print(f"resuming with options that differ from the checkpoint's (was, now): {changed}")
-    return state
+class Checkpointer:
+    """Everything a run resumes from, in one file (detectron2's Checkpointer, for both trainers): the state dicts of
+    the named objects (model, optimizer, scheduler, GradScaler, EMA: anything with `state_dict` / `load_state_dict`),
+    python's, numpy's and torch's random generators, the stored configuration, the trainer that wrote it, and the
+    trainer's own counters (epoch, step, ...) given to `state`.
+
+    `Checkpointer("main.py", model=model, optimizer=optimizer, ema=None)`: objects given as None are left out.
+    """
+
+    def __init__(self, trainer: str, **objects):
+        self.trainer = trainer
+        self.objects = {name: obj for name, obj in objects.items() if obj is not None}
+
+    def state(self, config, parts: tuple[str, ...] | None = None, rng: bool = True, **counters) -> dict[str, Any]:
+        """The checkpoint's content: `parts` of the objects (all by default), the RNG state, `config` and `counters`."""
+        state: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "trainer": self.trainer}
+        state.update({name: obj.state_dict() for name, obj in self.objects.items() if parts is None or name in parts})
+        if rng:
+            state["rng"] = rng_state()
+        return {**state, "config": config.to_dict(), **counters}
+
+    def save(self, path: str | Path, config, **counters) -> None:
+        """Write `state(config, **counters)` to `path` atomically."""
+        save_checkpoint(path, self.state(config, **counters))
+
+    def restore(self, state: dict[str, Any], path: str | Path, optional: tuple[str, ...] = ()) -> list[str]:
+        """Load every object's state from `state` (read from `path`), then the random generators. Returns the names
+        of `optional` objects the file does not hold (the caller decides how they start); any other missing one, or
+        one that does not fit (another version of the code), is a CheckpointError naming the file."""
+        check_trainer(state, path, self.trainer)
+        absent = []
+        for name, obj in self.objects.items():
+            if name not in state:
+                if name in optional:
+                    absent.append(name)
+                    continue
+                raise CheckpointError(f"{path}: holds no {name} state, so the run cannot be resumed exactly: start a "
+                                      "new run (--no_resume or another --tag)")
+            try:
+                obj.load_state_dict(state[name])
+            except (RuntimeError, KeyError, ValueError) as error:  # torch's "Error(s) in loading state_dict"
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                what = "its weights do not fit the model" if name == "model" else \
+                    f"its {name} state does not fit the one"
+                raise CheckpointError(f"{path}: {what} built from its own stored configuration ({first}); it was "
+                                      "written by another version of the code: start a new run (--no_resume or "
+                                      "another --tag)") from error
+        set_rng_state(state["rng"])
+        return absent

@@ -28,6 +28,12 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def stopped_message(signum: int, step: int, checkpoint_path) -> str:
+    """What a job stopped by a signal after a checkpoint says (both trainers)."""
+    return (f"stopped by {signal_name(signum)} after step {step}: wrote {checkpoint_path}; run the same command "
+            "again to resume")
+
+
 class StopRequests:
     """`with StopRequests() as stop:` handles SIGINT and SIGTERM while the block runs (previous handlers are restored
     after it). While `stop.deferring` is true (the training loop sets it) a first signal is only recorded in

@@ -1,9 +1,10 @@
 """The main job: build everything from the configuration, then one training loop a reader can follow top to bottom.
 
 `run(config)` trains (resuming from `<output_dir>/<tag>/last.pt` unless `no_resume`), checkpoints atomically,
-evaluates every `evaluate_every` epochs and at the end; with `eval_weights` it only evaluates. A resume and an
-evaluation start from the configuration stored in the checkpoint (engine.stored_config); one job at a time holds a run
-folder (engine.run_folder); Ctrl-C and SIGTERM stop after the current step with a checkpoint (engine.stopping).
+evaluates every `evaluate_every` epochs and at the end; with `eval_weights` it only evaluates. The run engine both
+trainers share (engine.run) opens the run: a resume and an evaluation start from the configuration stored in the
+checkpoint (engine.stored_config); one job at a time holds a run folder (engine.run_folder); Ctrl-C and SIGTERM stop
+after the current step with a checkpoint (engine.stopping); engine.checkpoint.Checkpointer writes and restores it.
 """
 from __future__ import annotations
 
@@ -23,18 +24,18 @@ from datasets import build_dataset, build_eval_dataset
 from datasets.transforms import network_inputs
 from datasets.validation import validate_datasets
 from engine.build import build_formulation
-from engine.checkpoint import (
-    CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state,
-)
-from engine.config import ConfigError, check_buildable
+from engine.checkpoint import CheckpointError, Checkpointer, save_checkpoint, seed_everything
+from engine.config import ConfigError
 from engine import distributed
 from engine.data import EpochShuffleSampler, ShardSampler, diffusion_draws, make_loader
 from engine.ema import ExponentialMovingAverage
 from engine.logging import RunLogger
 from engine.optimizer_step import optimizer_step
-from engine.run_folder import RunLock, evaluation_dir, holds_training_run, trim_log
-from engine.stopping import RunStopped, StopRequests, signal_name
-from engine.stored_config import RESUMABLE, Change, apply_stored_config, evaluation_config, given_options
+from engine.run import (
+    Trainer, change_comments, evaluation_record, open_run, resume_history, write_run_files,
+)
+from engine.stopping import RunStopped, StopRequests, stopped_message
+from engine.stored_config import EVALUATION_TIME, RESUMABLE, Change
 from engine.losses import extra_heatmap_loss
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from formulations import TrainingTargets
@@ -63,6 +64,13 @@ def autocast_for(config, device: torch.device):
     return nullcontext if dtype is None else partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
+# What the run engine (engine.run) needs to know of this trainer: the options an evaluation or a resume may change,
+# and those read only when a run starts.
+TRAINER = Trainer(evaluation_time=EVALUATION_TIME, resumable=RESUMABLE,
+                  start_only=("init_weights", "init_weights_scheme", "init_weights_rules", "backbone_pretrained",
+                              "backbone_weights"))
+
+
 def run(config) -> dict:
     """Train and evaluate (or only evaluate with `eval_weights`); returns the last evaluation summary.
 
@@ -70,60 +78,14 @@ def run(config) -> dict:
     the gradients, each rank trains on its share of every epoch and evaluates its shard of the test set, and only
     rank 0 logs and writes files."""
     context = distributed.setup(config.device)
-    with StopRequests() as stop:
-        if config.eval_weights:  # the model, diffusion and data come from the checkpoint's stored configuration
-            config, changes = evaluation_setup(config)
-            run_dir = evaluation_dir(config.output_dir, config.tag, config.eval_weights)
-        else:
-            run_dir, changes = Path(config.output_dir) / config.tag, []
-            if config.no_resume or not (run_dir / "last.pt").is_file():
-                check_buildable(config)  # a fresh run builds these options' model: refused before the folder is used
-        if context.enabled:  # every rank writes into the folder rank 0 chose
-            run_dir = Path(distributed.gather_objects([str(run_dir)] if context.is_main else [], context)[0])
-        with RunLock(run_dir) if context.is_main else nullcontext() as lock:
-            state = None
-            if not config.eval_weights:
-                if config.no_resume and lock is not None and holds_training_run(run_dir):
-                    print(f"--no_resume: moved the previous run aside to {lock.move_run_aside()}")
-                state, config, changes = resume_checkpoint(run_dir / "last.pt", config)
-            return _run(config, context, run_dir, state, changes, stop)
+    share = partial(share_folder, context=context) if context.enabled else None
+    with open_run(config, TRAINER, is_main=context.is_main, share_folder=share) as job:
+        return _run(job.config, context, job.folder, job.state, job.changes, job.stop)
 
 
-def evaluation_setup(config):
-    """The configuration an evaluation of `config.eval_weights` runs with: the checkpoint's stored one with the
-    evaluation-time options given applied (said aloud), or `config` itself for a file that stores none."""
-    weights = str(config.eval_weights)
-    if weights.endswith(".safetensors"):
-        check_buildable(config)
-        return config, []
-    resolved = evaluation_config(load_checkpoint(weights, trust_legacy=config.trust_legacy_checkpoint),
-                                 given_options(config), weights=weights, table=config.table)
-    if resolved is None:
-        print(f"{weights} stores no configuration: the model is built from the YAML files and flags given")
-        check_buildable(config)
-        return config, []
-    config, changes = resolved
-    changes = [change for change in changes if change.name not in ("tag", "output_dir", "eval_weights")]
-    print(f"evaluating {weights} with the configuration stored in it"
-          + (": evaluation-time options changed: " + "; ".join(map(str, changes)) if changes else ""))
-    return config, changes
-
-
-def resume_checkpoint(checkpoint_path: Path, config):
-    """(state, config, changes) to continue the run of `checkpoint_path`: its stored configuration with the options
-    that may change on resume (engine.stored_config.RESUMABLE) applied, or (None, config, []) for a fresh start."""
-    if config.no_resume or not checkpoint_path.is_file():
-        return None, config, []
-    state = load_checkpoint(checkpoint_path)
-    if "config" not in state:
-        raise CheckpointError(f"{checkpoint_path} stores no configuration, so the run cannot be resumed safely: "
-                              "start a new run (--no_resume or another --tag)")
-    config, changes = apply_stored_config(state["config"], given_options(config), RESUMABLE,
-                                          checkpoint=str(checkpoint_path), purpose="resume", table=config.table)
-    if changes:
-        print(f"resuming with changed options (allowed on resume) at step {state['step']}: "
-              + "; ".join(map(str, changes)))
-    return state, config, changes
+def share_folder(folder: Path, context: distributed.Distributed) -> Path:
+    """The run folder rank 0 chose, on every rank (each rank writes into it)."""
+    return Path(distributed.gather_objects([str(folder)] if context.is_main else [], context)[0])
 
 
 def _run(config, context, run_dir: Path, state: dict | None, changes: list[Change], stop: StopRequests) -> dict:
@@ -189,55 +151,35 @@ def _run(config, context, run_dir: Path, state: dict | None, changes: list[Chang
 
     epoch, step, batch_in_epoch, wandb_run_id = 0, 0, 0, None
     checkpoint_path = run_dir / "last.pt"
-    history = list(state.get("config_changes", [])) if state is not None else []
-    if state is not None:  # (epochs under a run-length schedule: refused with the configuration, engine.options)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as error:  # torch's "Error(s) in loading state_dict": another version's model
-            first = str(error).strip().splitlines()[0]
-            raise CheckpointError(f"{checkpoint_path}: its weights do not fit the model built from its own stored "
-                                  f"configuration ({first}); it was written by another version of the code: start "
-                                  "a new run (--no_resume or another --tag)") from error
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and "ema" in state:
-            ema.load_state_dict(state["ema"])
-        elif ema is not None:
-            ema = ExponentialMovingAverage(model, config.ema_rate)
+    checkpointer = Checkpointer(config.table.prog, model=model, optimizer=optimizer, scheduler=scheduler,
+                                scaler=scaler, ema=ema)
+    history = resume_history(state, changes)
+    if state is not None:
+        if "ema" in checkpointer.restore(state, checkpoint_path, optional=("ema",)):
+            ema = checkpointer.objects["ema"] = ExponentialMovingAverage(model, config.ema_rate)
             print(f"{checkpoint_path} holds no EMA weights (trained without ema_on): the EMA starts from its weights")
-        set_rng_state(state["rng"])
         epoch, step, wandb_run_id = state["epoch"], state["step"], state.get("wandb_run_id")
         batch_in_epoch = state.get("batch_in_epoch", 0)  # > 0: written in the middle of an epoch (save_every_steps)
         if batch_in_epoch and state.get("world_size", 1) != context.world_size:
-            raise RuntimeError(f"{checkpoint_path} was written in the middle of an epoch by {state.get('world_size', 1)} "
-                               f"processes; resuming it with {context.world_size} would skip or repeat samples of "
-                               "that epoch: resume with the same number of processes")
+            raise ConfigError(f"{checkpoint_path} was written in the middle of an epoch by {state.get('world_size', 1)} "
+                              f"processes; resuming it with {context.world_size} would skip or repeat samples of "
+                              "that epoch: resume with the same number of processes")
         print(f"resuming {run_dir} at epoch {epoch}, step {step}"
               + (f" (batch {batch_in_epoch} of the epoch)" if batch_in_epoch else ""))
-        history += [{"step": step, "option": c.name, "was": c.stored, "now": c.given, "source": c.source}
-                    for c in changes]
     feature_cache = None
     if config.feature_cache:  # after every weight loading: the manifest fingerprints the encoder's final weights
         feature_cache = FeatureCache(config.feature_cache, model.gaze_backbone, config.source_dataset_dir,
                                      config.input_size, config.feature_cache_dtype)
         (loss_fn.module if context.enabled else loss_fn).options["feature_cache"] = feature_cache
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.to_yaml() + history_comments(history))
-        if state is not None and trim_log(run_dir / "metrics.jsonl", step):
-            print(f"metrics.jsonl: dropped the records logged after step {step} by the interrupted job")
+        write_run_files(run_dir, config, state, history)
     logger = RunLogger(run_dir, config, model, wandb_run_id=wandb_run_id, enabled=context.is_main)
 
     def training_state(epoch: int, batch_in_epoch: int) -> dict:
         """Everything a resume needs; `epoch` epochs and `batch_in_epoch` batches of the next one are done."""
-        state = {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                 "batch_in_epoch": batch_in_epoch, "rng": rng_state(), "config": config.to_dict(),
-                 "wandb_run_id": logger.wandb_run_id, "world_size": context.world_size, "config_changes": history}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        return state
+        return checkpointer.state(config, epoch=epoch, step=step, batch_in_epoch=batch_in_epoch,
+                                  wandb_run_id=logger.wandb_run_id, world_size=context.world_size,
+                                  config_changes=history)
 
     running = RunningLosses()
 
@@ -322,31 +264,6 @@ def stop_requested(stop: StopRequests, context: distributed.Distributed, device:
     return (stop.signum or signal.SIGTERM) if signum else None
 
 
-def stopped_message(signum: int, step: int, checkpoint_path: Path) -> str:
-    return (f"stopped by {signal_name(signum)} after step {step}: wrote {checkpoint_path}; run the same command "
-            "again to resume")
-
-
-def change_comments(changes: list[Change], what: str) -> str:
-    """YAML comments listing the options an evaluation changed from the checkpoint's configuration."""
-    return "".join(f"# {what}-time option changed from the checkpoint's configuration: {change}\n"
-                   for change in changes)
-
-
-def history_comments(history: list[dict]) -> str:
-    """YAML comments (the file stays loadable) listing the options changed on each resume, with the step."""
-    return "".join(f"# changed on resume at step {entry['step']}: {entry['option']}: {entry['was']!r} -> "
-                   f"{entry['now']!r} ({entry['source']})\n" for entry in history)
-
-
-def evaluation_record(config, changes: list[Change]) -> dict:
-    """What metrics.json says about the configuration an evaluation ran with."""
-    record = {"configuration": "stored in the checkpoint" if any(
-        "(stored)" in source for source in config.sources.values()) else "YAML files and flags given"}
-    if changes:
-        record["changed_from_checkpoint"] = {change.name: {"checkpoint": change.stored, "evaluation": change.given,
-                                                           "source": change.source} for change in changes}
-    return record
 
 
 def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkpoint_path) -> dict:

@@ -13,6 +13,7 @@ module names map one to one onto this project's (the layer order being the same,
 
 Every key of the file must map onto a tensor of the model with the same shape and every tensor of the model must
 be filled (BatchNorm's `num_batches_tracked`, absent from pre-0.4.1 files, excepted: it does not change outputs).
+A file that cannot be used is a CheckpointError (a ValueError) naming it: one line from gaze360_main.py.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from pretrained.files import CheckpointError, check_trainer
 from pretrained.renaming import rename_keys
 
 ORIGINAL_RULES = [
@@ -53,18 +55,19 @@ def convert_original_state_dict(state: Mapping[str, torch.Tensor], model: nn.Mod
     target = model.state_dict()
     unexpected = [old for old, new in renamed.items() if new not in target] + unmatched + dropped
     if unexpected:
-        raise ValueError(f"{source}: {len(unexpected)} tensors have no place in this model (check temporal, "
-                         f"target, backbone options against the original model type), e.g. "
-                         f"{[(k, renamed.get(k)) for k in unexpected[:6]]}")
+        raise CheckpointError(f"{source}: {len(unexpected)} tensors have no place in this model (check temporal, "
+                              f"target, backbone options against the original model type), e.g. "
+                              f"{[(k, renamed.get(k)) for k in unexpected[:6]]}")
     converted = {new: state[old] for old, new in renamed.items()}
     mismatched = [(k, list(v.shape), list(target[k].shape)) for k, v in converted.items() if v.shape != target[k].shape]
     if mismatched:
-        raise ValueError(f"{source}: shape mismatch (key, file, model): {mismatched[:6]}")
+        raise CheckpointError(f"{source}: shape mismatch (key, file, model): {mismatched[:6]}")
     missing = [k for k in target if k not in converted]
     counters = [k for k in missing if k.endswith("num_batches_tracked")]
     missing = [k for k in missing if k not in counters]
     if missing:
-        raise ValueError(f"{source}: {len(missing)} tensors of this model are not in the file, e.g. {missing[:6]}")
+        raise CheckpointError(f"{source}: {len(missing)} tensors of this model are not in the file, e.g. "
+                              f"{missing[:6]}")
     for key in counters:
         converted[key] = target[key]
     per_rule = Counter(next(p for p, r in ORIGINAL_RULES if old.startswith(p.replace("\\", ""))) for old in renamed)
@@ -80,16 +83,17 @@ def convert_original_state_dict(state: Mapping[str, torch.Tensor], model: nn.Mod
 def model_state_from_checkpoint(checkpoint, model: nn.Module, source: str) -> tuple[dict[str, torch.Tensor], str]:
     """The model state dict in a checkpoint of this trainer ({'model': ...} or a bare state dict) or an original
     .pth.tar (converted), with a one-line or per-rule report."""
+    check_trainer(checkpoint, source, "gaze360_main.py")  # a gaze-following checkpoint says so
     if is_original_checkpoint(checkpoint):
         return convert_original_state_dict(checkpoint["state_dict"], model, source)
     stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
     if isinstance(stored, Mapping) and "feature_relu" not in stored:
-        raise ValueError(f"{source}: written by this trainer before its networks became the original's (ReLU after "
-                         f"the backbone fc, none after the feature layer unless feature_relu): its weights compute a "
-                         f"different function in today's model; retrain, or evaluate it with the project version "
-                         f"that wrote it")
+        raise CheckpointError(f"{source}: written by this trainer before its networks became the original's (ReLU "
+                              f"after the backbone fc, none after the feature layer unless feature_relu): its weights "
+                              f"compute a different function in today's model; retrain, or evaluate it with the "
+                              f"project version that wrote it")
     state = checkpoint["model"] if isinstance(checkpoint, Mapping) and "model" in checkpoint else checkpoint
     if not isinstance(state, Mapping):
-        raise ValueError(f"{source}: expected a checkpoint of this trainer or an original .pth.tar, found "
-                         f"{type(checkpoint).__name__}")
+        raise CheckpointError(f"{source}: expected a checkpoint of this trainer or an original .pth.tar, found "
+                              f"{type(checkpoint).__name__}")
     return dict(state), f"{source}: this trainer's checkpoint, {len(state)} tensors"

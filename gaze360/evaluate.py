@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets.errors import DataError
 from gaze360.data import SUBSETS, subset_masks, yaw_pitch_to_gaze
 from gaze360.models import decode_yaw_pitch
 
@@ -65,7 +66,7 @@ def predict(model, loader, device: torch.device, autocast, target: str,
         yaw_pitch.append(decode_yaw_pitch(prediction["output"].float(), target, yaw_decoding).cpu())
         sigma.append(prediction["sigma"].float()[:, 0].cpu())
     if not index:
-        raise RuntimeError("no sample could be read (every one had an unreadable frame)")
+        raise DataError("no sample could be read (every one had an unreadable frame)")
     return {"yaw_pitch": torch.cat(yaw_pitch).double().numpy(), "sigma": torch.cat(sigma).double().numpy(),
             "index": torch.cat(index).numpy()}
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from gaze360.options import crop_list, sequence_length
 from models.resnet import BasicBlock, Bottleneck, ResNet
-from pretrained.loading import load_init_weights
+from pretrained.loading import CheckpointError, load_init_weights
 
 TARGET_SIZE = {"yawpitch": 2, "sincos": 3, "sincos45": 5}
 SIGMA_SCALE = {"pi": math.pi, "one": 1.0}
@@ -236,5 +236,6 @@ def load_backbone_weights(model: MultiCropGazeModel, path: str) -> None:
     report = load_init_weights(model.backbone, path, scheme=None, extra_rules=[[r"^(.*)$", r"\1"]])
     print(report.summary())
     if report.missing:
-        raise RuntimeError(f"{path}: {len(report.missing)} backbone tensors are missing, e.g. {report.missing[:5]}; "
-                           f"check backbone_layers / backbone_block / backbone_fc against the weight file")
+        raise CheckpointError(f"{path}: {len(report.missing)} backbone tensors are missing, e.g. "
+                              f"{report.missing[:5]}; check backbone_layers / backbone_block / backbone_fc against the "
+                              "weight file")

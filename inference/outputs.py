@@ -1,4 +1,5 @@
-"""What prediction writes: overlay images, the table of predictions (CSV and JSON) and the animation of a sequence.
+"""What prediction writes: overlay images, the table of predictions (CSV and JSON) and the animation of a sequence,
+and the folder they go to (`PredictionFolder`: new, empty, or an earlier prediction replaced on request; written whole).
 
 Overlay: the heatmap (each person's map stretched to [0, 1], bilinearly resized to the image) blended over the
 image in the "jet" colour map, the head box, a line from the eye (the head-box centre) to the predicted gaze point,
@@ -10,6 +11,9 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import shutil
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +22,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from engine.run_folder import inspect_folder
 from inference import ANIMATION_FORMATS
 from inference.predictor import PersonPrediction
 
@@ -30,6 +35,10 @@ CSV_FIELDS = ("frame", "person", "image_width", "image_height", "head_x_min", "h
               "overlay")
 GAZE3D_FIELDS = ("yaw", "pitch", "gaze3d_uncertainty", "gaze3d_x", "gaze3d_y", "gaze3d_z")
 TRACK_FOLDER = "tracks"
+OVERLAY_FOLDER = "overlays"
+# Everything predict.py writes into its --out folder: a folder holding anything else is never written into.
+PREDICTION_ENTRIES = ("predictions.csv", "predictions.json", OVERLAY_FOLDER, TRACK_FOLDER,
+                      *(f"animation.{kind}" for kind in ANIMATION_FORMATS if kind != "none"))
 GAZE3D_ARROW = 2.0  # length of a 3D gaze arrow whose direction lies in the image plane, in head-box widths
 
 
@@ -222,3 +231,72 @@ def animation_frame(overlay: Image.Image, width: int) -> Image.Image:
     if width <= 0 or overlay.width <= width:
         return overlay
     return overlay.resize((width, max(1, round(overlay.height * width / overlay.width))), Image.Resampling.LANCZOS)
+
+
+class PredictionFolder:
+    """The --out folder of one prediction. `open()` refuses a folder that is not new or empty, unless `overwrite` and
+    it holds only an earlier prediction (PREDICTION_ENTRIES); the prediction is then written into `path`, a hidden
+    folder beside it, and `commit()` puts it in place (replacing the earlier one), so a failed or stopped prediction
+    leaves the folder as it was and an earlier prediction's people never sit beside the new ones. `close()` removes
+    what an uncommitted prediction wrote."""
+
+    def __init__(self, out_dir: str | Path, overwrite: bool = False):
+        self.out = Path(out_dir)
+        self.overwrite = overwrite
+        self.path = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
+        self.opened = False
+
+    def open(self) -> Path:
+        self.check()
+        try:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir(parents=True)
+        except OSError as error:
+            raise ValueError(f"--out {self.out}: cannot write there ({error.strerror or error}): give a folder this "
+                             "job may write into") from error
+        self.opened = True
+        return self.path
+
+    def check(self) -> None:
+        """Raise ValueError (one line: what the folder holds, what to do) unless the prediction may go to `out`."""
+        out = self.out
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder: give a new or empty folder")
+        entries = sorted(entry.name for entry in out.iterdir())
+        foreign = [name for name in entries if name not in PREDICTION_ENTRIES]
+        if foreign:
+            kind = inspect_folder(out).kind
+            what = {"run": "a training run", "results": "an evaluation's results"}.get(kind, "files predict.py did "
+                                                                                               "not write")
+            raise ValueError(f"--out {out} holds {what} ({', '.join(foreign[:6])}): predict.py writes only into a new "
+                             "or empty folder, or over an earlier prediction (--overwrite); nothing there is "
+                             "overwritten: choose another --out")
+        if entries and not self.overwrite:
+            raise ValueError(f"--out {out} holds an earlier prediction ({', '.join(entries)}): pass --overwrite to "
+                             "replace it (it is removed once the new prediction is complete), or choose another --out")
+
+    def commit(self) -> None:
+        """Put the complete prediction in place of `out` (an empty folder, or with `overwrite` an earlier
+        prediction)."""
+        replaced = None
+        if self.out.is_dir() and any(self.out.iterdir()):
+            self.check()  # still only an earlier prediction (another job may have written there meanwhile)
+            replaced = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
+            os.rename(self.out, replaced)
+        try:
+            os.replace(self.path, self.out)  # also over an empty folder
+        except OSError:  # a job wrote into `out` meanwhile: keep both, under a new name
+            kept = self.out.with_name(f"{self.out.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.rename(self.path, kept)
+            raise ValueError(f"--out {self.out} was written by another job meanwhile; this prediction is in {kept}")
+        finally:
+            if replaced is not None:
+                shutil.rmtree(replaced, ignore_errors=True)
+        self.opened = False
+
+    def close(self) -> None:
+        if self.opened:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.opened = False

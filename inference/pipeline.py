@@ -23,8 +23,8 @@ from tqdm import tqdm
 from datasets.videoattentiontarget import smooth_track
 from inference.detection import DetectionCounts, filter_detections
 from inference.outputs import (
-    GAZE3D_FIELDS, AnimationWriter, animation_frame, check_animation_format, draw_overlay, prediction_row,
-    write_tables, write_track_tables,
+    GAZE3D_FIELDS, OVERLAY_FOLDER, AnimationWriter, animation_frame, check_animation_format, draw_overlay,
+    prediction_row, write_tables, write_track_tables,
 )
 from inference.predictor import PersonPrediction, Predictor
 from inference.sources import (
@@ -32,7 +32,6 @@ from inference.sources import (
 )
 from inference.tracking import IoUTracker
 
-OVERLAY_FOLDER = "overlays"
 DEFAULT_FPS = 10.0  # frames per second of the animation of a frame folder
 GIF_WIDTH = 640  # width a GIF animation is scaled down to unless --animation_width says otherwise
 

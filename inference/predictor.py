@@ -18,7 +18,7 @@ from PIL import Image
 
 from datasets.transforms import model_inputs
 from engine.build import build_formulation
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import check_trainer, load_checkpoint
 from engine.config import ConfigError, load_config
 from engine.stored_config import evaluation_config, stored_configuration
 from engine.train import autocast_for, resolve_device
@@ -93,6 +93,7 @@ class Predictor:
             checkpoint, self.evaluated_weights = {"model": state}, metadata.get("evaluated_weights", "model")
         else:
             checkpoint = load_checkpoint(self.weights)  # FileNotFoundError naming the file when it is missing
+            check_trainer(checkpoint, self.weights, "main.py")  # a Gaze360 checkpoint goes to --gaze360_weights
         self.config = _config(self.weights, checkpoint, config_paths, overrides or {})
         if self.weights.suffix != ".safetensors":
             # A run trained with ema_on is evaluated with its averaged weights; prediction does the same.

@@ -93,3 +93,63 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     except SafetensorError as error:
         raise CheckpointError(f"{path}: not a valid .safetensors file ({error}): it is truncated or corrupt; export "
                               "it again with `python -m pretrained.export CHECKPOINT OUTPUT.safetensors`") from error
+
+
+# --- which of this project's two trainers a checkpoint belongs to -------------------------------------------------
+
+TRAINERS = {
+    "main.py": "the gaze-following trainer (main.py)",
+    "gaze360_main.py": "the Gaze360 / RT-GENE trainer (gaze360_main.py)",
+}
+TRAINER_USES = {
+    "main.py": "evaluate it with `python main.py --eval_weights {path}`, predict with `python predict.py --weights "
+               "{path}`",
+    "gaze360_main.py": "evaluate it with `python gaze360_main.py --eval_weights {path}`; predict.py reads it as "
+                       "--gaze360_weights",
+}
+# Checkpoints written since the trainer was recorded name it ("trainer"); earlier ones are told apart by options only
+# one trainer stores in its configuration, and weight files by the names of their tensors (this project's models,
+# the original DiffusionGaze and MultiZoomGaze / Gaze360 files).
+_STORED_OPTIONS = {"main.py": ("unet_inplanes", "train_time_steps", "diffusion_target"),
+                   "gaze360_main.py": ("crop_sizes", "frame_crops", "lstm_bidirectional")}
+_TENSOR_PREFIXES = {"main.py": ("gaze_backbone.", "unet.", "inout_head.", "gaze_model.", "model.", "sequential.",
+                                "fc_inout."),
+                    "gaze360_main.py": ("backbone.", "feature.", "lstm.", "head.", "stn.", "base_model.",
+                                        "base_model_tail.", "last_layer.", "hidden2tag.")}
+
+
+def trainer_of(checkpoint: Any) -> str | None:
+    """Which trainer of this project a loaded checkpoint is for -- "main.py" or "gaze360_main.py" (also for the
+    original DiffusionGaze and MultiZoomGaze / Gaze360 files each reads) -- or None when it cannot be told (another
+    project's file)."""
+    if not isinstance(checkpoint, dict):
+        return None
+    if checkpoint.get("trainer") in TRAINERS:
+        return checkpoint["trainer"]
+    stored = checkpoint.get("config")
+    if isinstance(stored, dict):
+        for trainer, names in _STORED_OPTIONS.items():
+            if any(name in stored for name in names):
+                return trainer
+    for container in ("model", "state_dict", "model_state_dict", None):
+        state = checkpoint if container is None else checkpoint.get(container)
+        if isinstance(state, dict) and state and all(isinstance(key, str) for key in state):
+            found = _trainer_of_tensor_names(list(state))
+            if found is not None:
+                return found
+    return None
+
+
+def _trainer_of_tensor_names(keys: list[str]) -> str | None:
+    keys = [key[len("module."):] if key.startswith("module.") else key for key in keys]
+    found = [trainer for trainer, prefixes in _TENSOR_PREFIXES.items() if all(key.startswith(prefixes) for key in keys)]
+    return found[0] if len(found) == 1 else None
+
+
+def check_trainer(checkpoint: Any, path: str | os.PathLike, trainer: str) -> None:
+    """A CheckpointError when `checkpoint` (loaded from `path`) belongs to the other trainer than `trainer`, saying
+    which one made it and how to use it there."""
+    found = trainer_of(checkpoint)
+    if found is not None and found != trainer:
+        raise CheckpointError(f"{path}: a checkpoint for {TRAINERS[found]}, not for {TRAINERS[trainer]}: "
+                              + TRAINER_USES[found].format(path=path))

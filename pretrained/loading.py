@@ -11,7 +11,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from pretrained.files import CheckpointError, load_checkpoint, load_safetensors  # noqa: F401  (re-exported)
+from pretrained.files import (  # noqa: F401  (re-exported)
+    TRAINER_USES, TRAINERS, CheckpointError, load_checkpoint, load_safetensors, trainer_of,
+)
 from pretrained.renaming import SCHEMES, rename_keys, rules_from_spec
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def load_checkpoint_state(path: str | os.PathLike, trust_legacy: bool = False,
     if str(path).endswith(".safetensors"):
         state, metadata = load_safetensors(path)
         if ema and metadata.get("evaluated_weights") != "ema":
-            raise ValueError(f"{path}: EMA weights were requested (ema_on) but this file holds "
+            raise CheckpointError(f"{path}: EMA weights were requested (ema_on) but this file holds "
                              f"{metadata.get('evaluated_weights', 'model')!r} weights (its metadata)")
         return state
     containers = EMA_CONTAINERS if ema else STATE_DICT_CONTAINERS
@@ -84,14 +86,15 @@ def load_checkpoint_state(path: str | os.PathLike, trust_legacy: bool = False,
 def unwrap_state_dict(checkpoint, source: str = "checkpoint",
                       containers: tuple[str, ...] = STATE_DICT_CONTAINERS) -> dict[str, torch.Tensor]:
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{source}: expected a mapping (a state dict or a checkpoint dict), got {type(checkpoint)}")
+        raise CheckpointError(f"{source}: expected a mapping (a state dict or a checkpoint dict), got "
+                              f"{type(checkpoint)}")
     if containers != EMA_CONTAINERS and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         state = checkpoint
     else:
         found = [name for name in containers if isinstance(checkpoint.get(name), Mapping)]
         if not found:
             what = "EMA weights" if containers == EMA_CONTAINERS else "state dict"
-            raise ValueError(
+            raise CheckpointError(
                 f"{source}: no {what} found: expected a mapping of tensors or one under "
                 f"{' / '.join(containers)}; top-level keys are {sorted(checkpoint)[:20]}"
             )
@@ -99,7 +102,7 @@ def unwrap_state_dict(checkpoint, source: str = "checkpoint",
         source = f"{source}[{found[0]!r}]"
     not_tensors = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
-        raise ValueError(f"{source}: state dict entries that are not tensors: {not_tensors[:10]}")
+        raise CheckpointError(f"{source}: state dict entries that are not tensors: {not_tensors[:10]}")
     if state and all(key.startswith("module.") for key in state):
         logger.info("%s: removing the DataParallel prefix 'module.' from all %d keys", source, len(state))
         state = {key[len("module."):]: value for key, value in state.items()}
@@ -138,9 +141,12 @@ def load_init_weights(model: nn.Module, path_or_state, scheme: str | None = "aut
     if scheme == "auto":
         try:
             scheme = detect_scheme(state)
-        except ValueError:
+        except ValueError as error:
             if not extra_rules:
-                raise
+                owner = trainer_of({"model": state})  # e.g. a Gaze360 model given to main.py: say whose it is
+                hint = f"; it holds a model for {TRAINERS[owner]}: {TRAINER_USES[owner].format(path=source)}" \
+                    if owner == "gaze360_main.py" else ""
+                raise CheckpointError(f"{source}: {error}{hint}") from error
             scheme = None  # no known naming: the given rules alone rename the keys
     if scheme is not None and scheme not in SCHEMES:
         raise ValueError(f"unknown renaming scheme {scheme!r}; known: {sorted(SCHEMES)} (or 'auto', or None)")
@@ -217,7 +223,8 @@ def original_ema_mix(checkpoint: Mapping, source: str = "checkpoint") -> dict[st
     keys = list(averaged)
     first_unet = next((i for i, key in enumerate(keys) if key.startswith("model.")), None)
     if first_unet is None:
-        raise ValueError(f"{source}: its ema_params hold no UNet ('model.') key; cannot form the original's EMA mix")
+        raise CheckpointError(f"{source}: its ema_params hold no UNet ('model.') key; cannot form the original's EMA "
+                              "mix")
     backbone = list(model)[:first_unet]
     return {**{key: model[key] for key in backbone}, **{key: averaged[key] for key in keys[first_unet:]}}
 

@@ -3,8 +3,6 @@ cause -- an evaluation or a resume whose options contradict the checkpoint, corr
 YAML file, options nothing reads, a run folder in use, a full disk, a normalised head box -- ends with one clear line
 naming the file or option, and the exit status main.py / predict.py document (2 bad input, 1 failed run), never a
 traceback. Tiny synthetic data; one tiny training run shared by the module."""
-import errno
-import io
 import json
 import os
 import re
@@ -23,7 +21,7 @@ from engine.checkpoint import load_checkpoint, save_checkpoint
 from engine.run_folder import RunLock, RunLocked, evaluation_dir, trim_log
 from pretrained.export import export_safetensors
 from tests.test_end_to_end import TINY
-from tests.tiny_runs import make_tiny_dataset
+from tests.tiny_runs import fill_disk_after, make_tiny_dataset
 
 PREFIXES = ("configuration error:", "error:", "predict.py: error:")
 
@@ -197,35 +195,13 @@ def test_bad_input_gives_one_clear_line_and_exit_status(trained, tmp_path, capsy
 
 def test_disk_full_while_writing_a_checkpoint_is_one_line_and_leaves_nothing_behind(trained, tmp_path, capsys,
                                                                                     monkeypatch):
-    import engine.checkpoint
-
-    real_fdopen = engine.checkpoint.os.fdopen
-
-    class FullDisk(io.RawIOBase):  # the device fills up after 10 kB, as a real full disk reports it to torch.save
-        def __init__(self, stream):
-            self.stream, self.written = stream, 0
-
-        def writable(self):
-            return True
-
-        def write(self, data):
-            self.written += len(data)
-            if self.written > 10_000:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return self.stream.write(data)
-
-        def fileno(self):
-            return self.stream.fileno()
-
-        def close(self):
-            self.stream.close()
-
-    monkeypatch.setattr(engine.checkpoint.os, "fdopen", lambda handle, mode: FullDisk(real_fdopen(handle, mode)))
+    fill_disk_after(monkeypatch, 10_000)  # the device fills up after 10 kB, as a real full disk reports it
     code = main_module.main(flags(trained["dataset"], tmp_path, "full", "--epochs", "1"))
     line = message_line(capsys.readouterr().err)
     assert code == 1
+    # The first checkpoint of the run: there is no previous last.pt, and the message says so (issue 23).
     assert re.match(r"error: cannot write .*full/last\.pt: no space left on the device \(or the disk quota is used "
-                    r"up\); the previous last\.pt is intact", line), line
+                    r"up\); there is no earlier last\.pt in .*full, nor any other checkpoint", line), line
     assert not list((tmp_path / "full").glob(".last.pt.*"))  # the temporary file is removed
 
 

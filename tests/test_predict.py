@@ -211,9 +211,10 @@ def test_video_input_names_frames_as_ffmpeg_extracts_them(trained, tmp_path, cap
 
     (tmp_path / "person1.txt").write_text("\n".join(lines + ["00000009.jpg,138,18,188,69"]) + "\n")
     code, err = predict_cli(capsys, "--weights", trained[0], "--video", tmp_path / "clip.gif", "--head_boxes",
-                            tmp_path / "person1.txt", "--out", tmp_path / "out", "--device", "cpu")
+                            tmp_path / "person1.txt", "--out", tmp_path / "out", "--device", "cpu", "--overwrite")
     assert code == 2 and f"{tmp_path / 'person1.txt'}:4: frame '00000009.jpg' is not in the video" in err
     assert not list((tmp_path / "out").glob(".animation*"))  # the partial animation is removed
+    assert [row["frame"] for row in read_rows(tmp_path / "out")] == ["00000001.jpg", "00000002.jpg", "00000003.jpg"]
 
 
 def test_mp4_animation_reads_back_as_a_video(trained, tmp_path, capsys):
@@ -444,7 +445,7 @@ def test_the_yolo_detector_is_optional_and_refused_clearly(trained, tmp_path, ca
                                     "--device", "cpu", "--detector", f"yolo:{tmp_path / 'heads.pt'}")
         assert code == 2 and "needs Ultralytics (`pip install ultralytics`)" in printed
     code, printed = predict_cli(capsys, "--weights", trained[0], "--frames", DEMO, "--head_boxes", *PERSON_FILES,
-                                "--out", tmp_path, "--device", "cpu", "--every_nth_frame", "2")
+                                "--out", tmp_path / "out", "--device", "cpu", "--every_nth_frame", "2")
     assert code == 2 and "with --head_boxes the frames processed are those the files name" in printed
     for flags, message in ((["--head_box", "553,71,752,275", "--min_head_score", "0.5"],
                             "--min_head_score applies when heads are detected"),
