@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from datasets.text_files import read_text
 from datasets.transforms import clamp_box
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -62,7 +63,7 @@ def read_head_box_file(path: str | Path, person: str | None = None) -> dict[str,
         raise FileNotFoundError(f"head-box file not found: {path}")
     person = person or path.stem
     boxes: dict[str, HeadBox] = {}
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path, "head-box file").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{line_number}"
