@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from datasets.errors import DataError, MissingDataFile
+from datasets.image_files import rgb_image
 from datasets.text_files import read_text
 from datasets.transforms import to_normalised_tensor
 from datasets.validation import RowChecks, Skip
@@ -155,10 +156,10 @@ def load_rgb(path: Path) -> Image.Image:
     """An image as RGB; a missing or unreadable file is an error naming it (never a blank image)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return rgb_image(image, path, "frame")  # 16-bit frames scaled to 8 bits; 32-bit / float refused
     except FileNotFoundError:
         raise MissingDataFile(f"missing frame: {path}") from None
-    except (OSError, SyntaxError) as error:
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(f"unreadable frame: {path} ({error})") from None
 
 
