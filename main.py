@@ -45,7 +45,7 @@ def run_job(config) -> int:
     except DataError as error:  # bad data (datasets/validation.py): the file and line, no traceback
         print(f"data error: {error}", file=sys.stderr)
         return 2
-    except (CheckpointError, FileNotFoundError) as error:
+    except (CheckpointError, FileNotFoundError, ModuleNotFoundError) as error:  # ... and a backbone plug-in not found
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (FloatingPointError, RunLocked, DiskFullError) as error:  # NaN loss, folder in use, disk full

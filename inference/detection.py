@@ -103,6 +103,10 @@ class YoloHeadDetector:
                                "installed here; the default detector (mtcnn) needs nothing more")
         from ultralytics import YOLO
 
+        if path.suffix in (".pt", ".pth"):  # Ultralytics unpickles these fully (its files hold model objects)
+            print(f"--detector yolo:{path}: Ultralytics loads .pt detector files by full unpickling, which runs any "
+                  "code the file holds: use only a file you trust (an exported .onnx detector needs no unpickling; "
+                  "docs/trust.md)", file=sys.stderr)
         self.model, self.device = YOLO(str(path)), device
 
     def detect(self, image: Image.Image) -> list[Detection]:

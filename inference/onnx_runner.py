@@ -57,14 +57,16 @@ class DenoiseGraph(nn.Module):
         return self.network(x_t, t, **kwargs)
 
 
-def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overrides=None) -> tuple[Path, Path]:
+def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overrides=None, use_weights: str = "auto",
+                trust_legacy: bool = False) -> tuple[Path, Path]:
     """Write the encoder and denoising-step graphs of `weights` (built as predict.py builds it: the checkpoint's
-    stored configuration, its evaluated weights); returns their paths."""
+    stored configuration; `use_weights` auto = its evaluated weights, or ema / model); returns their paths."""
     import onnx
 
     from inference.predictor import Predictor
 
-    predictor = Predictor(weights, config_paths, {"device": "cpu", **(overrides or {})})
+    predictor = Predictor(weights, config_paths, {"device": "cpu", **(overrides or {})}, use_weights=use_weights,
+                          trust_legacy=trust_legacy)
     model, config = predictor.model.float().eval().requires_grad_(False), predictor.config
     if config.depth_flag:
         raise ValueError(f"{weights}: a depth_flag model needs depth maps, which predict.py and this export do not "

@@ -72,18 +72,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust_legacy_checkpoint", action="store_true",
                         help="allow a trusted file that needs unsafe unpickling (e.g. original DiffusionGaze)")
     args = parser.parse_args(argv)
-    if args.output.endswith(".onnx"):
-        # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
-        from inference.onnx_runner import export_onnx
+    try:
+        if args.output.endswith(".onnx"):
+            if args.scheme != "auto":
+                parser.error("--scheme applies to .safetensors exports; an ONNX export builds the model as predict.py "
+                             "does (the naming is detected)")
+            # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
+            from inference.onnx_runner import export_onnx
 
-        encoder, step = export_onnx(args.checkpoint, args.output, args.config)
-        print(f"wrote {encoder} (image, head_mask, face -> conditioning, inout) and {step} (x_t, t, conditioning "
-              f"-> network output) of {args.checkpoint}; run them with inference.onnx_runner.OnnxPredictor")
-        return 0
-    if not args.output.endswith(".safetensors"):
-        parser.error(f"the output file must end in .safetensors or .onnx, found {args.output}")
-    metadata = export_safetensors(args.checkpoint, args.output, args.weights, args.scheme,
-                                  args.trust_legacy_checkpoint)
+            encoder, step = export_onnx(args.checkpoint, args.output, args.config, use_weights=args.weights,
+                                        trust_legacy=args.trust_legacy_checkpoint)
+            print(f"wrote {encoder} (image, head_mask, face -> conditioning, inout) and {step} (x_t, t, conditioning "
+                  f"-> network output) of {args.checkpoint}; run them with inference.onnx_runner.OnnxPredictor")
+            return 0
+        if not args.output.endswith(".safetensors"):
+            parser.error(f"the output file must end in .safetensors or .onnx, found {args.output}")
+        if args.config:
+            parser.error("--config applies to ONNX exports (the .safetensors file holds the weights only)")
+        metadata = export_safetensors(args.checkpoint, args.output, args.weights, args.scheme,
+                                      args.trust_legacy_checkpoint)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # CheckpointError, ConfigError, missing weights
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}: {metadata['evaluated_weights']} weights of {args.checkpoint} "
           f"(scheme {metadata['scheme']})")
     return 0
