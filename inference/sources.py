@@ -40,6 +40,8 @@ def read_image(path: str | Path) -> Image.Image:
     pixels of this upright image. A missing or unreadable file, one declaring more pixels than the
     decompression-bomb limit, or a 32-bit / float image is an error naming it (never a blank image)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not an image; pass a folder of frames with --frames")
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:

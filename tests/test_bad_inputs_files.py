@@ -390,6 +390,30 @@ def test_predict_turns_a_photo_upright_by_its_exif_orientation(orientation, trai
     assert _without_names(rotated) == _without_names(reference)  # the very same pixels reached the model
 
 
+def test_dataset_images_keep_their_stored_orientation_with_a_note(sources, tmp_path, capsys):
+    """The benchmarks' reference loaders (Chong et al., Gaze-LLE, DiffusionGaze: Image.open(...).convert("RGB")) read
+    the stored pixels, and the annotations are given in them: an EXIF orientation is not applied in training or
+    evaluation, but the data check says how many images carry one (legitimate, and a hint the images may not be the
+    ones the annotations were made on)."""
+    data = shutil.copytree(sources["gazefollow"], tmp_path / "data")
+    image = first_train_image(data)
+    stored = Image.open(image).convert("RGB")
+    stored.save(image, "PNG")  # lossless, so the two readings can be compared exactly
+    dataset = GazeFollow(data, "train", input_size=32, output_size=16, augment=False)
+    index = dataset._paths.tolist().index(str(image.relative_to(data)))
+    reference = dataset[index]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(image, "PNG", exif=exif.tobytes())
+    tagged = GazeFollow(data, "train", input_size=32, output_size=16, augment=False)[index]
+    for key in ("image", "face", "head_mask", "head_box", "gaze_points"):
+        assert torch.equal(tagged[key], reference[key]), key
+    status, message, err = run_main(main_argv(data, tmp_path / "out"), capsys)
+    assert (status, message) == (0, "")
+    assert (f"note: 1 image(s) carry an EXIF orientation other than 'as stored', e.g. {image}; they are read as "
+            "stored (unrotated)") in err
+
+
 @pytest.mark.parametrize("kind", ["grey16_png", "rgb16_png", "rgba16_png", "grey_alpha16_png", "grey16_tiff"])
 def test_predict_reads_a_16_bit_image_as_its_8_bit_values(kind, trained, tmp_path, capsys):
     """v * 257 in 16 bits is v in 8 bits (high byte): the prediction equals that of the 8-bit image."""
