@@ -159,7 +159,10 @@ def open_image(path: Path, what: str, data: np.ndarray | None = None) -> Image.I
 def read_image_file(path: Path, what: str) -> ImageFile:
     """Read an image file and its size (errors as `open_image`'s)."""
     _require_file(path, what)
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:  # no permission, an I/O error (e.g. a network file system gone)
+        raise DataError(f"{path}: {what} cannot be read ({error.strerror or error})") from None
     header = header_size(data)
     if header is not None:
         problem = too_many_pixels(header[1])  # checked before torchvision allocates the declared pixels

@@ -63,11 +63,13 @@ def load_restricted(path: str | Path, allowed: Iterable[tuple[str, str]], what: 
     path = Path(path)
     if not path.is_file():
         raise MissingDataFile(f"{path}: {what} does not exist")
-    with open(path, "rb") as handle:
-        try:
+    try:
+        with open(path, "rb") as handle:
             return _RestrictedUnpickler(handle, frozenset(allowed), str(path), contents).load()
-        except RefusedPickle:
-            raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
-                KeyError, UnicodeDecodeError, MemoryError) as error:
-            raise DataError(f"{path}: not a readable {what} ({type(error).__name__}: {error})") from None
+    except RefusedPickle:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+            KeyError, UnicodeDecodeError, MemoryError, RecursionError) as error:
+        raise DataError(f"{path}: not a readable {what} ({type(error).__name__}: {error})") from None
+    except OSError as error:  # no permission, an I/O error
+        raise DataError(f"{path}: the {what} cannot be read ({error.strerror or error})") from None

@@ -25,9 +25,15 @@ BYTE_ORDER_MARKS = (
 
 def read_text(path: str | Path, what: str = "annotation file") -> str:
     """The text of `path`: decoded by its byte-order mark (removed), else as UTF-8; an undecodable byte or a NUL is
-    a DataError '<path>:<line>: ...' saying what was found and what to do."""
+    a DataError '<path>:<line>: ...' saying what was found and what to do, a file that cannot be read (a folder, no
+    permission) a DataError naming it."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # a folder of that name, no permission, an I/O error
+        raise DataError(f"{path}: the {what} cannot be read ({error.strerror or error})") from None
     encoding, start = "utf-8", 0
     for mark, name in BYTE_ORDER_MARKS:
         if data.startswith(mark):

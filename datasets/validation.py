@@ -180,7 +180,7 @@ def _inspect(path: Path) -> tuple[tuple[int, int], bool]:
             with Image.open(handle) as image:
                 size, kind = image.size, image.format
                 problem = unsupported_mode(image)
-                rotated = "exif" in image.info and image.getexif().get(EXIF_ORIENTATION, 1) not in (1, 0)
+                rotated = "exif" in image.info and image.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9)
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - TAIL_BYTES))
             tail = handle.read()
