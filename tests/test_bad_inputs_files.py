@@ -41,33 +41,15 @@ from datasets.gazefollow import GazeFollow
 from datasets.goo import read_records
 from datasets.image_files import decode, read_image_file
 from datasets.synthetic import generate_gazefollow
-from datasets.synthetic_formats import generate_goo, generate_videoattentiontarget
 from datasets.validation import CACHE_FOLDER, REPORT_FILE, validate_datasets
 from datasets.videoattentiontarget import VideoAttentionTarget
 from engine.checkpoint import load_checkpoint, save_checkpoint
 from gaze360.data import read_split_file
-from gaze360.synthetic import write_gaze360
 from inference.sources import read_head_box_file, video_frames
+from tests.test_bad_inputs import _threads, TEST, TRAIN, rows, sources, write_rows  # noqa: F401  (fixtures)
 from tests.test_end_to_end import TINY
 
 PREFIXES = ("data error:", "configuration error:", "error:", "predict.py: error:", "python -m pretrained.export: error:")
-TRAIN, TEST = "train_annotations_release.txt", "test_annotations_release.txt"
-
-
-@pytest.fixture(autouse=True)
-def _threads(single_thread):
-    yield
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("bad_files_sources")
-    generate_gazefollow(base / "gazefollow", n_train_images=3, n_test_images=1, seed=5)
-    generate_videoattentiontarget(base / "vat", n_train_clips=1, n_test_clips=1, frames_per_clip=4, seed=1)
-    generate_goo(base / "goo", "real", n_train_images=3, n_test_images=1, seed=2)
-    write_gaze360(base / "gaze360", seed=3, tracks={"train": 2, "validation": 1, "test": 1}, frames_per_track=7,
-                  sizes=(24, 24))
-    return {name: base / name for name in ("gazefollow", "vat", "goo", "gaze360")}
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +83,6 @@ def run_predict(argv, capsys) -> tuple[int, str, str]:
 def main_argv(data: Path, out: Path, dataset: str = "gazefollow", *flags) -> list:
     return [*TINY, "--epochs", "1", "--source_dataset", dataset, "--source_dataset_dir", data, "--output_dir", out,
             "--tag", "run", *flags]
-
-
-def rows(path: Path) -> list[list[str]]:
-    with open(path, newline="") as handle:
-        return list(csv.reader(handle))
-
-
-def write_rows(path: Path, table: list[list[str]]) -> None:
-    path.write_text("".join(",".join(row) + "\n" for row in table))
 
 
 def first_train_image(data: Path) -> Path:
