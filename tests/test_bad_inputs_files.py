@@ -265,6 +265,37 @@ def test_full_unpickling_needs_the_trust_flag_on_every_path(path, trained, tmp_p
     assert all(p.exists() for p in (written if path != "predict" else [output / "predictions.csv"]))
 
 
+def test_torch_hub_entry_points_honour_the_trust_option(trained, tmp_path):
+    import hubconf
+    from pretrained.files import CheckpointError
+
+    legacy = _legacy(trained, tmp_path)
+    with pytest.raises(CheckpointError, match="--trust_legacy_checkpoint"):
+        hubconf.predictor(str(legacy), device="cpu")
+    assert hubconf.predictor(str(legacy), device="cpu", trust_legacy_checkpoint=True).evaluated_weights == "ema"
+
+
+def test_a_pickled_detector_file_is_announced_before_it_is_loaded(tmp_path, monkeypatch, capsys):
+    """Ultralytics unpickles .pt detector files fully: the user named the file, and is told what that means first."""
+    import importlib.machinery
+    import types
+
+    from inference.detection import YoloHeadDetector
+
+    loaded = []
+    fake = types.ModuleType("ultralytics")
+    fake.__spec__ = importlib.machinery.ModuleSpec("ultralytics", None)
+    fake.YOLO = lambda path: loaded.append((path, capsys.readouterr().err)) or object()
+    monkeypatch.setitem(sys.modules, "ultralytics", fake)
+    for name in ("heads.pt", "heads.onnx"):
+        (tmp_path / name).write_bytes(b"weights")
+        YoloHeadDetector(tmp_path / name)
+    (_, before_pt), (_, before_onnx) = loaded
+    assert before_pt.startswith(f"--detector yolo:{tmp_path / 'heads.pt'}: Ultralytics loads .pt detector files by "
+                                "full unpickling, which runs any code the file holds")
+    assert before_onnx == ""  # an exported detector needs no unpickling: nothing to warn about
+
+
 def test_timm_backbone_weights_honour_the_trust_flag(tmp_path):
     from models.timm_backbone import TimmEncoder
 
