@@ -494,25 +494,23 @@ def test_export_writes_the_weights_it_is_asked_for(trained, tmp_path, capsys):
                             weights]) == 0
         assert torch.equal(load_file(tmp_path / f"{weights}.safetensors")[key], checkpoint[weights][key])
     # ONNX: --weights was parsed and ignored (the EMA was exported); now the graphs hold what was asked for
-    from inference.onnx_runner import DenoiseGraph, OnnxPredictor
+    from inference.onnx_runner import EncoderGraph, OnnxPredictor
     from inference.predictor import Predictor
 
     assert export_main([str(trained["checkpoint"]), str(tmp_path / "model.onnx"), "--weights", "model"]) == 0
     runner = OnnxPredictor(tmp_path / "model.onnx")
     assert runner.encoder.get_modelmeta().custom_metadata_map["evaluated_weights"] == "model"
-    size, out = runner.config.input_size, runner.config.output_size
+    size = runner.config.input_size
     generator = torch.Generator().manual_seed(0)
     inputs = {name: torch.randn(2, channels, size, size, generator=generator)
               for name, channels in (("image", 3), ("head_mask", 1), ("face", 3))}
-    context = torch.from_numpy(runner.encode(inputs)["conditioning"])
-    x_t, t = torch.randn(2, runner.config.unet_inout_channels, out, out, generator=generator), torch.tensor([3., 7.])
-    exported = runner.denoise(x_t, t, context)
-    with torch.no_grad():
-        step = {weights: DenoiseGraph(Predictor(trained["checkpoint"], overrides={"device": "cpu"},
-                                                use_weights=weights).model, runner.config)(x_t, t, context)
-                for weights in ("model", "ema")}
-    torch.testing.assert_close(exported, step["model"], rtol=1e-4, atol=1e-4)
-    assert not torch.allclose(exported, step["ema"], rtol=1e-4, atol=1e-4)
+    exported = torch.from_numpy(runner.encode(inputs)["conditioning"])
+    with torch.no_grad():  # the EMA averages every weight, the encoder's too
+        encoded = {weights: EncoderGraph(Predictor(trained["checkpoint"], overrides={"device": "cpu"},
+                                                   use_weights=weights).model)(*inputs.values())[0]
+                   for weights in ("model", "ema")}
+    torch.testing.assert_close(exported, encoded["model"], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(exported, encoded["ema"], rtol=1e-4, atol=1e-4)
     capsys.readouterr()
 
     # What cannot be exported as asked: one line, status 2, nothing written.
