@@ -629,10 +629,6 @@ def test_a_decompression_bomb_header_is_refused_before_decoding(kind, sources, t
     with pytest.raises(DataError, match=rf"{re.escape(str(image))}: image of the annotation at .* (declares \d+ x "
                                         r"\d+ pixels|is refused as a possible decompression bomb)"):
         dataset[index]
-    # ... and predict.py
-    status, message, _ = run_predict(["--weights", "absent.pt", "--image", image, "--head_box", "1,1,5,5", "--out",
-                                      tmp_path / "predicted"], capsys)
-    assert status == 2 and message.startswith("predict.py: error: checkpoint not found")  # weights are read first
 
 
 def test_predict_refuses_a_decompression_bomb_image(trained, tmp_path, capsys):
