@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     sequence.add_argument("--smooth_points", type=int, default=1,
                           help="centred moving average of each person's predicted point over this many processed "
                                "frames (odd; 1 = off) [default: 1]")
+    parser.add_argument("--trust_legacy_checkpoint", action="store_true",
+                        help="allow a trusted --weights file that needs full unpickling (e.g. an original DiffusionGaze "
+                             "checkpoint); unpickling runs any code the file holds (docs/trust.md)")
     parser.add_argument("--gaze360_weights", metavar="FILE",
                         help="a checkpoint of the Gaze360 trainer (gaze360_main.py): adds each head's 3D gaze (yaw, "
                              "pitch, uncertainty), drawn as a red arrow and written beside the 2D target")
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     overlays = {"auto": None, "on": True, "off": False}[args.overlays]
     output = PredictionFolder(args.out, overwrite=args.overwrite)  # written whole, then put in place of --out
     try:
-        predictor = Predictor(args.weights, args.config, overrides)
+        predictor = Predictor(args.weights, args.config, overrides, trust_legacy=args.trust_legacy_checkpoint)
         if predictor.load_report.unused:  # checkpoint entries the model has no place for are always reported
             print(predictor.load_report.summary())
         finder = tracker = gaze3d = None
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 every_nth_frame=args.every_nth_frame, start=args.start, end=args.end, smooth_boxes=args.smooth_boxes,
                 smooth_points=args.smooth_points, overlays=overlays)
         output.commit()
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ConfigError, ValueError, FileNotFoundError, ModuleNotFoundError, RuntimeError) as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         return 2
     finally:

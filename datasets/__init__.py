@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
+from datasets.errors import DataError
 from datasets.gazefollow import GazeFollow
 from datasets.goo import GOO
+from datasets.validation import no_in_frame_target
 from datasets.videoattentiontarget import VideoAttentionTarget
 
 # each class provides from_config(config, split) and the `protocol` it is evaluated with
@@ -34,9 +36,9 @@ class InFrameOnly(Dataset):
     def __init__(self, dataset):
         self.dataset = dataset
         self.indices = np.flatnonzero(dataset.inout_labels() == 1)
-        if not len(self.indices):
-            raise ValueError(f"{type(dataset).__name__}: train_in_frame_only leaves no training sample (every sample "
-                             "is out of frame)")
+        if not len(self.indices):  # the data check's message (datasets.validation), with the option that asked
+            raise DataError(no_in_frame_target([str(name) for name in dataset._annotation_names], len(dataset))
+                            + "; train_in_frame_only would train on none")
 
     def __len__(self) -> int:
         return len(self.indices)

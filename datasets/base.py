@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from datasets.errors import DataError
 from datasets.heatmap import gaze_heatmap
-from datasets.image_files import cannot_decode, decode, open_image, read_image_file
+from datasets.image_files import cannot_decode, decode, eight_bit, open_image, read_image_file
 from datasets.transforms import (
     AUGMENTATION_STEPS, Annotation, clamp_box, depth_tensor, plan_inputs, render_inputs, restrict_augmentation,
     sample_augmentation,
@@ -196,7 +196,7 @@ class GazeTargetDataset(Dataset):
                     opened.load()
                 except (OSError, SyntaxError) as error:
                     raise cannot_decode(opened.filename, what, error) from None
-                depth = depth_tensor(opened, self.input_size, box, plan.flip)
+                depth = depth_tensor(eight_bit(opened, opened.filename, what), self.input_size, box, plan.flip)
 
         size_xy = np.array(plan.frame_size, dtype=np.float64)
         gaze_points = annotation.gaze_points / size_xy

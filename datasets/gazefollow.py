@@ -5,7 +5,6 @@ the original image; every coordinate a sample returns is normalised to the image
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 
 from datasets.base import MAX_GAZE_POINTS, GazeTargetDataset, RandomSigma
 from datasets.errors import DataError, MissingDataFile
+from datasets.text_files import csv_rows
 from datasets.validation import RowChecks, gazefollow_row_problem, not_finite, print_skips
 
 TRAIN_COLUMNS = (
@@ -67,54 +67,53 @@ def read_annotations(annotation_file: Path, columns: tuple[str, ...],
     if not Path(annotation_file).is_file():
         raise MissingDataFile(f"{annotation_file}: GazeFollow annotation file does not exist")
     rows = []
-    with open(annotation_file, newline="") as handle:
-        for line, fields in enumerate(csv.reader(handle), start=1):
-            if not fields:
-                continue
-            where = f"{annotation_file}:{line}"
-            if len(fields) != len(columns):
-                raise DataError(
-                    f"{where}: expected {len(columns)} comma-separated fields ({', '.join(columns)}), found "
-                    f"{len(fields)}"
-                )
-            record = dict(zip(columns, fields))
+    for line, fields in csv_rows(annotation_file, "GazeFollow annotation file"):
+        if not fields:
+            continue
+        where = f"{annotation_file}:{line}"
+        if len(fields) != len(columns):
+            raise DataError(
+                f"{where}: expected {len(columns)} comma-separated fields ({', '.join(columns)}), found "
+                f"{len(fields)}"
+            )
+        record = dict(zip(columns, fields))
 
-            def number(name: str) -> float:
-                try:
-                    return float(record[name])
-                except ValueError:
-                    raise DataError(f"{where}: field '{name}' should be a number, found {record[name]!r}") from None
+        def number(name: str) -> float:
+            try:
+                return float(record[name])
+            except ValueError:
+                raise DataError(f"{where}: field '{name}' should be a number, found {record[name]!r}") from None
 
-            inout = 1
-            if "inout" in record:
-                inout_value = number("inout")
-                if inout_value not in (-1.0, 0.0, 1.0):
-                    raise DataError(f"{where}: field 'inout' should be 1, 0 or -1, found {record['inout']!r}")
-                inout = int(inout_value)
-            head_box = [number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")]
-            body_box = [number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")]
-            eye_point = [number("eye_x"), number("eye_y")]
-            gaze_point = [number("gaze_x"), number("gaze_y")]
-            idx = number("idx")
-            if not checks.unique(tuple(fields), where) or not checks.accept(
-                    where, gazefollow_row_problem(body_box, eye_point, gaze_point, head_box, inout)
-                    or not_finite(idx=idx)):
-                continue
-            head_box, body_box, eye_point, gaze_point = map(np.array, (head_box, body_box, eye_point, gaze_point))
-            # Some boxes are stored with inverted sides; the references swap them.
-            head_box = np.concatenate([np.minimum(head_box[:2], head_box[2:]), np.maximum(head_box[:2], head_box[2:])])
-            rows.append(PersonAnnotation(
-                path=record["path"],
-                line=line,
-                idx=int(idx),
-                body_box=body_box,
-                eye_point=eye_point,
-                gaze_points=gaze_point[None],
-                head_box=head_box,
-                inout=inout,
-                source=record["source"],
-                meta=record["meta"],
-            ))
+        inout = 1
+        if "inout" in record:
+            inout_value = number("inout")
+            if inout_value not in (-1.0, 0.0, 1.0):
+                raise DataError(f"{where}: field 'inout' should be 1, 0 or -1, found {record['inout']!r}")
+            inout = int(inout_value)
+        head_box = [number(n) for n in ("bbox_x_min", "bbox_y_min", "bbox_x_max", "bbox_y_max")]
+        body_box = [number(n) for n in ("body_bbox_x", "body_bbox_y", "body_bbox_w", "body_bbox_h")]
+        eye_point = [number("eye_x"), number("eye_y")]
+        gaze_point = [number("gaze_x"), number("gaze_y")]
+        idx = number("idx")
+        if not checks.unique(tuple(fields), where) or not checks.accept(
+                where, gazefollow_row_problem(body_box, eye_point, gaze_point, head_box, inout)
+                or not_finite(idx=idx)):
+            continue
+        head_box, body_box, eye_point, gaze_point = map(np.array, (head_box, body_box, eye_point, gaze_point))
+        # Some boxes are stored with inverted sides; the references swap them.
+        head_box = np.concatenate([np.minimum(head_box[:2], head_box[2:]), np.maximum(head_box[:2], head_box[2:])])
+        rows.append(PersonAnnotation(
+            path=record["path"],
+            line=line,
+            idx=int(idx),
+            body_box=body_box,
+            eye_point=eye_point,
+            gaze_points=gaze_point[None],
+            head_box=head_box,
+            inout=inout,
+            source=record["source"],
+            meta=record["meta"],
+        ))
     return rows
 
 

@@ -9,7 +9,6 @@ Images are `<root>/<filename>` (backslashes of the Windows-made pickles read as 
 """
 from __future__ import annotations
 
-import pickle
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from datasets.base import GazeTargetDataset, RandomSigma
 from datasets.errors import DataError, MissingDataFile
+from datasets.restricted_pickle import NUMPY_GLOBALS, PLAIN_GLOBALS, load_restricted
 from datasets.transforms import widen_box
 from datasets.validation import RowChecks, goo_record_problem, print_skips
 
@@ -30,6 +30,10 @@ ANNOTATION_FILES = {
 # GOO-Real images known to be unreadable in the release; their records are skipped with a message.
 CORRUPT_IMAGES = {"real": ("15/cam1/cam00001_img00530.jpg",), "synth": ()}
 REQUIRED_KEYS = ("filename", "hx", "hy", "gaze_cx", "gaze_cy")
+# What the release pickles are made of (datasets.md: lists of dicts of strings, numbers, lists and numpy arrays or
+# scalars); a pickle naming any other Python object is refused unread (datasets/restricted_pickle.py).
+PICKLE_GLOBALS = NUMPY_GLOBALS | PLAIN_GLOBALS
+PICKLE_CONTENTS = "a list of dicts of strings, numbers, lists and numpy arrays"
 
 
 def synthesised_head_box(eye_point: np.ndarray) -> np.ndarray:
@@ -39,14 +43,12 @@ def synthesised_head_box(eye_point: np.ndarray) -> np.ndarray:
 
 
 def read_records(pickle_file: Path) -> list[dict]:
-    """The list of record dicts of a GOO pickle; a record lacking a required key is an error naming its index."""
+    """The list of record dicts of a GOO pickle, read by the restricted unpickler (PICKLE_GLOBALS: a pickle naming
+    any other Python object is an error naming it, and nothing of it runs); a record lacking a required key is an
+    error naming its index."""
     if not pickle_file.is_file():
         raise MissingDataFile(f"{pickle_file}: GOO annotation pickle does not exist")
-    with open(pickle_file, "rb") as handle:
-        try:
-            records = pickle.load(handle)
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as error:
-            raise DataError(f"{pickle_file}: not a readable GOO pickle ({type(error).__name__}: {error})") from None
+    records = load_restricted(pickle_file, PICKLE_GLOBALS, "GOO pickle", PICKLE_CONTENTS)
     if not isinstance(records, list):
         raise DataError(f"{pickle_file}: expected a list of record dicts, found {type(records).__name__}")
     for index, record in enumerate(records):

@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from datasets.errors import DataError
+from datasets.image_files import EXIF_ORIENTATION, too_many_pixels, unsupported_mode
 
 INVALID_POLICIES = ("error", "skip")
 EDGE_TOLERANCE = 0.01  # a pixel gaze point may lie this fraction of the image size beyond the right / bottom edge
@@ -166,11 +167,20 @@ def goo_record_problem(eye, gaze, scale: tuple[float, float]) -> str | None:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) read from the header of `path`, after checking that a JPEG or PNG file is complete (its end
-    marker is present: a truncated file fails later, mid-epoch, when it is decoded). Errors say what is wrong."""
+    marker is present: a truncated file fails later, mid-epoch, when it is decoded), that it declares no more pixels
+    than the decompression-bomb limit and that its pixels can be read as 8-bit RGB (datasets/image_files.py).
+    Errors say what is wrong."""
+    return _inspect(path)[0]
+
+
+def _inspect(path: Path) -> tuple[tuple[int, int], bool]:
+    """(image_size, whether the image carries an EXIF orientation other than "as stored")."""
     try:
         with open(path, "rb") as handle:
             with Image.open(handle) as image:
                 size, kind = image.size, image.format
+                problem = unsupported_mode(image)
+                rotated = "exif" in image.info and image.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9)
             handle.seek(0, os.SEEK_END)
             handle.seek(max(0, handle.tell() - TAIL_BYTES))
             tail = handle.read()
@@ -178,6 +188,9 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError("does not exist") from None
     except UnidentifiedImageError:
         raise DataError("is not a readable image (unknown format or corrupt header)") from None
+    except Image.DecompressionBombError as error:
+        raise DataError(f"is refused as a possible decompression bomb ({error}); raise PIL.Image.MAX_IMAGE_PIXELS "
+                        "if it is genuine") from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
         raise DataError(f"is not a readable image ({error})") from None
     if kind in ("JPEG", "MPO") and JPEG_END not in tail:
@@ -186,14 +199,18 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError("is a truncated PNG (no IEND chunk)")
     if size[0] < 1 or size[1] < 1:
         raise DataError(f"has no pixels ({size[0]} x {size[1]})")
-    return size
+    problem = problem or too_many_pixels(size)
+    if problem is not None:
+        raise DataError(problem)
+    return size, rotated
 
 
-def _header(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+def _header(path: Path) -> tuple[tuple[int, int] | None, str | None, bool]:
     try:
-        return image_size(path), None
+        size, rotated = _inspect(path)
     except DataError as error:
-        return None, str(error)
+        return None, str(error), False
+    return size, None, rotated
 
 
 # --- splits and the image pass -----------------------------------------------------------------------------------
@@ -212,6 +229,7 @@ class SplitData:
     rows: int = 0
     check_sizes: Callable[[dict[Path, tuple[int, int]]], list[str]] | None = None
     options: dict = field(default_factory=dict)  # what else decides the result (e.g. depth maps on), for the cache
+    in_frame: int | None = None  # samples with an in-frame gaze target (gaze-following splits), checked first
 
 
 def gaze_target_split(name: str, dataset) -> SplitData:
@@ -250,7 +268,20 @@ def gaze_target_split(name: str, dataset) -> SplitData:
     annotation_files = [Path(name_) for name_ in dataset._annotation_names.tolist()]
     return SplitData(name, annotation_files, images, list(getattr(dataset, "skipped_rows", [])), len(paths),
                      check_sizes, {"class": type(dataset).__name__, "depth": bool(dataset.depth),
-                                   "samples": len(paths)})
+                                   "samples": len(paths)}, in_frame=int(np.count_nonzero(dataset._inout == 1)))
+
+
+def no_in_frame_target(annotation_files, samples: int) -> str:
+    """The message for a training split none of whose `samples` has an in-frame gaze target."""
+    return (f"{_source(annotation_files)}: none of the {samples} training samples has its gaze target in the frame "
+            "(inout 1): the heatmap decoder would learn nothing and the location metrics would score chance (AUC "
+            "0.5); check the inout column / the -1,-1 gaze points of these files")
+
+
+def _source(annotation_files) -> str:
+    """The annotation file of a split, or the folder of its files and their count."""
+    files = sorted({str(path) for path in annotation_files})
+    return files[0] if len(files) == 1 else f"{os.path.commonpath(files)} ({len(files)} annotation files)"
 
 
 def head_crop_split(name: str, dataset) -> SplitData:
@@ -276,16 +307,24 @@ def validate_splits(splits: list[SplitData], report_dir: str | Path | None = Non
     annotation files (paths, sizes, modification times); without one it validates and says why.
     Returns a summary: images checked, rows skipped per split, seconds, and whether the cache was used.
     """
+    for split in splits:  # before anything else: no image needs to be read to know this
+        if split.in_frame == 0 and split.name == "train":
+            raise DataError(no_in_frame_target(split.annotation_files, split.rows))
+        if split.in_frame == 0:
+            print(f"note: {_source(split.annotation_files)}: none of the {split.rows} {split.name} samples has its "
+                  "gaze target in the frame: every metric of the protocol (AUC, L2, heatmap AP, and the in/out AP, "
+                  "which needs in-frame samples too) is undefined and reported as n/a", file=sys.stderr)
     key = _cache_key(splits)
     cache_file = Path(cache_dir) / f"{key}.json" if cache_dir is not None else None
     skipped = [(split.name, skip_) for split in splits for skip_ in split.skipped]
-    if skip and cache_file is not None and cache_file.is_file():
-        cached = json.loads(cache_file.read_text())
+    found = skip and cache_file is not None and cache_file.is_file()
+    cached = _read_cache(cache_file) if found else None  # an unreadable cache is said and validated anew
+    if cached is not None:
         _write_report(report_dir, skipped, [])
         print(f"data validation skipped (skip_validation): these annotation files were validated on "
               f"{cached['validated']} and have not changed since ({cache_file})")
         return {**cached["summary"], "cached": True}
-    if skip:
+    if skip and not found:
         print("skip_validation: no earlier validation of these annotation files in their current state was found "
               f"(looked for {cache_file}); validating them now")
     started = time.perf_counter()
@@ -293,7 +332,7 @@ def validate_splits(splits: list[SplitData], report_dir: str | Path | None = Non
     for split in splits:
         for path, where in split.images.items():
             images.setdefault(path, (split.name, where))
-    sizes, problems = {}, []
+    sizes, problems, oriented = {}, [], []
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     items = list(images.items())
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(items), desc="checking images", unit="img",
@@ -301,9 +340,12 @@ def validate_splits(splits: list[SplitData], report_dir: str | Path | None = Non
                                                                mininterval=0.5) as bar:
         for start in range(0, len(items), CHUNK):  # a bounded number of pending reads (Gaze360: ~10^6 frames)
             chunk = items[start:start + CHUNK]
-            for (path, (split_name, where)), (size, problem) in zip(chunk, pool.map(_header, [p for p, _ in chunk])):
+            for (path, (split_name, where)), (size, problem, rotated) in zip(chunk, pool.map(_header,
+                                                                                         [p for p, _ in chunk])):
                 if problem is None:
                     sizes[path] = size
+                    if rotated:
+                        oriented.append(path)
                 else:
                     problems.append((split_name, f"{where}: the image {path} {problem}"))
             bar.update(len(chunk))
@@ -311,6 +353,10 @@ def validate_splits(splits: list[SplitData], report_dir: str | Path | None = Non
         if split.check_sizes is not None and not problems:
             problems += [(split.name, message) for message in split.check_sizes(sizes)]
     seconds = time.perf_counter() - started
+    if oriented:  # legitimate, but a sign that the images may not be what the annotations were made on
+        print(f"note: {len(oriented)} image(s) carry an EXIF orientation other than 'as stored', e.g. {oriented[0]}; "
+              "they are read as stored (unrotated), as the benchmarks' reference loaders read them and their "
+              "annotations are given (docs/trust.md, \"Images\")", file=sys.stderr)
     report = _write_report(report_dir, skipped, problems)
     if problems:
         listed = f"listed in {report}" if report else ""
@@ -338,6 +384,22 @@ def validate_datasets(datasets: dict, run_dir: str | Path | None, output_dir: st
     splits = [gaze_target_split(name, dataset) for name, dataset in datasets.items() if dataset is not None]
     cache_dir = Path(output_dir) / CACHE_FOLDER if output_dir is not None else None
     return validate_splits(splits, run_dir, cache_dir, skip=skip, progress=progress)
+
+
+def _read_cache(cache_file: Path) -> dict | None:
+    """A cached clean check (written by validate_splits), or None, said aloud, when the file is unreadable (empty,
+    cut short, edited): the data are then validated again and the file replaced. A cache never stops a run."""
+    try:
+        cached = json.loads(cache_file.read_text())
+        if isinstance(cached, dict) and isinstance(cached.get("summary"), dict) and "validated" in cached:
+            return cached
+        problem = "not a cached validation (its keys are not 'validated', 'summary', 'files')"
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        problem = "empty" if isinstance(error, ValueError) and not cache_file.stat().st_size else \
+            f"unreadable ({type(error).__name__}: {error})"
+    print(f"note: {cache_file}: the cached data validation is {problem}; ignoring it (it is rewritten after this "
+          "check)", file=sys.stderr)
+    return None
 
 
 def _file_states(splits: list[SplitData]) -> list:

@@ -8,13 +8,13 @@ are read from `<root>/depths/<show>/<clip>/<frame>` (the RGB+depth reference's l
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from datasets.base import GazeTargetDataset, RandomSigma
 from datasets.errors import DataError, MissingDataFile
+from datasets.text_files import csv_rows
 from datasets.validation import RowChecks, print_skips, vat_row_problem
 
 COLUMNS = ("frame", "xmin", "ymin", "xmax", "ymax", "gazex", "gazey")
@@ -44,25 +44,24 @@ def read_person_file(path: Path, checks: RowChecks | None = None) -> tuple[list[
     """
     checks = checks or RowChecks()
     frames, values, lines, rows_read = [], [], [], 0
-    with open(path, newline="") as handle:
-        for line, fields in enumerate(csv.reader(handle), start=1):
-            if not fields:
-                continue
-            where = f"{path}:{line}"
-            if len(fields) != len(COLUMNS):
-                raise DataError(f"{where}: expected {len(COLUMNS)} comma-separated fields "
-                                f"({', '.join(COLUMNS)}), found {len(fields)}")
-            try:
-                row = [float(v) for v in fields[1:]]
-            except ValueError:
-                raise DataError(f"{where}: fields {', '.join(COLUMNS[1:])} should be numbers, found "
-                                f"{fields[1:]}") from None
-            rows_read += 1
-            if not checks.unique(tuple(fields), where) or not checks.accept(where, vat_row_problem(row)):
-                continue
-            values.append(row)
-            frames.append(fields[0].strip())
-            lines.append(line)
+    for line, fields in csv_rows(path, "VideoAttentionTarget annotation file"):
+        if not fields:
+            continue
+        where = f"{path}:{line}"
+        if len(fields) != len(COLUMNS):
+            raise DataError(f"{where}: expected {len(COLUMNS)} comma-separated fields "
+                            f"({', '.join(COLUMNS)}), found {len(fields)}")
+        try:
+            row = [float(v) for v in fields[1:]]
+        except ValueError:
+            raise DataError(f"{where}: fields {', '.join(COLUMNS[1:])} should be numbers, found "
+                            f"{fields[1:]}") from None
+        rows_read += 1
+        if not checks.unique(tuple(fields), where) or not checks.accept(where, vat_row_problem(row)):
+            continue
+        values.append(row)
+        frames.append(fields[0].strip())
+        lines.append(line)
     if not rows_read:
         raise DataError(f"{path}: no annotation rows")
     return frames, np.array(values).reshape(-1, 6), lines

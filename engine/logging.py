@@ -1,14 +1,23 @@
 """Run logging: every record goes to `<run_dir>/metrics.jsonl`; Weights & Biases mirrors it unless `no_wandb`.
 
-Without a wandb account or network, wandb runs offline (sync later with `wandb sync <run_dir>/wandb/...`).
+Without a wandb account, or when its server cannot be reached (checked first with a short connection timeout, so a
+cluster node without internet does not hang for minutes in wandb's retries), wandb runs offline with a notice (sync
+later with `wandb sync <run_dir>/wandb/...`).
 """
 from __future__ import annotations
 
 import json
 import netrc
 import os
+import socket
+import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+WANDB_CONNECT_TIMEOUT = 5.0  # seconds: the reachability probe of the wandb server
+WANDB_INIT_TIMEOUT = 30.0  # seconds wandb.init may take online before the run falls back to offline
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
 
 
 def wandb_credentials_available() -> bool:
@@ -18,6 +27,23 @@ def wandb_credentials_available() -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+def wandb_server_problem(timeout: float = WANDB_CONNECT_TIMEOUT) -> str | None:
+    """Why the wandb server (WANDB_BASE_URL, default api.wandb.ai) cannot be reached, or None when a TCP connection
+    to it opens within `timeout` seconds."""
+    url = os.environ.get("WANDB_BASE_URL") or DEFAULT_WANDB_URL
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    try:
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return None
+    except (OSError, ValueError) as error:  # DNS failure, refused, unreachable, timed out; a malformed URL
+        return f"{url} cannot be reached ({type(error).__name__}: {error})"
+
+
+def _offline_notice(run_dir, why: str) -> None:
+    print(f"wandb: {why}: logging offline under {run_dir}/wandb; upload later with `wandb sync`", file=sys.stderr)
 
 
 class RunLogger:
@@ -33,11 +59,23 @@ class RunLogger:
             import wandb
 
             mode = os.environ.get("WANDB_MODE") or ("online" if wandb_credentials_available() else "offline")
-            if mode == "offline":
-                print("wandb: no account configured (WANDB_API_KEY or `wandb login`): logging offline under "
-                      f"{run_dir}/wandb; upload later with `wandb sync`")
-            self.wandb = wandb.init(project="diffusion-gaze", name=config.tag, id=wandb_run_id, resume="allow",
-                                    dir=str(run_dir), config=config.to_dict(), mode=mode)
+            if mode == "offline" and not os.environ.get("WANDB_MODE"):
+                _offline_notice(run_dir, "no account configured (WANDB_API_KEY or `wandb login`)")
+            if mode == "online" and (problem := wandb_server_problem()) is not None:
+                _offline_notice(run_dir, problem)
+                mode = "offline"
+            arguments = dict(project="diffusion-gaze", name=config.tag, id=wandb_run_id, resume="allow",
+                             dir=str(run_dir), config=config.to_dict())
+            try:
+                self.wandb = wandb.init(**arguments, mode=mode,
+                                        **({"settings": wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT)}
+                                           if mode == "online" else {}))
+            except wandb.errors.Error as error:  # reachable but not answering in time, a refused key, ...
+                if mode != "online":
+                    raise
+                _offline_notice(run_dir, f"the online run could not start ({type(error).__name__}: "
+                                         f"{str(error).strip().splitlines()[0]})")
+                self.wandb = wandb.init(**arguments, mode="offline")
             self.wandb_run_id = self.wandb.id
             if config.watch_wandb and model is not None:
                 self.wandb.watch(model, log="all", log_freq=config.print_every)

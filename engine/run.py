@@ -297,7 +297,7 @@ def run_job(run: Callable[[Any], Any], config) -> int:
     except DataError as error:  # bad data (datasets/validation.py): the file and line, no traceback
         return fail("data error: ", error, 2)
     except (CheckpointError, FolderRefused, FileNotFoundError, PermissionError, NotADirectoryError,
-            IsADirectoryError) as error:  # a file or folder given that cannot be used
+            IsADirectoryError, ModuleNotFoundError) as error:  # a file, folder or plug-in given that cannot be used
         return fail("error: ", error, 2)
     except (FloatingPointError, RunLocked, DiskFullError, RunFailed) as error:  # NaN loss, folder in use, disk full
         return fail("error: ", error, 1)

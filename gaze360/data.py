@@ -9,6 +9,7 @@ sequence of `sequence_plan`, prepared by `HeadCropDataset` (ViewSpec: the data o
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from datasets.errors import DataError, MissingDataFile
+from datasets.image_files import rgb_image
+from datasets.text_files import read_text
 from datasets.transforms import to_normalised_tensor
 from datasets.validation import RowChecks, Skip
 from gaze360.transforms import prepare_frame, zoom
@@ -105,32 +108,31 @@ def read_split_file(path: str | Path) -> SplitRows:
     if not path.is_file():
         raise MissingDataFile(f"Gaze360 split file not found: {path}")
     paths, gaze, checks, first_line = [], [], RowChecks(), {}
-    with open(path) as stream:
-        for line_number, line in enumerate(stream, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4:
-                raise DataError(f"{path}:{line_number}: expected 'path gx gy gz', found {len(fields)} fields: "
-                                 f"{line.rstrip()!r}")
-            if ROW_PATH.match(fields[0]) is None:
-                raise DataError(f"{path}:{line_number}: expected a path '<recording>/head/<person>/<frame>.jpg', "
-                                 f"found {fields[0]!r}")
-            try:
-                vector = [float(value) for value in fields[1:]]
-            except ValueError:
-                raise DataError(f"{path}:{line_number}: gaze components must be numbers, found {fields[1:]}") from None
-            norm = math.sqrt(sum(v * v for v in vector))
-            if not math.isfinite(norm) or abs(norm - 1.0) > 1e-3:
-                raise DataError(f"{path}:{line_number}: the gaze vector must have unit length, found norm {norm:.6f}")
-            if not checks.unique((fields[0], *vector), f"{path}:{line_number}"):
-                continue
-            if fields[0] in first_line:
-                raise DataError(f"{path}:{line_number}: {fields[0]} is listed again with another gaze vector (first "
-                                f"at line {first_line[fields[0]]})")
-            first_line[fields[0]] = line_number
-            paths.append(fields[0])
-            gaze.append(vector)
+    for line_number, line in enumerate(io.StringIO(read_text(path, "Gaze360 split file"), newline=None), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 4:
+            raise DataError(f"{path}:{line_number}: expected 'path gx gy gz', found {len(fields)} fields: "
+                             f"{line.rstrip()!r}")
+        if ROW_PATH.match(fields[0]) is None:
+            raise DataError(f"{path}:{line_number}: expected a path '<recording>/head/<person>/<frame>.jpg', "
+                             f"found {fields[0]!r}")
+        try:
+            vector = [float(value) for value in fields[1:]]
+        except ValueError:
+            raise DataError(f"{path}:{line_number}: gaze components must be numbers, found {fields[1:]}") from None
+        norm = math.sqrt(sum(v * v for v in vector))
+        if not math.isfinite(norm) or abs(norm - 1.0) > 1e-3:
+            raise DataError(f"{path}:{line_number}: the gaze vector must have unit length, found norm {norm:.6f}")
+        if not checks.unique((fields[0], *vector), f"{path}:{line_number}"):
+            continue
+        if fields[0] in first_line:
+            raise DataError(f"{path}:{line_number}: {fields[0]} is listed again with another gaze vector (first "
+                            f"at line {first_line[fields[0]]})")
+        first_line[fields[0]] = line_number
+        paths.append(fields[0])
+        gaze.append(vector)
     if not paths:
         raise DataError(f"{path}: no rows (an empty split file)")
     return SplitRows(paths, np.asarray(gaze, dtype=np.float64).reshape(-1, 3), str(path), checks.skipped)
@@ -154,10 +156,10 @@ def load_rgb(path: Path) -> Image.Image:
     """An image as RGB; a missing or unreadable file is an error naming it (never a blank image)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return rgb_image(image, path, "frame")  # 16-bit frames scaled to 8 bits; 32-bit / float refused
     except FileNotFoundError:
         raise MissingDataFile(f"missing frame: {path}") from None
-    except (OSError, SyntaxError) as error:
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(f"unreadable frame: {path} ({error})") from None
 
 

@@ -11,6 +11,7 @@ Boxes are (x_min, y_min, x_max, y_max) in PIXELS of the image, as everywhere in 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +71,16 @@ class MTCNNHeadDetector:
         from facenet_pytorch import MTCNN
 
         self.mtcnn = MTCNN(keep_all=True, device=device, post_process=False)
+        self.told_too_small = False
 
     def detect(self, image: Image.Image) -> list[Detection]:
+        if min(image.size) < self.mtcnn.min_face_size:  # MTCNN's image pyramid would be empty (it crashes)
+            if not self.told_too_small:
+                print(f"mtcnn: a {image.width}x{image.height} image is smaller than the smallest face MTCNN finds "
+                      f"({self.mtcnn.min_face_size} px): no head can be detected in such images; give head boxes "
+                      "(--head_box / --head_boxes) instead", file=sys.stderr)
+                self.told_too_small = True
+            return []
         faces, scores = self.mtcnn.detect(image.convert("RGB"))
         if faces is None:
             return []
@@ -94,6 +103,10 @@ class YoloHeadDetector:
                                "installed here; the default detector (mtcnn) needs nothing more")
         from ultralytics import YOLO
 
+        if path.suffix in (".pt", ".pth"):  # Ultralytics unpickles these fully (its files hold model objects)
+            print(f"--detector yolo:{path}: Ultralytics loads .pt detector files by full unpickling, which runs any "
+                  "code the file holds: use only a file you trust (an exported .onnx detector needs no unpickling; "
+                  "docs/trust.md)", file=sys.stderr)
         self.model, self.device = YOLO(str(path)), device
 
     def detect(self, image: Image.Image) -> list[Detection]:

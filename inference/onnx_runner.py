@@ -82,15 +82,17 @@ class DirectGraph(nn.Module):
         return out["heatmaps"], torch.sigmoid(out["inout_logit"]) if "inout_logit" in out else inout
 
 
-def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overrides=None) -> tuple[Path, ...]:
-    """Write the graphs of `weights` (built as predict.py builds it: the checkpoint's stored configuration, its
-    evaluated weights): the encoder and denoising-step graphs of a diffusion decoder, the one graph of a direct
-    decoder; returns their paths."""
+def export_onnx(weights: str | Path, output: str | Path, config_paths=(), overrides=None, use_weights: str = "auto",
+                trust_legacy: bool = False) -> tuple[Path, ...]:
+    """Write the graphs of `weights` (built as predict.py builds it: the checkpoint's stored configuration;
+    `use_weights` auto = its evaluated weights, or ema / model): the encoder and denoising-step graphs of a diffusion
+    decoder, the one graph of a direct decoder; returns their paths."""
     import onnx
 
     from inference.predictor import Predictor
 
-    predictor = Predictor(weights, config_paths, {"device": "cpu", **(overrides or {})})
+    predictor = Predictor(weights, config_paths, {"device": "cpu", **(overrides or {})}, use_weights=use_weights,
+                          trust_legacy=trust_legacy)
     model, config = predictor.model.float().eval().requires_grad_(False), predictor.config
     if config.depth_flag:
         raise ValueError(f"{weights}: a depth_flag model needs depth maps, which predict.py and this export do not "

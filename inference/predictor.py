@@ -34,6 +34,9 @@ from pretrained.loading import (
 SAMPLING_OPTIONS = ("sampler", "sample_time_steps", "sample_k", "ddim_eta", "seed")
 
 
+WEIGHT_CHOICES = ("auto", "ema", "model")  # which weights of a checkpoint predict (auto: those the run evaluates)
+
+
 @dataclass(frozen=True)
 class PersonPrediction:
     """What the model predicts for one person in one image.
@@ -80,27 +83,42 @@ class Predictor:
     The model and the sampler follow the configuration stored in the checkpoint (`config` in files written by
     main.py); a weight file without one (a bare state dict, or another project's naming) needs `config_paths`, the
     YAML files it was trained with. `overrides` change options after that (e.g. device, sample_time_steps, seed),
-    converted and checked like command-line flags.
+    converted and checked like command-line flags. `use_weights`: "auto" (what the run evaluates), "ema" or
+    "model" (an error when the file holds no such weights). `trust_legacy`: allow a full unpickling of a trusted
+    file that needs it (option trust_legacy_checkpoint; see pretrained.files.load_checkpoint).
     """
 
     def __init__(self, weights: str | Path, config_paths: Sequence[str | Path] = (),
-                 overrides: Mapping[str, object] | None = None):
+                 overrides: Mapping[str, object] | None = None, use_weights: str = "auto",
+                 trust_legacy: bool = False):
+        trust_legacy = trust_legacy or bool((overrides or {}).get("trust_legacy_checkpoint"))  # hubconf passes it so
+        if use_weights not in WEIGHT_CHOICES:
+            raise ValueError(f"use_weights must be one of {WEIGHT_CHOICES}, found {use_weights!r}")
         self.weights = Path(weights)
         if self.weights.suffix == ".safetensors":  # an export (pretrained.export): weights only, no configuration
             if not self.weights.is_file():
                 raise FileNotFoundError(f"weights not found: {self.weights}")
             state, metadata = load_safetensors(self.weights)
             checkpoint, self.evaluated_weights = {"model": state}, metadata.get("evaluated_weights", "model")
-        else:
-            checkpoint = load_checkpoint(self.weights)  # FileNotFoundError naming the file when it is missing
+            if use_weights not in ("auto", self.evaluated_weights):
+                raise ValueError(f"{self.weights}: {use_weights} weights were asked for, but this export holds the "
+                                 f"{self.evaluated_weights} weights (its metadata): export them from the checkpoint")
+        else:  # FileNotFoundError naming the file when it is missing
+            checkpoint = load_checkpoint(self.weights, trust_legacy=trust_legacy)
             check_trainer(checkpoint, self.weights, "main.py")  # a Gaze360 checkpoint goes to --gaze360_weights
         self.config = _config(self.weights, checkpoint, config_paths, overrides or {})
         if self.weights.suffix != ".safetensors":
             # A run trained with ema_on is evaluated with its averaged weights; prediction does the same.
-            self.evaluated_weights = "ema" if self.config.ema_on and "ema" in checkpoint else "model"
+            has_ema = any(isinstance(checkpoint.get(name), Mapping) for name in EMA_CONTAINERS)
+            if use_weights == "ema" and not has_ema:
+                raise ValueError(f"{self.weights}: the EMA weights were asked for, but the file holds none (no "
+                                 f"{' / '.join(EMA_CONTAINERS)}: trained without ema_on)")
+            self.evaluated_weights = (use_weights if use_weights != "auto"
+                                      else "ema" if self.config.ema_on and "ema" in checkpoint else "model")
         self.device = resolve_device(self.config.device)
         self.model = get_model(self.config, init_backbone_weights=False)  # the checkpoint fills every weight
-        containers = EMA_CONTAINERS if self.evaluated_weights == "ema" and "ema" in checkpoint else STATE_DICT_CONTAINERS
+        containers = EMA_CONTAINERS if self.evaluated_weights == "ema" and self.weights.suffix != ".safetensors" \
+            else STATE_DICT_CONTAINERS
         report = load_init_weights(self.model, unwrap_state_dict(checkpoint, str(self.weights), containers),
                                    scheme="auto", extra_rules=self.config.init_weights_rules)
         if report.missing:

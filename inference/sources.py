@@ -15,6 +15,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from datasets.image_files import rgb_image, too_many_pixels
+from datasets.text_files import read_text
 from datasets.transforms import clamp_box
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -33,13 +35,24 @@ class HeadBox:
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """The RGB image at `path`; a missing or unreadable file is an error naming it (never a blank image)."""
+    """The RGB image at `path` as it is displayed: turned upright by its EXIF orientation (a phone photo taken on
+    its side is stored sideways), 16-bit images scaled to 8 bits (datasets.image_files.rgb_image); head boxes are
+    pixels of this upright image. A missing or unreadable file, one declaring more pixels than the
+    decompression-bomb limit, or a 32-bit / float image is an error naming it (never a blank image)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not an image; pass a folder of frames with --frames")
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as opened:
-            return opened.convert("RGB")  # convert() decodes the whole file, so a truncated one fails here
+            problem = too_many_pixels(opened.size)  # PIL itself only warns up to twice its limit
+            if problem is not None:
+                raise ValueError(f"{path}: {problem}")
+            return rgb_image(opened, path, "image", orientation=True)  # decodes the whole file: a truncated one fails
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: refused as a possible decompression bomb ({error}); raise "
+                         "PIL.Image.MAX_IMAGE_PIXELS if it is genuine") from None
     except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as error:  # Pillow's decoders raise all four
         raise ValueError(f"{path}: cannot be read as an image ({type(error).__name__}: {error})") from None
 
@@ -62,7 +75,7 @@ def read_head_box_file(path: str | Path, person: str | None = None) -> dict[str,
         raise FileNotFoundError(f"head-box file not found: {path}")
     person = person or path.stem
     boxes: dict[str, HeadBox] = {}
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path, "head-box file").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{line_number}"
@@ -133,7 +146,8 @@ def video_frames(path: str | Path, start: float = 0.0, end: float | None = None,
                  every_nth_frame: int = 1) -> Iterator[tuple[str, Image.Image]]:
     """(name, RGB image) of the frames of a video (MP4, MOV, AVI, MKV, GIF, ... whatever FFmpeg reads, through
     PyAV), named VIDEO_FRAME_NAME by their 1-based position in the video (as ffmpeg's image2 muxer numbers extracted
-    frames, so head-box files written for extracted frames apply unchanged).
+    frames, so head-box files written for extracted frames apply unchanged). Frames are turned upright by the
+    video's display matrix (the orientation a phone records), as ffmpeg turns the frames it extracts.
 
     Only frames whose time lies in [start, end) seconds are returned, the first of them and then every
     `every_nth_frame`-th one. Frames before `start` are decoded and dropped (no seeking, so frame numbers stay exact).
@@ -155,10 +169,23 @@ def video_frames(path: str | Path, start: float = 0.0, end: float | None = None,
                     continue
                 taken += 1
                 if (taken - 1) % every_nth_frame == 0:
-                    yield VIDEO_FRAME_NAME.format(index), frame.to_image().convert("RGB")
+                    yield VIDEO_FRAME_NAME.format(index), upright(frame.to_image().convert("RGB"), frame.rotation)
         except av_errors() as error:
             raise ValueError(f"{path}: cannot be read as a video: decoding failed "
                              f"({type(error).__name__}: {error})") from None
+
+
+def upright(image: Image.Image, rotation: float) -> Image.Image:
+    """A decoded video frame as it is displayed: the container's display matrix (a phone video's orientation) turns
+    it `rotation` degrees counter-clockwise (PyAV's VideoFrame.rotation); multiples of 90 are exact transposes."""
+    quarter = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, -90: Image.Transpose.ROTATE_270}
+    rotation = round(float(rotation or 0)) % 360
+    rotation = rotation - 360 if rotation > 180 else rotation  # in (-180, 180]
+    if rotation == 0:
+        return image
+    if rotation in quarter:
+        return image.transpose(quarter[rotation])
+    return image.rotate(rotation, resample=Image.Resampling.BILINEAR, expand=True)
 
 
 def _open_video(path: str | Path):

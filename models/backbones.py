@@ -44,9 +44,17 @@ def register_backbone(name: str):
     return register
 
 
-def import_backbone_plugins(plugins) -> list[ModuleType]:
+def import_backbone_plugins(plugins, named_in: str | None = None) -> list[ModuleType]:
     """Import each plug-in (an importable module name, or a path to a .py file) once, so that its
-    `@register_backbone` runs. A plug-in that cannot be found is an error naming it and what to do."""
+    `@register_backbone` runs. A plug-in that cannot be found is an error naming it and what to do.
+
+    named_in: the checkpoint whose stored configuration names the plug-ins (evaluation, predict.py, a resume): their
+    import, which runs their code, is then announced first in one line naming them and the checkpoint."""
+    pending = [str(plugin) for plugin in plugins or () if not _imported(plugin)]
+    if named_in and pending:
+        print(f"importing the backbone plug-in(s) {pending} named in the checkpoint {named_in} (backbone_plugins): "
+              "their code runs now; import only code you trust, or pass --backbone_plugins to name other files "
+              "(docs/trust.md)", file=sys.stderr)
     modules = []
     for plugin in plugins or ():
         if str(plugin).endswith(".py"):
@@ -80,6 +88,12 @@ def import_backbone_plugins(plugins) -> list[ModuleType]:
                     "importable (install it or add its folder to PYTHONPATH) or pass --backbone_plugins with a .py "
                     "path", name=error.name) from error
     return modules
+
+
+def _imported(plugin) -> bool:
+    if str(plugin).endswith(".py"):
+        return Path(plugin).expanduser().resolve() in _PLUGIN_FILES
+    return str(plugin) in sys.modules
 
 
 def build_backbone(name: str, config) -> nn.Module:

@@ -29,7 +29,9 @@ def get_model(config, init_backbone_weights: bool = True) -> GazeDiffusionModel:
     missing = [name for name in MODEL_OPTIONS if not hasattr(config, name)]
     if missing:
         raise AttributeError(f"get_model: the configuration lacks the model options {missing}")
-    import_backbone_plugins(getattr(config, "backbone_plugins", None))
+    source = getattr(config, "sources", {}).get("backbone_plugins", "")  # "<checkpoint> (stored)" when stored
+    import_backbone_plugins(getattr(config, "backbone_plugins", None),
+                            named_in=source[: -len(" (stored)")] if source.endswith(" (stored)") else None)
     backbone_config = config if init_backbone_weights else _Overridden(config, backbone_pretrained=False,
                                                                        backbone_weights=None)
     backbone = build_backbone(backbone_name(config), backbone_config)

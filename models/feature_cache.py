@@ -12,22 +12,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from datasets.errors import DataError
+
 MANIFEST = "manifest.json"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+class FeatureCacheError(DataError):
+    """A feature_cache folder that cannot be used (written for another encoder, or a damaged manifest): bad input,
+    reported by the entry points as one line with exit status 2."""
+
+
 def encoder_fingerprint(encoder: torch.nn.Module) -> str:
-    """SHA-256 over the encoder's state (names, shapes, dtypes and bytes of every tensor)."""
+    """SHA-256 over the encoder's state (names, shapes, dtypes and bytes of every tensor, buffers included: a
+    BatchNorm's running statistics and its 0-dimensional num_batches_tracked)."""
     digest = hashlib.sha256()
     for name, tensor in encoder.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape(-1): a 0-d tensor cannot be viewed as bytes; the bytes of any other tensor are the same either way
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 
@@ -53,11 +63,11 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest_path = self.folder / MANIFEST
         if manifest_path.is_file():
-            found = json.loads(manifest_path.read_text())
+            found = _read_manifest(manifest_path)
             differing = {key: (found.get(key), value) for key, value in self.manifest.items()
                          if found.get(key) != value}
             if differing:
-                raise ValueError(f"feature_cache {self.folder} holds tokens computed differently (cached, now): "
+                raise FeatureCacheError(f"feature_cache {self.folder} holds tokens computed differently (cached, now): "
                                  f"{differing}; use another folder for this encoder, or delete this one")
         else:
             _write_atomically(manifest_path, json.dumps(self.manifest, indent=1).encode())
@@ -70,8 +80,7 @@ class FeatureCache:
     @torch.no_grad()
     def scene_tokens(self, backbone, image: torch.Tensor, paths, flips) -> tuple[torch.Tensor, torch.Tensor | None]:
         entries = [self.entry(path, bool(flip)) for path, flip in zip(paths, flips.tolist())]
-        found = [torch.load(entry, map_location="cpu", weights_only=True) if entry.is_file() else None
-                 for entry in entries]
+        found = [_read_entry(entry) if entry.is_file() else None for entry in entries]
         missing = [i for i, item in enumerate(found) if item is None]
         if missing:
             scene_map, prefix = backbone.encode_scene(image[missing])
@@ -89,6 +98,32 @@ class FeatureCache:
         prefix = torch.stack([item["prefix"] for item in found]).to(image.device, dtype) if "prefix" in found[0] \
             else None
         return scene_map, prefix
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        found = error
+    if not isinstance(found, dict):
+        raise FeatureCacheError(f"feature_cache {path}: not a readable manifest of a feature cache ({found!r:.120}); the "
+                         "folder holds something else or its manifest was damaged: use another folder, or delete "
+                         "this one")
+    return found
+
+
+def _read_entry(path: Path) -> dict | None:
+    """A cached entry (tensors only: weights_only), or None, said aloud, for a damaged one (recomputed and
+    replaced; entries are written atomically, so only a copy or an edit damages one)."""
+    try:
+        item = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(item, dict) and isinstance(item.get("map"), torch.Tensor):
+            return item
+        problem = "not an entry of a feature cache"
+    except Exception as error:  # truncated zip archives, random bytes, refused globals: all just a bad entry
+        problem = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:120] if str(error).strip() else ''}"
+    print(f"feature_cache: {path} is damaged ({problem}); computing it again", file=sys.stderr)
+    return None
 
 
 def _save_atomically(path: Path, item: dict) -> None:

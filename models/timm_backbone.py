@@ -31,7 +31,7 @@ class TimmEncoder(nn.Module):
     """
 
     def __init__(self, model_name: str, input_size: int, in_channels: int = 3, pretrained: bool = False,
-                 weights: str | None = None):
+                 weights: str | None = None, trust_legacy: bool = False):
         super().__init__()
         import timm  # here, so that building the ResNet backbones never pays for importing timm
 
@@ -47,7 +47,7 @@ class TimmEncoder(nn.Module):
                 raise
             self.model = timm.create_model(model_name, **kwargs)
         self.model_name, self.input_size = model_name, input_size
-        self.load_report = load_encoder_weights(self.model, weights) if weights else None
+        self.load_report = load_encoder_weights(self.model, weights, trust_legacy) if weights else None
         if in_channels == 4:
             add_mask_channel(self.model)
         elif in_channels != 3:
@@ -131,17 +131,18 @@ def add_mask_channel(model: nn.Module) -> None:
         setattr(parent, attribute, widened)
 
 
-def load_encoder_weights(model: nn.Module, path: str | Path):
+def load_encoder_weights(model: nn.Module, path: str | Path, trust_legacy: bool = False):
     """Load a local weight file into a timm model: the file's state dict (raw, or under model / state_dict),
     passed through the model family's own `checkpoint_filter_fn` (timm's conversions, e.g. position embeddings
     resampled to the input size), then loaded non-strictly. Returns a pretrained.loading.LoadReport, printed; a
-    file that fills nothing or has a tensor of the wrong shape is an error."""
+    file that fills nothing or has a tensor of the wrong shape is an error. `trust_legacy`: the option
+    trust_legacy_checkpoint (a file that needs full unpickling is refused without it)."""
     from pretrained.loading import LoadReport, load_checkpoint_state  # the file reading shared with init_weights
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone_weights: {path} does not exist")
-    state = load_checkpoint_state(path)
+    state = load_checkpoint_state(path, trust_legacy=trust_legacy)
     family = sys.modules.get(type(model).__module__)
     filter_fn = getattr(family, "checkpoint_filter_fn", None)
     if filter_fn is not None:
@@ -171,7 +172,7 @@ class TimmGazeBackbone(nn.Module):
 
     def __init__(self, model_name: str, input_size: int, context_dim: int, head_position: str = "prompt",
                  prefix_tokens: str = "drop", face_stream: bool = False, pretrained: bool = False,
-                 weights: str | None = None):
+                 weights: str | None = None, trust_legacy: bool = False):
         super().__init__()
         if head_position not in ("prompt", "mask_channel"):
             raise ValueError(f"head_position must be prompt or mask_channel, got {head_position!r}")
@@ -179,7 +180,7 @@ class TimmGazeBackbone(nn.Module):
             raise ValueError(f"timm_prefix_tokens must be drop or keep, got {prefix_tokens!r}")
         self.head_position, self.context_dim = head_position, context_dim
         self.scene_backbone = TimmEncoder(model_name, input_size, 4 if head_position == "mask_channel" else 3,
-                                          pretrained, weights)
+                                          pretrained, weights, trust_legacy)
         channels, side = self.scene_backbone.channels, self.scene_backbone.side
         self.scene_projection = nn.Conv2d(channels, context_dim, kernel_size=1)
         # Gaze-LLE's head token: one learned vector (nn.Embedding's N(0, 1) start) added where the head is.
@@ -190,7 +191,7 @@ class TimmGazeBackbone(nn.Module):
         self.prefix_embedding = nn.Parameter(torch.zeros(prefix, context_dim)) if prefix else None
         self.face_backbone = self.face_projection = None
         if face_stream:
-            self.face_backbone = TimmEncoder(model_name, input_size, 3, pretrained, weights)
+            self.face_backbone = TimmEncoder(model_name, input_size, 3, pretrained, weights, trust_legacy)
             self.face_projection = nn.Conv2d(channels, context_dim, kernel_size=1)
         self.feature_channels = context_dim * (2 if face_stream else 1)
         self.feature_side = side
@@ -205,7 +206,8 @@ class TimmGazeBackbone(nn.Module):
         return cls(config.timm_model, config.input_size, config.unet_context_vector,
                    head_position=config.head_position, prefix_tokens=config.timm_prefix_tokens,
                    face_stream=config.face_stream, pretrained=config.backbone_pretrained,
-                   weights=config.backbone_weights)
+                   weights=config.backbone_weights,
+                   trust_legacy=bool(getattr(config, "trust_legacy_checkpoint", False)))
 
     def encode_scene(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The scene encoder's output for RGB images (head_position prompt): what the feature cache stores."""

@@ -87,33 +87,39 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--format {args.format}: the output file must end in {suffix}, found {args.output}")
     if args.metrics and args.format != "hub":
         parser.error("--metrics goes with --format hub (the model card)")
-    if args.format == "hub":
-        from pretrained.hub import export_hub
+    try:
+        if args.format == "hub":
+            from pretrained.hub import export_hub
 
-        try:
             hub = export_hub(args.checkpoint, args.output, args.weights, args.scheme, args.trust_legacy_checkpoint,
                              args.metrics)
-        except (ValueError, FileNotFoundError) as error:  # CheckpointError is a ValueError
-            print(f"python -m pretrained.export: error: {error}", file=sys.stderr)
-            return 2
-        print(f"wrote {args.output}/ (model.safetensors, config.json, training.json, README.md): "
-              f"{hub.evaluated_weights} weights of {args.checkpoint}"
-              + ("" if "metrics" in hub.training else "; no metrics of this step found (--metrics FILE)"))
-        return 0
-    if args.output.endswith(".onnx"):
-        # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
-        from inference.onnx_runner import export_onnx
+            print(f"wrote {args.output}/ (model.safetensors, config.json, training.json, README.md): "
+                  f"{hub.evaluated_weights} weights of {args.checkpoint}"
+                  + ("" if "metrics" in hub.training else "; no metrics of this step found (--metrics FILE)"))
+            return 0
+        if args.output.endswith(".onnx"):
+            if args.scheme != "auto":
+                parser.error("--scheme applies to .safetensors exports; an ONNX export builds the model as predict.py "
+                             "does (the naming is detected)")
+            # Imported here: building the model as predict.py does is the inference room's job (imports go one way).
+            from inference.onnx_runner import export_onnx
 
-        paths = export_onnx(args.checkpoint, args.output, args.config)
-        what = ("(image, head_mask, face -> heatmap, inout)" if len(paths) == 1 else
-                "(image, head_mask, face -> conditioning, inout; x_t, t, conditioning -> network output)")
-        print(f"wrote {' and '.join(map(str, paths))} {what} of {args.checkpoint}; run them with "
-              "inference.onnx_runner.OnnxPredictor")
-        return 0
-    if not args.output.endswith(".safetensors"):
-        parser.error(f"the output file must end in .safetensors or .onnx, found {args.output}")
-    metadata = export_safetensors(args.checkpoint, args.output, args.weights, args.scheme,
-                                  args.trust_legacy_checkpoint)
+            paths = export_onnx(args.checkpoint, args.output, args.config, use_weights=args.weights,
+                                trust_legacy=args.trust_legacy_checkpoint)
+            what = ("(image, head_mask, face -> heatmap, inout)" if len(paths) == 1 else
+                    "(image, head_mask, face -> conditioning, inout; x_t, t, conditioning -> network output)")
+            print(f"wrote {' and '.join(map(str, paths))} {what} of {args.checkpoint}; run them with "
+                  "inference.onnx_runner.OnnxPredictor")
+            return 0
+        if not args.output.endswith(".safetensors"):
+            parser.error(f"the output file must end in .safetensors or .onnx, found {args.output}")
+        if args.config:
+            parser.error("--config applies to ONNX exports (the .safetensors file holds the weights only)")
+        metadata = export_safetensors(args.checkpoint, args.output, args.weights, args.scheme,
+                                      args.trust_legacy_checkpoint)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # CheckpointError, ConfigError, missing weights
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}: {metadata['evaluated_weights']} weights of {args.checkpoint} "
           f"(scheme {metadata['scheme']})")
     return 0

@@ -54,7 +54,8 @@ def load_checkpoint(path: str | os.PathLike, trust_legacy: bool = False) -> dict
             f"{path}: refused: torch.load(weights_only=True) cannot load it because it holds Python objects other "
             f"than tensors, numbers, strings and containers ({refused}). Unpickling such a file can run arbitrary "
             "code. If you trust its origin (e.g. a checkpoint written by the original DiffusionGaze code, which "
-            "pickles F.mse_loss), pass --trust_legacy_checkpoint."
+            "pickles F.mse_loss), pass --trust_legacy_checkpoint (main.py, predict.py, python -m pretrained.export), "
+            "or re-save its tensors once in a Python session you trust (docs/trust.md)."
         ) from error
     except Exception as error:  # truncated zip archives, files of another format
         raise CheckpointError(_corrupt(path, error)) from error
