@@ -137,9 +137,11 @@ def inspect_folder(folder: str | Path, subruns: tuple[str, ...] = ()) -> FolderC
         return FolderContents(folder, "file", [folder.name])
     entries = sorted(entry.name for entry in folder.iterdir() if not _leftover(entry.name))
     parts = [folder] + sorted(p for pattern in subruns for p in folder.glob(pattern) if p.is_dir())
-    checkpoints = sorted(p for part in parts for pattern in CHECKPOINT_PATTERNS for p in part.glob(pattern))
+    # Files only: a sub-folder named like a checkpoint (a run tagged "last.pt") is not one.
+    checkpoints = sorted(p for part in parts for pattern in CHECKPOINT_PATTERNS for p in part.glob(pattern)
+                         if p.is_file())
     configs = [part / "config.yaml" for part in parts if (part / "config.yaml").is_file()]
-    runs = [part for part in parts if any((part / name).exists() for name in TRAINING_FILES)]
+    runs = [part for part in parts if any((part / name).is_file() for name in TRAINING_FILES)]
     examples = [f"{entry}/" if (folder / entry).is_dir() else entry for entry in entries[:6]]
     if checkpoints or runs:
         return FolderContents(folder, "run", examples, checkpoints, configs)

@@ -91,7 +91,9 @@ class Predictor:
     def __init__(self, weights: str | Path, config_paths: Sequence[str | Path] = (),
                  overrides: Mapping[str, object] | None = None, use_weights: str = "auto",
                  trust_legacy: bool = False):
-        trust_legacy = trust_legacy or bool((overrides or {}).get("trust_legacy_checkpoint"))  # hubconf passes it so
+        # hubconf passes it as an override; it says how this file is read, not an option of the model's configuration
+        overrides = dict(overrides or {})
+        trust_legacy = trust_legacy or bool(overrides.pop("trust_legacy_checkpoint", False))
         if use_weights not in WEIGHT_CHOICES:
             raise ValueError(f"use_weights must be one of {WEIGHT_CHOICES}, found {use_weights!r}")
         self.weights = Path(weights)
