@@ -567,7 +567,8 @@ class GaussianDiffusion:
             offset_noise_strength > 0.
         :return: dict with "loss"; with an MSE loss also "mse", and "vb" when the variance is learned (its gradient
             reaches only the variance channels: the mean output enters the VB term detached); and "pred_xstart",
-            the unclipped x_0 implied by the network output, with its gradient, for extra losses on x_0.
+            the unclipped x_0 implied by the network output, with its gradient, for extra losses on x_0, and
+            "model_output", that output itself (the mean channels).
         """
         model_kwargs = {} if model_kwargs is None else model_kwargs
         if noise is None:
@@ -604,6 +605,7 @@ class GaussianDiffusion:
             terms["mse"] = _extract_into_tensor(self.mse_loss_weights, t, t.shape) * terms["mse"]
         terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         terms["pred_xstart"] = self._predict_xstart(mean_output, x_t, t)
+        terms["model_output"] = mean_output  # the network's raw (mean) output, whatever its target
         return terms
 
     # --- the point formulation (diffusion_target: point; see diffusion/point.py) --------------------------------
@@ -627,7 +629,8 @@ class GaussianDiffusion:
         With target.heatmap_noise_scale s > 0 the rendered heatmap h is first diffused as q_sample(2 s h - s, t,
         heatmap_noise) (N(0, I) if None) and std-normalised when target.std_normalize.
         :return: dict with "loss" = "mse" (weighted by mse_loss_weight_type), "pred_xstart" (the network's heatmap,
-            with its gradient, for extra losses such as the soft-argmax location) and "x_t" (the rendered input).
+            with its gradient, for extra losses such as the soft-argmax location; also as "model_output") and "x_t" (the
+            rendered input).
         """
         self._check_point_formulation()
         model_kwargs = {} if model_kwargs is None else model_kwargs
@@ -649,7 +652,7 @@ class GaussianDiffusion:
         mse = mean_flat((x_start - model_output) ** 2)
         if self.mse_loss_weight_type != "constant":
             mse = _extract_into_tensor(self.mse_loss_weights, t, t.shape) * mse
-        return {"loss": mse, "mse": mse, "pred_xstart": model_output, "x_t": heatmap_t}
+        return {"loss": mse, "mse": mse, "pred_xstart": model_output, "model_output": model_output, "x_t": heatmap_t}
 
     def point_ddim_sample(self, model, x, t, target, clip_denoised=True, model_kwargs=None, eta=0.0,
                           first_step=False) -> dict:

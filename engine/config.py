@@ -50,6 +50,9 @@ class Config:
         """A copy with some options changed (values are converted and checked like flags)."""
         values, sources = dict(self._values), dict(self.sources)
         for name, value in changes.items():
+            if name in _legacy(self.table):
+                raise ConfigError(f"replace(): '{name}' is an old switch of 'extra_loss' (read where files and flags "
+                                  "enter); replace extra_loss itself (docs/losses.md)")
             option = _option(name, "replace()", self.table)
             values[name] = convert_value(option, value, "replace()")
             sources[name] = "replace()"
@@ -189,8 +192,16 @@ def _suggestion(name: str, table: OptionTable | None = None) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _legacy(table: OptionTable | None = None) -> dict[str, Option]:
+    """Old spellings the table's compatibility hook translates where they enter (engine.original_layout)."""
+    hook = _table(table).original_layout
+    return {option.name: option for option in getattr(hook, "legacy_options", ())}
+
+
 def _option(name: str, where: str, table: OptionTable | None = None) -> Option:
     table = _table(table)
+    if name in _legacy(table):
+        return _legacy(table)[name]
     by_name = table.by_name
     canonical = table.aliases.get(name, name)
     if canonical not in by_name:
@@ -250,7 +261,7 @@ def _walk_mapping(node: yaml.MappingNode, path: Path, found: dict[str, tuple[Any
     for key_node, value_node in node.value:
         key = constructor.construct_object(key_node, deep=True)
         where = f"{path}:{key_node.start_mark.line + 1}"
-        is_option = isinstance(key, str) and aliases.get(key, key) in by_name
+        is_option = isinstance(key, str) and (aliases.get(key, key) in by_name or key in _legacy(table))
         if not is_option and isinstance(value_node, yaml.MappingNode):
             _walk_mapping(value_node, path, found, table, original)  # a section such as `Dataset:`
             continue
@@ -280,6 +291,7 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
     values = {o.name: o.default for o in table.options}
     sources = {o.name: "default" for o in table.options}
     from_files: dict[str, tuple[Any, str]] = {}
+    legacy_names = _legacy(table)
     original_layout = False
     for path in yaml_paths:
         found, original = _read_yaml(path, table)
@@ -291,15 +303,22 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
                     f"{from_files[name][1]}; the YAML files must agree"
                 )
             from_files[name] = (value, where)
+    legacy = {name: from_files.pop(name) for name in list(from_files) if name in legacy_names}
     for name, (value, where) in from_files.items():
         values[name], sources[name] = value, where
     for name, value in (overrides or {}).items():
         option = _option(name, "override", table)
+        if name in legacy_names:  # an old switch on the command line: translated with the files' (resolve)
+            legacy[name] = (convert_value(option, value, f"--{name}"), "command line")
+            continue
         values[option.name] = convert_value(option, value, f"--{option.name}")
         sources[option.name] = "command line"
-    if original_layout:
+    if original_layout or legacy:
         explicit = set(from_files) | {_option(name, "override", table).name for name in overrides or {}}
-        table.original_layout.resolve(values, sources, explicit)
+        try:
+            table.original_layout.resolve(values, sources, explicit, legacy, original_layout)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     config = Config(values, sources, table)
     table.validate(config)
     return config
@@ -325,15 +344,13 @@ def validate(config: Config) -> None:
                 f"{', '.join(at(n) for n in set_adm)} configure the ADM formulation, but {at('adm')} is false: the "
                 f"simple formulation is configured by 'predict_sthg' only"
             )
+    if config.extra_loss in ("location_original", "kl_original") and config.adm and config.adm_use_kl:
+        raise ConfigError(f"{at('extra_loss')} = {config.extra_loss!r} reads the network's output, which "
+                          f"{at('adm_use_kl')} (the variational bound alone) does not train: the original's code "
+                          "had no such output either")
     if config.adm_predict_xstart and config.adm_predict_v:
         raise ConfigError(f"{at('adm_predict_xstart')} and {at('adm_predict_v')} are both true: choose one target")
     _validate_diffusion(config, at)
-    if config.kl_div_loss and not config.other_loss:
-        raise ConfigError(f"{at('kl_div_loss')} selects the KL variant of the extra heatmap loss, which needs "
-                          f"{at('other_loss')}")
-    if config.location_loss != OPTIONS_BY_NAME["location_loss"].default and (config.kl_div_loss or not config.other_loss):
-        raise ConfigError(f"{at('location_loss')} selects the location term of the extra heatmap loss, which needs "
-                          f"{at('other_loss')} on and {at('kl_div_loss')} off")
     if config.lr_schedular and config.warmup_linear:
         raise ConfigError(f"{at('lr_schedular')} and {at('warmup_linear')} are both true: choose one schedule")
     positive = ("input_size", "output_size", "batch_size", "train_time_steps", "sample_time_steps", "epochs",
@@ -518,6 +535,13 @@ def build_arg_parser(table: OptionTable | None = None) -> argparse.ArgumentParse
         else:
             group.add_argument(f"--{option.name}", choices=option.choices, metavar=option.kind.upper()
                                if option.choices is None else None, help=help_text)
+    for option in _legacy(table).values():  # old spellings, translated where they enter
+        help_text = f"{option.help} [default: {option.default}]".replace("%", "%%")
+        if option.kind == BOOL:
+            groups[option.group].add_argument(f"--{option.name}", nargs="?", const="true", metavar="BOOL",
+                                              help=help_text)
+        else:
+            groups[option.group].add_argument(f"--{option.name}", choices=option.choices, help=help_text)
     for flag, name, bare, help_text in table.switches:
         groups[table.by_name[name].group].add_argument(
             f"--{flag}", dest=name, nargs="?", const=bare, type=_bool_argument, metavar="BOOL", help=help_text)

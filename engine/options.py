@@ -14,6 +14,8 @@ INT, FLOAT, BOOL, STR, INT_LIST, FRACTION, RULES = "int", "float", "bool", "str"
 STR_LIST = "str_list"  # a list of strings, possibly empty (YAML list, or space-separated words after the flag)
 
 TRAIN_AUGMENTATIONS = ("jitter", "crop", "flip", "colour")  # datasets.transforms.sample_augmentation's steps
+# Values of `extra_loss` (engine.losses computes them; docs/losses.md says which is which and why).
+EXTRA_LOSSES = ("none", "location", "cross_entropy", "kl", "location_original", "kl_original")
 
 
 @dataclass(frozen=True)
@@ -253,19 +255,23 @@ OPTIONS: tuple[Option, ...] = (
        "Per-timestep weight of the MSE: constant, min_snr_K (Min-SNR-gamma, e.g. min_snr_5), max_snr_K, trunc_snr, snr, "
        "inv_snr; defined as min(SNR, K), max(SNR, K), max(SNR, 1), SNR, 1/SNR on the x0 error, divided by SNR for eps "
        "and by SNR + 1 for v targets; 1 where SNR = 0."),
-    _o("other_loss", BOOL, False, LOSS,
-       "Add the original's extra heatmap loss on the predicted x0 of in-frame samples: the squared distance (grid "
-       "cells) between its soft argmax and the gaze point, times location_weight; with kl_div_loss, the KL term "
-       "instead."),
-    _o("kl_div_loss", BOOL, False, LOSS,
-       "With other_loss: KL(pred || gt) between the softmaxed predicted and target heatmaps, times kl_weight."),
-    _o("location_loss", STR, "softargmax", LOSS,
-       "Location term of other_loss (without kl_div_loss): the original's squared distance (grid cells) between the "
-       "soft argmax of the predicted x0 and the gaze point, or the cross-entropy between the target heatmap (as a "
-       "distribution) and softmax(softargmax_beta * predicted x0).", choices=("softargmax", "cross_entropy")),
-    _o("location_weight", FLOAT, 1e4, LOSS, "Weight of the location loss (other_loss)."),
-    _o("kl_weight", FLOAT, 10.0, LOSS, "Weight of the heatmap KL loss (other_loss + kl_div_loss)."),
-    _o("softargmax_beta", FLOAT, 100.0, LOSS, "Sharpness beta of softmax(beta * predicted x0) in the location loss."),
+    _o("extra_loss", STR, "none", LOSS,
+       "Extra heatmap term on the network's prediction (docs/losses.md): location = squared distance (grid cells) "
+       "between the soft argmax of the predicted x0 and the gaze point, x location_weight; cross_entropy = the "
+       "target heatmap's cross-entropy with softmax(softargmax_beta * predicted x0), x location_weight; kl = "
+       "KL(pred || target) of the softmaxed [0, 1] maps, x kl_weight (in-frame rows, mean over rows); "
+       "location_original / kl_original = the DiffusionGaze code's terms as it computed them (every row, its "
+       "units and reductions). The old switches other_loss / kl_div_loss / location_loss are read as this option.",
+       choices=EXTRA_LOSSES),
+    _o("out_of_frame_diffusion_loss", BOOL, False, LOSS,
+       "Add the out-of-frame rows' diffusion loss (against their empty target heatmap) to the sum that is divided by "
+       "the in-frame count, as the July 2023 DiffusionGaze code did (configs/thesis/readme_2023); off = the "
+       "diffusion loss is the mean over in-frame rows."),
+    _o("location_weight", FLOAT, 1e4, LOSS,
+       "Weight of extra_loss location, cross_entropy and location_original."),
+    _o("kl_weight", FLOAT, 10.0, LOSS, "Weight of extra_loss kl and kl_original."),
+    _o("softargmax_beta", FLOAT, 100.0, LOSS,
+       "Sharpness beta of softmax(beta * prediction) in extra_loss location, cross_entropy and location_original."),
     # --- training ------------------------------------------------------------------------------------------------
     _o("lr", FLOAT, 2.5e-4, TRAIN, "Learning rate of both parameter groups (see lr_gaze)."),
     _o("lr_gaze", FLOAT, None, TRAIN,
@@ -322,6 +328,17 @@ OPTIONS: tuple[Option, ...] = (
     _o("print_every", INT, 10, LOG, "Print and log training statistics every N batches."),
     _o("no_wandb", BOOL, False, LOG, "Disable Weights & Biases (on by default; offline when no account is set up)."),
     _o("watch_wandb", BOOL, False, LOG, "Log gradients and parameters to wandb (wandb.watch)."),
+)
+
+# Old spellings of `extra_loss`, accepted in YAML files, on the command line and in stored configurations and
+# translated where they enter (engine.original_layout.LEGACY_LOSS_SWITCHES); never options of a configuration.
+LEGACY_OPTIONS: tuple[Option, ...] = (
+    _o("other_loss", BOOL, False, LOSS,
+       "Old switch, read as extra_loss: location (with kl_div_loss: kl; with location_loss cross_entropy: "
+       "cross_entropy); with DiffusionGaze-layout files, the original's terms (location_original / kl_original)."),
+    _o("kl_div_loss", BOOL, False, LOSS, "Old switch, with other_loss: read as extra_loss kl (or kl_original)."),
+    _o("location_loss", STR, "softargmax", LOSS, "Old option, with other_loss: cross_entropy = extra_loss cross_entropy.",
+       choices=("softargmax", "cross_entropy")),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from engine.config import Config, ConfigError, _option, _table, convert_value
 from engine.options import OptionTable
+from engine.original_layout import translate_stored_loss_switches
 
 # Options that choose how trained weights are evaluated, not what was trained.
 EVALUATION_TIME: dict[str, str] = {
@@ -99,6 +100,8 @@ def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any
     """
     table = _table(table)
     stored = {table.aliases.get(name, name): value for name, value in stored.items()}  # renamed options
+    if table.original_layout is not None:  # the old loss switches: extra_loss, with their meaning then
+        stored = translate_stored_loss_switches(dict(stored), checkpoint)
     stored = {**{k: v for k, v in STORED_BEFORE_OPTION_EXISTED.items() if k in table.by_name}, **stored}
     unknown = sorted(set(stored) - set(table.by_name))
     if unknown:
@@ -146,7 +149,8 @@ def stored_configuration(checkpoint: Any, table: OptionTable | None = None) -> M
     if not isinstance(stored, Mapping):
         return None
     table = _table(table)
-    if "format" not in checkpoint and not {table.aliases.get(k, k) for k in stored} <= set(table.by_name):
+    known = set(table.by_name) | {option.name for option in getattr(table.original_layout, "legacy_options", ())}
+    if "format" not in checkpoint and not {table.aliases.get(k, k) for k in stored} <= known:
         return None
     return stored
 

@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -35,7 +34,7 @@ from engine.optimizer_step import optimizer_step
 from engine.run_folder import RunLock, evaluation_dir, holds_training_run, trim_log
 from engine.stopping import RunStopped, StopRequests, signal_name
 from engine.stored_config import RESUMABLE, Change, apply_stored_config, evaluation_config, given_options
-from engine.losses import extra_heatmap_loss
+from engine.losses import DenoisedRows, denoises_out_of_frame_rows, training_objective
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from models.build import get_model
 from models.feature_cache import FeatureCache
@@ -368,28 +367,31 @@ def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkp
 def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, config, device, autocast, memory_format,
                    context: distributed.Distributed = distributed.Distributed(),
                    feature_cache: FeatureCache | None = None) -> dict[str, torch.Tensor]:
-    """The losses of one batch. Loss = diffusion_weight * (diffusion loss averaged over the in-frame samples of the
-    global batch: all ranks together) + inout_weight * in/out BCE (with x_loss). Out-of-frame samples have no target
-    heatmap to denoise. Each rank's diffusion term is normalised by the global in-frame count times the world size,
-    so that DDP's gradient average equals the gradient of the single-process loss over the same samples."""
+    """The losses of one batch, composed by engine.losses.training_objective: diffusion_weight * (diffusion loss of
+    the in-frame samples of the global batch: all ranks together) + inout_weight * in/out BCE (with x_loss) + the
+    weighted extra_loss term. Only in-frame samples have a target heatmap to denoise; the out-of-frame ones are
+    denoised too when a term needs them (the original's terms, out_of_frame_diffusion_loss)."""
     # Copies to the device are asynchronous (the loader pins its batches on CUDA); which samples are in frame is
     # read from the batch on the CPU, so no step waits for the device (BENCHMARKS.md, "training step").
     image, head_mask, face = network_inputs(batch, device, memory_format)  # uint8 samples become float here
     heatmap, inout = batch["heatmap"].to(device, non_blocking=True), batch["inout"].to(device, non_blocking=True)
     depth = (batch["depth"].to(device, memory_format=memory_format, non_blocking=True)  # depth_flag
              if "depth" in batch else None)
-    in_frame_rows = torch.nonzero(batch["inout"].cpu() > 0.5).flatten()
-    rows = in_frame_rows.to(device, non_blocking=True)
+    in_frame = batch["inout"].cpu() > 0.5
+    in_frame_rows = torch.nonzero(in_frame).flatten()
+    denoised_rows = torch.arange(len(in_frame)) if denoises_out_of_frame_rows(config) else in_frame_rows
+    rows = denoised_rows.to(device, non_blocking=True)
     global_in_frame = distributed.all_reduce_sum(torch.full((), float(len(in_frame_rows)), device=device), context)
+    denoised = None
     with autocast():
         scene_tokens = None if feature_cache is None else \
             feature_cache.scene_tokens(model.gaze_backbone, image, batch["path"], batch["flip"])
         features = model.encode(image, head_mask, face, depth, scene_tokens=scene_tokens)
         inout_logit = model.inout_logit(features["scene_face_feat"])
-        diffusion_loss = extra_loss = torch.zeros((), device=device)
-        if len(in_frame_rows):
+        if len(denoised_rows):
             kwargs = {name: value[rows] for name, value in model.denoiser_kwargs(features).items()}
-            indices = batch["index"].cpu()[in_frame_rows]
+            indices = batch["index"].cpu()[denoised_rows]
+            gaze_point = batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows]
             if config.diffusion_target != "heatmap":  # the point is diffused; the UNet predicts the [0, 1] heatmap
                 x_start = heatmap[rows].unsqueeze(1)
                 # One draw per sample: the point's noise, then (point_image) the rendered heatmap's.
@@ -397,8 +399,8 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
                                            (2 + x_start[0].numel(),))
                 noise = noise.to(device, non_blocking=True)
                 terms = diffusion.training_losses_point(
-                    denoise, x_start, batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows].to(x_start.dtype),
-                    t.to(device, non_blocking=True), point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
+                    denoise, x_start, gaze_point.to(x_start.dtype), t.to(device, non_blocking=True),
+                    point_target(config), model_kwargs=kwargs, noise=noise[:, :2],
                     heatmap_noise=noise[:, 2:].reshape(x_start.shape))
             else:
                 x_start = scaling.to_diffusion(heatmap[rows].unsqueeze(1))
@@ -406,18 +408,14 @@ def compute_losses(model, batch, step: int, *, denoise, diffusion, scaling, conf
                                            tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
                 terms = diffusion.training_losses(denoise, x_start, t.to(device, non_blocking=True),
                                                   model_kwargs=kwargs, noise=noise.to(device, non_blocking=True))
-            diffusion_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
-            if config.other_loss:
-                extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], x_start[:, 0],
-                                                batch["gaze_points"][:, 0].to(device, non_blocking=True)[rows], config)
-    inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
-    loss = config.diffusion_weight * diffusion_loss
-    if config.x_loss:
-        loss = loss + config.inout_weight * inout_loss
-    if config.other_loss:
-        loss = loss + extra_loss
-    return {"loss": loss, "loss_diffusion": diffusion_loss, "loss_inout": inout_loss, "loss_extra": extra_loss,
-            "in_frame": torch.tensor(float(len(in_frame_rows)))}
+            denoised = DenoisedRows(
+                loss=terms["loss"], pred_x0=terms["pred_xstart"][:, 0],
+                model_output=terms["model_output"][:, 0] if "model_output" in terms else None,
+                in_frame=in_frame[denoised_rows], target=heatmap[rows],
+                gaze_point=gaze_point)
+    losses = training_objective(denoised, inout_logit, inout, config, in_frame_total=global_in_frame,
+                                world_size=context.world_size)
+    return {**losses, "in_frame": torch.tensor(float(len(in_frame_rows)))}
 
 
 class TrainingLoss(nn.Module):
@@ -450,7 +448,7 @@ def training_step(model, denoise, diffusion, scaling, batch, config, device, opt
         scheduler.step()
         if ema is not None:
             ema.update(model)
-    return {key: value.detach() for key, value in terms.items() if key != "loss_extra" or config.other_loss}
+    return {key: value.detach() for key, value in terms.items() if key != "loss_extra" or config.extra_loss != "none"}
 
 
 class RunningLosses:

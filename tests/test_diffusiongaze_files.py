@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from engine.config import ConfigError, build_arg_parser, convert_value, load_config, parse_command_line
-from engine.options import OPTIONS_BY_NAME
+from engine.options import LEGACY_OPTIONS, OPTIONS_BY_NAME
 from engine.original_layout import POINT_BRANCH_KEYS, POINT_FORMULATION
 from engine.train import run
 from tests.conftest import ROOT
@@ -217,11 +217,12 @@ def test_the_original_readme_command_lines_print_and_train_one_epoch(x_loss, tmp
 
 def test_every_boolean_of_the_original_is_a_bare_switch():
     parser = build_arg_parser()
+    declared = {**OPTIONS_BY_NAME, **{option.name: option for option in LEGACY_OPTIONS}}  # other_loss: extra_loss
     for name in ORIGINAL_BOOLEANS:
         given = vars(parser.parse_args([f"--{name}"]))
         assert given == ({"test_subsample_fraction": False} if name == "is_subsample_test_set" else {name: "true"})
         ((dest, value),) = given.items()
-        assert convert_value(OPTIONS_BY_NAME[dest], value, "flag") == (0.0 if dest == "test_subsample_fraction" else True)
+        assert convert_value(declared[dest], value, "flag") == (0.0 if dest == "test_subsample_fraction" else True)
 
 
 def test_boolean_switches_bare_on_and_false_off_and_no_abbreviations(tmp_path, capsys):
