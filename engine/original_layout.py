@@ -159,30 +159,33 @@ class DiffusionGazeLayout:
         if original and point.endswith(POINT_SOURCE):
             notice(f"{point}: running the latest point branch's (PointLoss) method, diffusion_target: point (a file "
                    "of the branch point_image_diffusion needs diffusion_target: point_image)")
-        extra = None
+        extra, where = None, ""
         if legacy:
             extra, where = extra_loss_of(legacy, original)
             given = "extra_loss" in explicit
-            if given and _level(sources["extra_loss"]) > max(_level(at) for _, at in legacy.values()):
+            level = max(_level(at) for _, at in legacy.values())
+            if given and _level(sources["extra_loss"]) > level:
                 extra = None  # `--extra_loss` overrides the files' old switches
-            elif given and values["extra_loss"] != extra and \
-                    _level(sources["extra_loss"]) == max(_level(at) for _, at in legacy.values()):
+            elif given and values["extra_loss"] != extra and _level(sources["extra_loss"]) == level:
                 raise ValueError(f"{where}: the old switches {', '.join(sorted(legacy))} select extra_loss {extra!r}, "
                                  f"but {sources['extra_loss']} sets extra_loss {values['extra_loss']!r}: give one")
             if extra is not None:
+                switched = sorted(name for name, (value, _) in legacy.items() if value not in (False, "softargmax"))
                 values["extra_loss"] = extra
-                sources["extra_loss"] = f"{where} (old switches {', '.join(sorted(legacy))})"
+                sources["extra_loss"] = f"{where} (old switch{'es' if len(switched) > 1 else ''} " \
+                                        f"{', '.join(switched or sorted(legacy))})"
                 if not original and extra != "none":
-                    notice(f"{where}: the old switches {', '.join(sorted(legacy))} are read as extra_loss: {extra}")
+                    notice(f"{where}: the old switches {', '.join(switched)} are read as extra_loss: {extra}")
         if original:
-            self.original_objective(values, sources, explicit)
+            self.original_objective(values, sources, explicit, where if extra is not None else "")
 
-    def original_objective(self, values: dict[str, Any], sources: dict[str, str], explicit: set[str]) -> None:
+    def original_objective(self, values: dict[str, Any], sources: dict[str, str], explicit: set[str],
+                           where: str = "") -> None:
         """The options that compute the total loss of the original's `train_one_epoch` from its switches:
         x_loss off also drops the out-of-frame rows (unless train_in_frame_only was set explicitly, so `--x_loss`
         brings them back as it did); with the extra terms the total has no in/out BCE and a fixed diffusion weight;
         with neither the diffusion loss alone has weight 1 when x_loss is off. A weight given on the command line
-        is kept."""
+        is kept. `where`: the file and line (or "command line") of the old switch that chose extra_loss."""
         x_loss, x_where = values.get("x_loss"), sources.get("x_loss", "")
         if x_loss is False and "train_in_frame_only" not in explicit and "train_in_frame_only" in values:
             values["train_in_frame_only"] = True
@@ -192,9 +195,10 @@ class DiffusionGazeLayout:
         extra = values.get("extra_loss", "none")
         if "extra_loss" not in values:
             return
-        extra_where = sources["extra_loss"]
+        extra_where = where or sources["extra_loss"]
         if extra in ORIGINAL_EXTRA_LOSSES:
-            notice(f"{extra_where}: {DEFECTS[extra]}")
+            key = ("kl_div_loss" if extra == "kl_original" else "other_loss") if where else "extra_loss"
+            notice(f"{extra_where}: '{key}' in a DiffusionGaze configuration: {DEFECTS[extra]}")
             if not predicts_heatmap(values):
                 notice(f"{extra_where}: the original applied {extra} to the network's raw output, which with this "
                        "configuration is the noise (or v) prediction, not a heatmap (reproduced)")
@@ -205,12 +209,13 @@ class DiffusionGazeLayout:
         weight = ORIGINAL_EXTRA_DIFFUSION_WEIGHT.get(extra, 1.0 if x_loss is False else None)
         if weight is not None and values["diffusion_weight"] != weight and \
                 sources["diffusion_weight"] != "command line":
-            reason = (f"{extra_where} (DiffusionGaze: the original's total with {extra})" if extra != "none" else
-                      f"{x_where} (DiffusionGaze: x_loss off, the original's total is the diffusion loss alone)")
+            why = (f"the original's total with {extra}" if extra != "none" else
+                   "x_loss off, the original's total is the diffusion loss alone")
+            at = extra_where if extra != "none" else x_where
             if sources["diffusion_weight"] != "default":
                 notice(f"{sources['diffusion_weight']}: diffusion_weight {values['diffusion_weight']:g} is not read "
-                       f"by the original here: {reason.split(' (', 1)[1][:-1]}, weight {weight:g}")
-            values["diffusion_weight"], sources["diffusion_weight"] = weight, reason
+                       f"by the original here ({why}): weight {weight:g}")
+            values["diffusion_weight"], sources["diffusion_weight"] = weight, f"{at} (DiffusionGaze: {why})"
         if values.get("out_of_frame_diffusion_loss") and not values.get("train_in_frame_only"):
             notice(f"{sources['out_of_frame_diffusion_loss']}: the July 2023 code summed the diffusion loss of every "
                    "row (out-of-frame rows against an empty heatmap) and divided it by the in-frame count, a known "
