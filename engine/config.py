@@ -17,8 +17,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from engine.options import (
-    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, RULES, STR, STR_LIST, Option,
-    OptionTable,
+    BOOL, FLOAT, FRACTION, GROUPS, INT, INT_LIST, OPTIONS, OPTIONS_BY_NAME, ORIGINAL_EXTRA_LOSSES, RULES, STR, STR_LIST,
+    Option, OptionTable,
 )
 from engine.original_layout import DIFFUSIONGAZE_LAYOUT
 
@@ -344,7 +344,7 @@ def validate(config: Config) -> None:
                 f"{', '.join(at(n) for n in set_adm)} configure the ADM formulation, but {at('adm')} is false: the "
                 f"simple formulation is configured by 'predict_sthg' only"
             )
-    if config.extra_loss in ("location_original", "kl_original") and config.adm and config.adm_use_kl:
+    if config.extra_loss in ORIGINAL_EXTRA_LOSSES and config.adm and config.adm_use_kl:
         raise ConfigError(f"{at('extra_loss')} = {config.extra_loss!r} reads the network's output, which "
                           f"{at('adm_use_kl')} (the variational bound alone) does not train: the original's code "
                           "had no such output either")

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from diffusion.normalization import HeatmapScaling
 from engine.build import POINT_IMAGE_HEATMAP_SCALE
-
-ORIGINAL_EXTRA_LOSSES = ("location_original", "kl_original")
+from engine.options import ORIGINAL_EXTRA_LOSSES
 
 
 def soft_argmax(heatmap: torch.Tensor, beta: float) -> torch.Tensor:
@@ -139,9 +138,11 @@ def extra_term(rows: DenoisedRows, config) -> torch.Tensor:
 
 
 def training_objective(rows: DenoisedRows | None, inout_logit: torch.Tensor, inout: torch.Tensor, config, *,
-                       in_frame_total: torch.Tensor, world_size: int = 1) -> dict[str, torch.Tensor]:
-    """The total loss of one batch and its terms: "loss", "loss_diffusion" (unweighted), "loss_inout" (the BCE,
-    unweighted, every row), "loss_extra" (weighted).
+                       in_frame_total: torch.Tensor, world_size: int = 1, loss_weight: float | None = None,
+                       loss_name: str = "loss_diffusion") -> dict[str, torch.Tensor]:
+    """The total loss of one batch and its terms: "loss", `loss_name` (the heatmap term, unweighted), "loss_inout"
+    (the BCE, unweighted, every row), "loss_extra" (weighted). The heatmap term's weight is `loss_weight`
+    (default diffusion_weight).
 
     The diffusion term is the sum of the in-frame rows' diffusion loss (with out_of_frame_diffusion_loss, every
     denoised row's) divided by the in-frame rows of the global batch (`in_frame_total`, all ranks together) over
@@ -156,9 +157,9 @@ def training_objective(rows: DenoisedRows | None, inout_logit: torch.Tensor, ino
         if config.extra_loss != "none":
             extra_loss = extra_term(rows, config)
     inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
-    loss = config.diffusion_weight * diffusion_loss
+    loss = (config.diffusion_weight if loss_weight is None else loss_weight) * diffusion_loss
     if config.x_loss:
         loss = loss + config.inout_weight * inout_loss
     if config.extra_loss != "none":
         loss = loss + extra_loss
-    return {"loss": loss, "loss_diffusion": diffusion_loss, "loss_inout": inout_loss, "loss_extra": extra_loss}
+    return {"loss": loss, loss_name: diffusion_loss, "loss_inout": inout_loss, "loss_extra": extra_loss}

@@ -16,6 +16,7 @@ STR_LIST = "str_list"  # a list of strings, possibly empty (YAML list, or space-
 TRAIN_AUGMENTATIONS = ("jitter", "crop", "flip", "colour")  # datasets.transforms.sample_augmentation's steps
 # Values of `extra_loss` (engine.losses computes them; docs/losses.md says which is which and why).
 EXTRA_LOSSES = ("none", "location", "cross_entropy", "kl", "location_original", "kl_original")
+ORIGINAL_EXTRA_LOSSES = ("location_original", "kl_original")  # the DiffusionGaze code's terms, as it computed them
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.options import LEGACY_OPTIONS
+from engine.options import LEGACY_OPTIONS, ORIGINAL_EXTRA_LOSSES
 
 ORIGINAL_SECTIONS = ("Dataset", "Diffusion", "experiment_parameter", "losses_parameters", "Gaze")
 # Keys that only the point-formulation branches' code read (main's code never did), and the option they select.
@@ -40,7 +40,6 @@ POINT_BRANCH_KEYS = ("factor_multiplier", "schedule_type", "warmup_linear", "hea
 POINT_FORMULATION = {"diffusion_target": "point"}
 POINT_SOURCE = " is read only by DiffusionGaze's point branches)"
 LEGACY_LOSS_SWITCHES = tuple(option.name for option in LEGACY_OPTIONS)  # old spellings of extra_loss
-ORIGINAL_EXTRA_LOSSES = ("location_original", "kl_original")
 # The diffusion weight of the original's total with its extra terms (hard-coded in train_one_epoch).
 ORIGINAL_EXTRA_DIFFUSION_WEIGHT = {"location_original": 1e5, "kl_original": 1.0}
 DEFECTS = {
