@@ -318,13 +318,15 @@ def network_inputs(batch: dict, device: torch.device, memory_format: torch.memor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A batch's image, head_mask and face on `device`, as the networks take them (float32): the datasets' uint8
     pixels with their "colour" ([B, 3, 4]) are normalised there (`normalise_inputs`) and the uint8 head mask becomes
-    float; float inputs (already normalised: stacked `model_inputs`, or a benchmark's random tensors) pass through.
+    float; float inputs (already normalised: stacked `model_inputs`, or a benchmark's random tensors) pass through
+    (float64 ones stay float64, for a float64 model such as the parity tests').
     Copies are asynchronous (the loader pins its batches on CUDA)."""
     image, head_mask, face = (batch[key].to(device, non_blocking=True) for key in ("image", "head_mask", "face"))
     if image.dtype == torch.uint8:
         colour = batch.get("colour")
         image, face = normalise_inputs(image, face, None if colour is None else colour.to(device, non_blocking=True))
-    return tuple(tensor.float().contiguous(memory_format=memory_format) for tensor in (image, head_mask, face))
+    return tuple(tensor.to(torch.promote_types(tensor.dtype, torch.float32)).contiguous(memory_format=memory_format)
+                 for tensor in (image, head_mask, face))
 
 
 def head_mask(head_box_normalised: np.ndarray, size: int) -> torch.Tensor:

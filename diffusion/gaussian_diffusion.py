@@ -591,7 +591,8 @@ class GaussianDiffusion:
             offset_noise_strength > 0.
         :return: dict with "loss"; with an MSE loss also "mse", and "vb" when the variance is learned (its gradient
             reaches only the variance channels: the mean output enters the VB term detached); and "pred_xstart",
-            the unclipped x_0 implied by the network output, with its gradient, for extra losses on x_0.
+            the unclipped x_0 implied by the network output, with its gradient, for extra losses on x_0, and
+            "model_output", that output itself (the mean channels).
         """
         model_kwargs = {} if model_kwargs is None else model_kwargs
         if noise is None:
@@ -624,4 +625,5 @@ class GaussianDiffusion:
         terms["mse"] = self.weight_mse(mean_flat((target - mean_output) ** 2), t)
         terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         terms["pred_xstart"] = self._predict_xstart(mean_output, x_t, t)
+        terms["model_output"] = mean_output  # the network's raw (mean) output, whatever its target
         return terms

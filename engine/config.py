@@ -57,6 +57,9 @@ class Config:
         translated)."""
         values, sources = dict(self._values), dict(self.sources)
         for name, value in changes.items():
+            if name in _loss_switches(self.table):
+                raise ConfigError(f"replace(): '{name}' is an old switch of 'extra_loss' (read where files and flags "
+                                  "enter); replace extra_loss itself (docs/losses.md)")
             option = _option(name, "replace()", self.table)
             values[option.name] = convert_value(option, value, "replace()")
             sources[option.name] = "replace()"
@@ -220,6 +223,12 @@ def _suggestion(name: str, table: OptionTable | None = None) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _loss_switches(table: OptionTable | None = None) -> set[str]:
+    """The old switches of `extra_loss` (engine.options.LEGACY_OPTIONS): their meaning depends on the files' layout,
+    so the table's compatibility hook (engine.original_layout) reads them, before the other old spellings."""
+    return {option.name for option in getattr(_table(table).original_layout, "legacy_options", ())}
+
+
 def _option(name: str, where: str, table: OptionTable | None = None) -> Option:
     """The declared option (or the original's spelling, engine.old_spellings) that the key `name` names."""
     table = _table(table)
@@ -353,6 +362,7 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
     values = {o.name: o.default for o in table.options}
     sources = {o.name: "default" for o in table.options}
     from_files: dict[str, tuple[Any, str]] = {}
+    legacy_names = _loss_switches(table)
     original_layout = False
     for path in yaml_paths:
         found, original = _read_yaml(path, table)
@@ -364,15 +374,22 @@ def load_config(yaml_paths: Iterable[str | Path] = (), overrides: Mapping[str, A
                     f"{from_files[name][1]}; the YAML files must agree"
                 )
             from_files[name] = (value, where)
+    legacy = {name: from_files.pop(name) for name in list(from_files) if name in legacy_names}
     for name, (value, where) in from_files.items():
         values[name], sources[name] = value, where
     for name, value in (overrides or {}).items():
         option = _option(name, "override", table)
+        if name in legacy_names:  # an old switch on the command line: translated with the files' (resolve)
+            legacy[name] = (convert_value(option, value, f"--{name}"), "command line")
+            continue
         values[option.name] = convert_value(option, value, f"--{option.name}")
         sources[option.name] = "command line"
-    if original_layout:
+    if original_layout or legacy:
         explicit = set(from_files) | {_option(name, "override", table).name for name in overrides or {}}
-        table.original_layout.resolve(values, sources, explicit)
+        try:
+            table.original_layout.resolve(values, sources, explicit, legacy, original_layout)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     if table.translate is not None:  # the original's spellings (engine.old_spellings) become the current options
         table.translate(values, sources)
     config = Config(values, sources, table)

@@ -2,7 +2,9 @@
 
 The original chose the learning-rate schedule with a pair of switches (`lr_schedular`, `warmup_linear`, plus
 guided-diffusion's `lr_anneal_steps`) and the gaze backbone with layout flags (`attention_layout`, `depth_layout`).
-The project has one option for each choice, `lr_schedule` and `gaze_backbone`; the old keys stay accepted in every
+The project has one option for each choice, `lr_schedule` and `gaze_backbone` (and `extra_loss` for the switches
+`other_loss` / `kl_div_loss` / `location_loss`, whose meaning depends on the files' layout: engine.original_layout
+reads those before `translate` runs); the old keys stay accepted in every
 YAML file (this project's layout and DiffusionGaze's), on the command line and in configurations stored by earlier
 versions (engine.stored_config), and mean what they meant:
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.option_rules import ConfigError
-from engine.options import BOOL, GAZE, STR, TRAIN, Option
+from engine.options import BOOL, GAZE, LEGACY_OPTIONS, STR, TRAIN, Option
 
 SCHEDULE_SWITCHES = {"lr_schedular": "warmup_cosine", "warmup_linear": "warmup_constant"}
 STORED_BY_THIS_VERSION = "lr_schedule"  # stored configurations with this option speak the current names
@@ -39,6 +41,7 @@ OLD_SPELLINGS: tuple[Option, ...] = (
            "With depth_flag: diffusiongaze = DiffusionGaze's depth model (gaze_backbone diffusiongaze_depth); tonini = "
            "Tonini et al.'s depth tokens (gaze_backbone original_depth_tokens, or chong's depth stream).",
            choices=("tonini", "diffusiongaze"), replaced_by="gaze_backbone"),
+    *LEGACY_OPTIONS,  # other_loss, kl_div_loss, location_loss: extra_loss, read by engine.original_layout.resolve
 )
 
 

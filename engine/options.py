@@ -24,6 +24,9 @@ INT, FLOAT, BOOL, STR, INT_LIST, FRACTION, RULES = "int", "float", "bool", "str"
 STR_LIST = "str_list"  # a list of strings, possibly empty (YAML list, or space-separated words after the flag)
 
 TRAIN_AUGMENTATIONS = ("jitter", "crop", "flip", "colour")  # datasets.transforms.sample_augmentation's steps
+# Values of `extra_loss` (engine.losses computes them; docs/losses.md says which is which and why).
+EXTRA_LOSSES = ("none", "location", "cross_entropy", "kl", "location_original", "kl_original")
+ORIGINAL_EXTRA_LOSSES = ("location_original", "kl_original")  # the DiffusionGaze code's terms, as it computed them
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,6 @@ ADM_ONLY = Rule(ADM, "it configures the ADM formulation; the simple formulation 
 PREDICTS_EPS = Check("an eps prediction", ("adm", "adm_predict_xstart", "adm_predict_v", "predict_sthg"),
                      lambda c: (not c.adm_predict_xstart and not c.adm_predict_v) if c.adm
                      else c.predict_sthg == "pred_noise")
-LOCATION_TERM = All(On("other_loss"), Not(On("kl_div_loss")))
 LR_ZERO = ("with lr_gaze unset or 0 every parameter keeps its starting value: the run trains a model that never "
            "changes (BatchNorm statistics and the EMA still follow the data); fine for a pipeline check or a baseline "
            "of the starting weights, else set lr > 0 (eval_weights evaluates weights without training)")
@@ -464,23 +466,26 @@ OPTIONS: tuple[Option, ...] = (
        check=parse_mse_loss_weight_type,
        needs=Rule(Not(All(On("adm"), On("adm_use_kl"))),
                   "it weights the MSE, but adm_use_kl trains on the variational bound only (no MSE term)")),
-    _o("other_loss", BOOL, False, LOSS,
-       "Add the original's extra heatmap loss on the predicted x0 of in-frame samples: the squared distance (grid "
-       "cells) between its soft argmax and the gaze point, times location_weight; with kl_div_loss, the KL term "
-       "instead."),
-    _o("kl_div_loss", BOOL, False, LOSS,
-       "With other_loss: KL(pred || gt) between the softmaxed predicted and target heatmaps, times kl_weight.",
-       needs=Rule(On("other_loss"), "it selects the KL variant of the extra heatmap loss")),
-    _o("location_loss", STR, "softargmax", LOSS,
-       "Location term of other_loss (without kl_div_loss): the original's squared distance (grid cells) between the "
-       "soft argmax of the predicted x0 and the gaze point, or the cross-entropy between the target heatmap (as a "
-       "distribution) and softmax(softargmax_beta * predicted x0).", choices=("softargmax", "cross_entropy"),
-       needs=Rule(LOCATION_TERM, "it selects the location term of the extra heatmap loss")),
-    _o("location_weight", FLOAT, 1e4, LOSS, "Weight of the location loss (other_loss).",
-       bounds=NON_NEGATIVE),
-    _o("kl_weight", FLOAT, 10.0, LOSS, "Weight of the heatmap KL loss (other_loss + kl_div_loss).",
-       bounds=NON_NEGATIVE),
-    _o("softargmax_beta", FLOAT, 100.0, LOSS, "Sharpness beta of softmax(beta * predicted x0) in the location loss.",
+    _o("extra_loss", STR, "none", LOSS,
+       "Extra heatmap term on the network's prediction (docs/losses.md): location = squared distance (grid cells) "
+       "between the soft argmax of the predicted x0 and the gaze point, x location_weight; cross_entropy = the "
+       "target heatmap's cross-entropy with softmax(softargmax_beta * predicted x0), x location_weight; kl = "
+       "KL(pred || target) of the softmaxed [0, 1] maps, x kl_weight (in-frame rows, mean over rows); "
+       "location_original / kl_original = the DiffusionGaze code's terms as it computed them (every row, its "
+       "units and reductions). The old switches other_loss / kl_div_loss / location_loss are read as this option.",
+       choices=EXTRA_LOSSES,
+       needs=Rule(Not(All(On("adm"), On("adm_use_kl"))), "the original's terms read the network's output, which "
+                  "adm_use_kl (the variational bound alone) does not train; the original's code had no such output "
+                  "either", when=ORIGINAL_EXTRA_LOSSES)),
+    _o("out_of_frame_diffusion_loss", BOOL, False, LOSS,
+       "Add the out-of-frame rows' diffusion loss (against their empty target heatmap) to the sum that is divided by "
+       "the in-frame count, as the July 2023 DiffusionGaze code did (configs/thesis/readme_2023); off = the "
+       "diffusion loss is the mean over in-frame rows."),
+    _o("location_weight", FLOAT, 1e4, LOSS,
+       "Weight of extra_loss location, cross_entropy and location_original.", bounds=NON_NEGATIVE),
+    _o("kl_weight", FLOAT, 10.0, LOSS, "Weight of extra_loss kl and kl_original.", bounds=NON_NEGATIVE),
+    _o("softargmax_beta", FLOAT, 100.0, LOSS,
+       "Sharpness beta of softmax(beta * prediction) in extra_loss location, cross_entropy and location_original.",
        bounds=POSITIVE),
     # --- training ------------------------------------------------------------------------------------------------
     _o("lr", FLOAT, 2.5e-4, TRAIN, "Learning rate of both parameter groups (see lr_gaze).",
@@ -568,6 +573,19 @@ OPTIONS: tuple[Option, ...] = (
        bounds=NON_NEGATIVE, evaluation="execution", resume="workers"),
     # --- logging -------------------------------------------------------------------------------------------------
     *logging_options(print_every=10, group=LOG),
+)
+
+# Old spellings of `extra_loss`, accepted in YAML files, on the command line and in stored configurations (part of
+# engine.old_spellings.OLD_SPELLINGS) and translated where they enter by engine.original_layout (their meaning
+# depends on the files' layout); never options of a configuration.
+LEGACY_OPTIONS: tuple[Option, ...] = (
+    _o("other_loss", BOOL, False, LOSS,
+       "Old switch, read as extra_loss: location (with kl_div_loss: kl; with location_loss cross_entropy: "
+       "cross_entropy); with DiffusionGaze-layout files, the original's terms (location_original / kl_original).", replaced_by="extra_loss"),
+    _o("kl_div_loss", BOOL, False, LOSS, "Old switch, with other_loss: read as extra_loss kl (or kl_original).",
+       replaced_by="extra_loss"),
+    _o("location_loss", STR, "softargmax", LOSS, "Old option, with other_loss: cross_entropy = extra_loss cross_entropy.",
+       choices=("softargmax", "cross_entropy"), replaced_by="extra_loss"),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

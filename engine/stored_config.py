@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from engine.config import Config, ConfigError, _option, _table, check_buildable, convert_value
 from engine.option_rules import resume_fixed
 from engine.options import OptionTable
+from engine.original_layout import translate_stored_loss_switches
 
 # The gaze-following tables, from the declarations (gaze360.options.GAZE360.evaluation_time() etc. for Gaze360).
 EVALUATION_TIME: dict[str, str] = _table(None).evaluation_time()
@@ -62,6 +63,8 @@ def apply_stored_config(stored: Mapping[str, Any], given: Mapping[str, tuple[Any
     if allowed is None:
         allowed = table.evaluation_time() if purpose == "evaluation" else table.resumable()
     stored = {table.aliases.get(name, name): value for name, value in stored.items()}  # renamed options
+    if table.original_layout is not None:  # the old loss switches: extra_loss, with their meaning then
+        stored = translate_stored_loss_switches(dict(stored), checkpoint)
     readable = table.readable
     unknown = sorted(set(stored) - set(readable))
     if unknown:

@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -36,7 +35,7 @@ from engine.run import (
 )
 from engine.stopping import RunStopped, StopRequests, stopped_message
 from engine.stored_config import EVALUATION_TIME, RESUMABLE, Change
-from engine.losses import extra_heatmap_loss
+from engine.losses import DenoisedRows, denoises_out_of_frame_rows, training_objective
 from eval.evaluate import PROTOCOLS, evaluate, format_table
 from formulations import TrainingTargets
 from models.build import get_model
@@ -276,43 +275,43 @@ def evaluate_trained(evaluation, model, ema, config, test_loader, device, checkp
 def compute_losses(model, batch, step: int, *, formulation, config, device, autocast, memory_format,
                    context: distributed.Distributed = distributed.Distributed(),
                    feature_cache: FeatureCache | None = None) -> dict[str, torch.Tensor]:
-    """The losses of one batch. Loss = formulation.loss_weight (diffusion_weight, or direct_loss_weight) * (the
-    formulation's loss averaged over the in-frame samples of the global batch: all ranks together) + inout_weight *
-    in/out BCE (with x_loss). Out-of-frame samples have no target heatmap. Each rank's heatmap term is normalised by
-    the global in-frame count times the world size, so that DDP's gradient average equals the gradient of the
-    single-process loss over the same samples. The formulation's term is logged as its `loss_name`."""
+    """The losses of one batch, composed by engine.losses.training_objective: formulation.loss_weight
+    (diffusion_weight, or direct_loss_weight) * (the formulation's loss of the in-frame samples of the global batch:
+    all ranks together) + inout_weight * in/out BCE (with x_loss) + the weighted extra_loss term. Only in-frame
+    samples have a target heatmap; the out-of-frame ones are denoised too when a term needs them (the original's
+    terms, out_of_frame_diffusion_loss). The formulation's term is logged as its `loss_name`."""
     # Copies to the device are asynchronous (the loader pins its batches on CUDA); which samples are in frame is
     # read from the batch on the CPU, so no step waits for the device (BENCHMARKS.md, "training step").
     image, head_mask, face = network_inputs(batch, device, memory_format)  # uint8 samples become float here
     heatmap, inout = batch["heatmap"].to(device, non_blocking=True), batch["inout"].to(device, non_blocking=True)
     depth = (batch["depth"].to(device, memory_format=memory_format, non_blocking=True)  # depth_flag
              if "depth" in batch else None)
-    in_frame_rows = torch.nonzero(batch["inout"].cpu() > 0.5).flatten()
-    rows = in_frame_rows.to(device, non_blocking=True)
+    in_frame = batch["inout"].cpu() > 0.5
+    in_frame_rows = torch.nonzero(in_frame).flatten()
+    denoised_rows = torch.arange(len(in_frame)) if denoises_out_of_frame_rows(config) else in_frame_rows
+    rows = denoised_rows.to(device, non_blocking=True)
     global_in_frame = distributed.all_reduce_sum(torch.full((), float(len(in_frame_rows)), device=device), context)
+    denoised = None
     with autocast():
         scene_tokens = None if feature_cache is None else \
             feature_cache.scene_tokens(model.gaze_backbone, image, batch["path"], batch["flip"])
         features = model.encode(image, head_mask, face, depth, scene_tokens=scene_tokens)
         inout_logit = model.predict_inout_logit(features)
-        heatmap_loss = extra_loss = torch.zeros((), device=device)
-        if len(in_frame_rows):
+        if len(denoised_rows):
             gaze_point = batch["gaze_points"][:, 0].to(device, non_blocking=True)
             # Per-sample draws from (seed, step, dataset index): exact on resume and under DDP.
-            draw = partial(diffusion_draws, batch["index"].cpu()[in_frame_rows], step, config.seed)
+            draw = partial(diffusion_draws, batch["index"].cpu()[denoised_rows], step, config.seed)
             terms = formulation.training_losses(model, features, TrainingTargets(heatmap, gaze_point, rows, draw))
-            heatmap_loss = terms["loss"].float().sum() * (context.world_size / global_in_frame)
-            if config.other_loss:
-                extra_loss = extra_heatmap_loss(terms["pred_xstart"][:, 0], terms["x_start"][:, 0], gaze_point[rows],
-                                                config)
-    inout_loss = F.binary_cross_entropy_with_logits(inout_logit.float(), inout)
-    loss = formulation.loss_weight * heatmap_loss
-    if config.x_loss:
-        loss = loss + config.inout_weight * inout_loss
-    if config.other_loss:
-        loss = loss + extra_loss
-    return {"loss": loss, formulation.loss_name: heatmap_loss, "loss_inout": inout_loss, "loss_extra": extra_loss,
-            "in_frame": torch.tensor(float(len(in_frame_rows)))}
+            denoised = DenoisedRows(
+                loss=terms["loss"], pred_x0=terms["pred_xstart"][:, 0],
+                pred_heatmap=formulation.unit_heatmap(terms["pred_xstart"])[:, 0],
+                model_output=terms["model_output"][:, 0] if "model_output" in terms else None,
+                in_frame=in_frame[denoised_rows], target=heatmap[rows], gaze_point=gaze_point[rows],
+                output_scale=formulation.original_output_scale)
+    losses = training_objective(denoised, inout_logit, inout, config, in_frame_total=global_in_frame,
+                                world_size=context.world_size, loss_weight=formulation.loss_weight,
+                                loss_name=formulation.loss_name)
+    return {**losses, "in_frame": torch.tensor(float(len(in_frame_rows)))}
 
 
 class TrainingLoss(nn.Module):
@@ -345,7 +344,7 @@ def training_step(model, formulation, batch, config, device, optimizer, schedule
         scheduler.step()
         if ema is not None:
             ema.update(model)
-    return {key: value.detach() for key, value in terms.items() if key != "loss_extra" or config.other_loss}
+    return {key: value.detach() for key, value in terms.items() if key != "loss_extra" or config.extra_loss != "none"}
 
 
 class RunningLosses:

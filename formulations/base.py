@@ -72,6 +72,9 @@ class Formulation:
     diffuses: ClassVar[bool] = True  # a value of `diffusion_target` (the direct formulation diffuses nothing)
     loss_weight: float = 1.0  # the training step's weight on the summed per-sample loss
     loss_name: ClassVar[str] = "loss_diffusion"  # the training statistic that loss is logged as
+    # v of the original DiffusionGaze code's map of the network's raw output back to [0, 1], (out + v) / 2v, which
+    # its KL term used (engine.losses.heatmap_kl_original); 1.0 where the output is a [0, 1] map already.
+    original_output_scale: float = 1.0
 
     @classmethod
     def samplers(cls) -> tuple[str, ...]:
@@ -103,6 +106,11 @@ class Formulation:
 
     def progressive(self, network, conditioning: dict, device: torch.device) -> Iterator[dict] | None:
         return None
+
+    def unit_heatmap(self, pred_xstart: torch.Tensor) -> torch.Tensor:
+        """training_losses' "pred_xstart" in heatmap units ([0, 1] for a perfect prediction), for the extra losses
+        that compare maps; the identity where the network predicts the heatmap itself."""
+        return pred_xstart
 
     @property
     def sampling_steps(self) -> int:

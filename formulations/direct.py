@@ -21,7 +21,7 @@ DIFFUSION_OPTIONS = (
     "adm_rescale_learned_sigmas", "adm_rescale_timesteps", "adm_sigma_small", "diff_normalization", "norm_std_flag",
     "clip_denoised", "offset_noise_strength", "noise_changer", "fix_snr", "eval_from_picture", "time_noise",
     "picture_source", "compat_original_ddim_step", "compat_original_std_state",
-    "diffusion_weight", "mse_loss_weight_type", "other_loss", "kl_div_loss", "location_loss", "location_weight",
+    "diffusion_weight", "mse_loss_weight_type", "extra_loss", "out_of_frame_diffusion_loss", "location_weight",
     "kl_weight", "softargmax_beta",
 )
 

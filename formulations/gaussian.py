@@ -63,6 +63,10 @@ class DiffusionFormulation(Formulation):
         self.sampling_diffusion = build_sampling_diffusion(config)
         self.loss_weight = config.diffusion_weight
 
+    @property
+    def original_output_scale(self) -> float:
+        return self.config.diff_normalization
+
     @cached_property
     def training_diffusion(self):
         return build_training_diffusion(self.config)

@@ -47,6 +47,9 @@ class HeatmapFormulation(DiffusionFormulation):
         """The sampled state in heatmap units ((x + v) / (2 v))."""
         return self.scaling.to_heatmap(x)
 
+    def unit_heatmap(self, pred_xstart: torch.Tensor) -> torch.Tensor:
+        return self.to_heatmap(pred_xstart)
+
     def training_losses(self, model, features: dict, targets: TrainingTargets) -> dict[str, torch.Tensor]:
         kwargs = rows_of(self.conditioning(model, features), targets.rows)
         x_start = self.to_diffusion(targets.heatmap[targets.rows].unsqueeze(1))
@@ -54,7 +57,8 @@ class HeatmapFormulation(DiffusionFormulation):
         t, noise = targets.draw(diffusion.num_timesteps, tuple(x_start.shape[1:]), diffusion.offset_noise_strength)
         terms = diffusion.training_losses(self.network(model), x_start, t.to(x_start.device, non_blocking=True),
                                           model_kwargs=kwargs, noise=noise.to(x_start.device, non_blocking=True))
-        return {"loss": terms["loss"], "pred_xstart": terms["pred_xstart"], "x_start": x_start}
+        return {"loss": terms["loss"], "pred_xstart": terms["pred_xstart"], "x_start": x_start,
+                **({"model_output": terms["model_output"]} if "model_output" in terms else {})}
 
     def _steps(self, network, conditioning: dict, batch_size: int, device, samples_per_input: int,
                start_heatmap: torch.Tensor | None = None) -> Iterator[dict]:

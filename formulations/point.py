@@ -140,7 +140,7 @@ def point_training_losses(diffusion, model, x_start, x_point, t, target: PointTa
                          f"{tuple(x_start.shape)}")
     model_output, _ = diffusion.model_output(model, heatmap_t, t, model_kwargs)
     mse = diffusion.weight_mse(mean_flat((x_start - model_output) ** 2), t)
-    return {"loss": mse, "mse": mse, "pred_xstart": model_output, "x_t": heatmap_t}
+    return {"loss": mse, "mse": mse, "pred_xstart": model_output, "model_output": model_output, "x_t": heatmap_t}
 
 
 def point_ddim_sample(diffusion, model, x, t, target: PointTarget, clip_denoised=True, model_kwargs=None, eta=0.0,
@@ -244,7 +244,8 @@ class PointTraining(DiffusionFormulation):
             self.training_diffusion, self.network(model), x_start, targets.gaze_point[targets.rows].to(x_start.dtype),
             t.to(x_start.device, non_blocking=True), self.target, model_kwargs=kwargs, noise=noise[:, :2],
             heatmap_noise=noise[:, 2:].reshape(x_start.shape))
-        return {"loss": terms["loss"], "pred_xstart": terms["pred_xstart"], "x_start": x_start}
+        return {"loss": terms["loss"], "pred_xstart": terms["pred_xstart"], "model_output": terms["model_output"],
+                "x_start": x_start}
 
 
 @register_formulation("point")

@@ -18,6 +18,7 @@ class PointImageFormulation(PointTraining, HeatmapFormulation):
     """PointTraining's losses (with the second noising) and HeatmapFormulation's samplers."""
 
     heatmap_noise_scale = POINT_IMAGE_HEATMAP_SCALE
+    original_output_scale = POINT_IMAGE_HEATMAP_SCALE  # the original's point_image code un-normalised by 0.1
 
     def state_fn(self):
         """The sampling state divided by its std at every step, as its network's input was in training."""

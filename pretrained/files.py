@@ -111,7 +111,7 @@ TRAINER_USES = {
 # Checkpoints written since the trainer was recorded name it ("trainer"); earlier ones are told apart by options only
 # one trainer stores in its configuration, and weight files by the names of their tensors (this project's models,
 # the original DiffusionGaze and MultiZoomGaze / Gaze360 files).
-_STORED_OPTIONS = {"main.py": ("unet_inplanes", "train_time_steps", "diffusion_target"),
+_STORED_OPTIONS = {"main.py": ("unet_inplanes", "train_time_steps", "diff_normalization"),
                    "gaze360_main.py": ("crop_sizes", "frame_crops", "lstm_bidirectional")}
 _TENSOR_PREFIXES = {"main.py": ("gaze_backbone.", "unet.", "inout_head.", "gaze_model.", "model.", "sequential.",
                                 "fc_inout."),

@@ -78,7 +78,7 @@ def test_point_with_dpm_solver_is_refused_before_any_data_or_model(tmp_path, cap
     ({"heatmap_decoder": "unet_direct", "sample_k": 3}, "'sample_k'.*configures the diffusion decoder"),
     ({"heatmap_decoder": "unet_direct", "sampler": "ddim"}, "'sampler'.*runs no sampler"),
     ({"heatmap_decoder": "unet_direct", "diffusion_target": "point"}, "'diffusion_target'.*configures the diffusion"),
-    ({"heatmap_decoder": "unet_direct", "other_loss": True}, "'other_loss'"),
+    ({"heatmap_decoder": "unet_direct", "extra_loss": "location"}, "'extra_loss'"),
     ({"heatmap_decoder": "unet_direct", "direct_loss": "bce"}, "'direct_loss'.*= 'bce' needs .* probability"),
     ({"direct_loss": "bce"}, "'direct_loss'.*configures a direct heatmap decoder"),
     ({"direct_loss_weight": 3.0}, "'direct_loss_weight'.*configures a direct heatmap decoder"),

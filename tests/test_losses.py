@@ -1,11 +1,14 @@
-"""The extra heatmap losses of `other_loss` / `kl_div_loss`, checked by hand."""
+"""The extra heatmap terms of `extra_loss` (this project's and the original's), checked by hand."""
 import math
 
 import pytest
 import torch
 
 from engine.config import ConfigError, load_config
-from engine.losses import extra_heatmap_loss, heatmap_cross_entropy, heatmap_kl, location_loss, soft_argmax
+from engine.losses import (
+    DenoisedRows, extra_term, heatmap_cross_entropy, heatmap_kl, heatmap_kl_original, location_loss,
+    location_loss_original, soft_argmax,
+)
 
 
 def test_soft_argmax_is_the_weighted_mean_cell_and_approaches_argmax():
@@ -36,10 +39,10 @@ def test_heatmap_kl_is_zero_for_equal_maps_and_matches_the_formula():
     assert heatmap_kl(pred, target).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_kl_div_loss_needs_other_loss():
-    with pytest.raises(ConfigError, match="'kl_div_loss'.*needs 'other_loss'"):
+def test_the_old_kl_switch_without_other_loss_is_an_error_outside_a_diffusiongaze_file():
+    with pytest.raises(ConfigError, match="'kl_div_loss' selects a variant of the extra loss 'other_loss', which is off"):
         load_config([], {"kl_div_loss": True})
-    assert load_config([], {"kl_div_loss": True, "other_loss": True}).kl_div_loss
+    assert load_config([], {"kl_div_loss": True, "other_loss": True}).extra_loss == "kl"
 
 
 def test_heatmap_cross_entropy_matches_the_formula_and_prefers_mass_on_the_target():
@@ -59,25 +62,59 @@ def test_heatmap_cross_entropy_matches_the_formula_and_prefers_mass_on_the_targe
     assert heatmap_cross_entropy(on_target, truth, 2.0) < heatmap_cross_entropy(halfway, truth, 2.0)
 
 
-@pytest.mark.parametrize("kl, location", [(False, "softargmax"), (False, "cross_entropy"), (True, "softargmax")])
-def test_extra_heatmap_loss_is_the_selected_term_times_its_weight(kl, location):
-    config = load_config([], {"other_loss": True, "kl_div_loss": kl, "location_loss": location,
-                              "location_weight": 2.0, "kl_weight": 5.0, "diff_normalization": 3.0})
-    generator = torch.Generator().manual_seed(0)
-    pred, x_start = torch.randn(3, 8, 8, generator=generator), torch.rand(3, 8, 8, generator=generator) * 6 - 3
-    gaze = torch.rand(3, 2, generator=generator)
-    if kl:
-        expected = 5.0 * heatmap_kl(pred, x_start).mean()
-    elif location == "cross_entropy":
-        expected = 2.0 * heatmap_cross_entropy(pred, (x_start + 3.0) / 6.0, config.softargmax_beta).mean()
-    else:
-        expected = 2.0 * location_loss(pred, gaze, config.softargmax_beta).mean()
-    assert torch.allclose(extra_heatmap_loss(pred, x_start, gaze, config), expected, rtol=1e-5)
+def rows(batch: int = 3, size: int = 8, seed: int = 0) -> DenoisedRows:
+    generator = torch.Generator().manual_seed(seed)
+    pred_x0 = torch.randn(batch, size, size, generator=generator) * 3
+    return DenoisedRows(loss=torch.rand(batch, generator=generator), pred_x0=pred_x0,
+                        pred_heatmap=(pred_x0 + 3.0) / 6.0,  # the heatmap formulation's map back, v = 3
+                        model_output=torch.randn(batch, size, size, generator=generator),
+                        in_frame=torch.tensor([True, False, True][:batch]),
+                        target=torch.rand(batch, size, size, generator=generator),
+                        gaze_point=torch.rand(batch, 2, generator=generator), output_scale=3.0)
 
 
-def test_location_loss_needs_other_loss_without_kl():
-    with pytest.raises(ConfigError, match="'location_loss'.*needs 'other_loss'.* on and 'kl_div_loss'.* off"):
+@pytest.mark.parametrize("name", ["location", "cross_entropy", "kl", "location_original", "kl_original"])
+def test_extra_term_is_the_selected_term_on_its_rows_times_its_weight(name):
+    config = load_config([], {"extra_loss": name, "location_weight": 2.0, "kl_weight": 5.0, "diff_normalization": 3.0})
+    data = rows()
+    inside = data.in_frame
+    pred, target, gaze = data.pred_x0[inside], data.target[inside], data.gaze_point[inside]
+    assert inside.tolist() == [True, False, True]
+    expected = {
+        "location": lambda: 2.0 * location_loss(pred, gaze, config.softargmax_beta).mean(),
+        "cross_entropy": lambda: 2.0 * heatmap_cross_entropy(pred, target, config.softargmax_beta).mean(),
+        "kl": lambda: 5.0 * heatmap_kl((pred + 3.0) / 6.0, target).mean(),  # on the [0, 1] maps
+        # The original's terms see every row, out-of-frame ones included.
+        "location_original": lambda: 2.0 * location_loss_original(data.model_output, data.gaze_point,
+                                                                  config.softargmax_beta),
+        "kl_original": lambda: 5.0 * heatmap_kl_original(data.model_output, data.target, 3.0),
+    }[name]()
+    assert torch.allclose(extra_term(data, config), expected, rtol=1e-6)
+
+
+def test_the_original_terms_keep_its_units_and_reductions():
+    # One row, output peaked at row 10, column 20 of 64 x 64; gaze point (x, y) = (0.5, 0.25).
+    output = torch.full((1, 64, 64), -10.0, dtype=torch.float64)
+    output[0, 10, 20] = 10.0
+    gaze = torch.tensor([[0.5, 0.25]], dtype=torch.float64)
+    # MSELoss mean over the two coordinates of (row, column) cells against (y, x) in [0, 1]: the unit mismatch.
+    expected = ((10.0 - 0.25) ** 2 + (20.0 - 0.5) ** 2) / 2
+    assert location_loss_original(output, gaze, beta=100.0).item() == pytest.approx(expected, rel=1e-9)
+    # KLDivLoss(batchmean): the sum over cells and rows divided by the rows; (out + s) / 2s before the softmax.
+    two = torch.zeros(2, 1, 2, dtype=torch.float64)
+    two[0, 0, 1] = 6.0 * math.log(3.0) - 3.0  # (out + 3) / 6 = ln 3 at cell 1, 0.5 at cell 0
+    two[0, 0, 0] = 0.0
+    target = torch.zeros(2, 1, 2, dtype=torch.float64)
+    p = torch.softmax(torch.tensor([0.5, math.log(3.0)], dtype=torch.float64), 0)
+    q = torch.softmax(torch.tensor([0.5, 0.5], dtype=torch.float64), 0)
+    row0 = float((p * (p / q).log()).sum())
+    assert heatmap_kl_original(two, target, scale=3.0).item() == pytest.approx(row0 / 2, rel=1e-9)  # row 1: KL 0
+
+
+def test_old_switches_read_as_extra_loss_and_their_inconsistent_uses_are_errors():
+    assert load_config([], {"other_loss": True}).extra_loss == "location"
+    assert load_config([], {"other_loss": True, "location_loss": "cross_entropy"}).extra_loss == "cross_entropy"
+    with pytest.raises(ConfigError, match="'location_loss' selects a variant of the extra loss 'other_loss', which is off"):
         load_config([], {"location_loss": "cross_entropy"})
-    with pytest.raises(ConfigError, match="'location_loss'"):
+    with pytest.raises(ConfigError, match="'location_loss: cross_entropy'.*'kl_div_loss' selects the KL term"):
         load_config([], {"location_loss": "cross_entropy", "other_loss": True, "kl_div_loss": True})
-    assert load_config([], {"location_loss": "cross_entropy", "other_loss": True}).location_loss == "cross_entropy"

@@ -81,10 +81,9 @@ def test_loss_is_the_weighted_sum_and_x_loss_switches_the_inout_term():
     assert not any(n.startswith("inout_head.") for n in changed)
 
 
-@pytest.mark.parametrize("kl, location", [(False, "softargmax"), (False, "cross_entropy"), (True, "softargmax")])
-def test_other_loss_adds_the_weighted_extra_heatmap_loss(kl, location):
-    config = load_config([], {**TINY, "other_loss": True, "kl_div_loss": kl, "location_loss": location,
-                              "location_weight": 2.0, "kl_weight": 5.0})
+@pytest.mark.parametrize("extra", ["location", "cross_entropy", "kl", "location_original", "kl_original"])
+def test_extra_loss_adds_the_weighted_extra_heatmap_term(extra):
+    config = load_config([], {**TINY, "extra_loss": extra, "location_weight": 2.0, "kl_weight": 5.0})
     _, losses, changed = one_step(config)
     assert losses["loss_extra"] > 0 and any(n.startswith("unet.") for n in changed)
     expected = config.diffusion_weight * losses["loss_diffusion"] + config.inout_weight * losses["loss_inout"]
@@ -188,7 +187,7 @@ def test_training_steps_between_logging_points_never_read_the_device(samples):
 
     with pytest.raises(RuntimeError):
         torch.zeros((), device="meta").item()  # the stub does catch host reads
-    config = load_config([], {**TINY, "other_loss": True, "grad_clip": 1.0})
+    config = load_config([], {**TINY, "extra_loss": "location", "grad_clip": 1.0})
     device = torch.device("meta")
     model = get_model(config).to(device)
     optimizer = build_optimizer(*model.parameter_groups(), config)
