@@ -52,7 +52,8 @@ class GazeLLEBackbone(nn.Module):
     "scene_face_feat": the same as a map [N, dim, side, side]}.
 
     `head_mask` is the head map on the token grid, [N, side, side] or [N, 1, side, side]
-    (datasets.peer_transforms.gazelle_head_maps). `image` is [N, 3, S, S], or [1, 3, S, S] for all N people of one
+    (datasets.peer_transforms.gazelle_head_maps), or this project's pixel head mask [N, 1, S, S] (see `_grid_map`:
+    what the training and evaluation loops pass today). `image` is [N, 3, S, S], or [1, 3, S, S] for all N people of one
     frame (`person_independent_scene`); the face crop is not used (Gaze-LLE has no face stream). Parameter names
     (pretrained/peer_files.py maps Gaze-LLE's onto them): `scene_backbone` (DINOv2), `scene_projection` (Gaze-LLE's
     `linear`), `pos_embed` (a buffer, kept in the state dict as Gaze-LLE keeps it), `head_token`.
@@ -75,9 +76,23 @@ class GazeLLEBackbone(nn.Module):
     def from_config(cls, config):
         """The options it reads: `input_size`, `unet_context_vector` (the token width, Gaze-LLE's 256) and
         `timm_model`, which names the DINOv2 architecture (`dinov2_vitb14` or timm's `vit_base_patch14_dinov2`;
-        ViT-S/B/L); `backbone_weights` (a DINOv2 file in the hub's or timm's layout) fills the encoder."""
+        ViT-S/B/L); `backbone_weights` (a DINOv2 file in the hub's or timm's layout) fills the encoder. The other
+        timm backbone options have no meaning here and are refused unless at their defaults."""
         from pretrained.peer_files import dinov2_architecture_name, load_dinov2_encoder
 
+        refused = [text for bad, text in (
+            (getattr(config, "backbone_pretrained", False), "backbone_pretrained (timm's download; give the DINOv2 "
+                                                            "file as backbone_weights)"),
+            (getattr(config, "face_stream", False), "face_stream (Gaze-LLE has no face stream)"),
+            (getattr(config, "head_position", "prompt") != "prompt", "head_position other than prompt (Gaze-LLE's "
+                                                                     "head token is its prompt)"),
+            (getattr(config, "timm_prefix_tokens", "drop") != "drop", "timm_prefix_tokens keep (Gaze-LLE drops the "
+                                                                      "class token)"),
+            (getattr(config, "depth_flag", False), "depth_flag"),
+            (getattr(config, "adm_attention_module", False), "adm_attention_module"),
+        ) if bad]
+        if refused:
+            raise ValueError("gaze_backbone gazelle does not take " + "; ".join(refused))
         architecture = dinov2_architecture_name(config.timm_model)
         backbone = cls(architecture, config.input_size, config.unet_context_vector)
         if getattr(config, "backbone_weights", None):
@@ -106,12 +121,21 @@ class GazeLLEBackbone(nn.Module):
         return scene + head_map[:, None] * self.head_token.weight.to(scene.dtype)[:, :, None, None]
 
     def _grid_map(self, head_map: torch.Tensor) -> torch.Tensor:
+        """The head map on the token grid: as given, or, for this project's pixel head mask at the input size (the
+        datasets' `head_mask`, 1 on every pixel the box overlaps), its value at each cell's centre pixel. That
+        marks the cells Gaze-LLE's rounding marks except where a box's left or top edge lies less than one input
+        pixel past a cell's middle, or an edge exactly on a middle (a rounding tie); Gaze-LLE's own maps:
+        datasets.peer_transforms.gazelle_head_maps."""
         given = list(head_map.shape)
         if head_map.dim() == 4 and head_map.shape[1] == 1:
             head_map = head_map[:, 0]
+        step = self.scene_backbone.input_size // self.feature_side
+        if head_map.dim() == 3 and tuple(head_map.shape[1:]) == (self.scene_backbone.input_size,) * 2:
+            head_map = head_map[:, step // 2::step, step // 2::step]
         if head_map.dim() != 3 or tuple(head_map.shape[1:]) != (self.feature_side,) * 2:
             raise ValueError(
                 f"gazelle backbone: the head map must lie on the {self.feature_side} x {self.feature_side} token grid "
+                f"or be a {self.scene_backbone.input_size}-pixel head mask "
                 f"([N, {self.feature_side}, {self.feature_side}] or [N, 1, ...]: datasets.peer_transforms."
                 f"gazelle_head_maps of the normalised head boxes, as Gaze-LLE computes it), got {given}")
         return head_map
