@@ -152,3 +152,28 @@ def test_gazelle_is_a_registered_gaze_backbone(tmp_path):
         backbone(image, torch.zeros(3, 1, 56, 56))
     with pytest.raises(ValueError, match="names no DINOv2 encoder"):
         build_backbone("gazelle", SimpleNamespace(**{**vars(config), "timm_model": "resnet50"}))
+
+
+def test_the_projects_pixel_head_mask_becomes_gazelles_map_but_near_a_cell_middle():
+    """What the training loop passes (datasets.transforms.head_mask at 448 px), sampled at the cell centres, is
+    Gaze-LLE's rounded map unless a left / top edge lies less than one pixel past a cell's middle."""
+    import numpy as np
+
+    from datasets.peer_transforms import gazelle_head_maps
+    from datasets.transforms import head_mask
+
+    with torch.device("meta"):
+        encoder = DinoV2Encoder("vits14", 448)
+    backbone = GazeLLEBackbone(dim=32, encoder=encoder)
+    rng = np.random.default_rng(0)
+    compared = 0
+    for _ in range(300):
+        x_min, y_min = rng.uniform(0, 0.8, 2)
+        box = (x_min, y_min, x_min + rng.uniform(0.02, 0.2), y_min + rng.uniform(0.02, 0.2))
+        in_band = any(0.5 <= (edge * 32) % 1 < 0.5 + 1 / 14 for edge in box[:2])
+        same = torch.equal(backbone._grid_map(head_mask(box, 448)[None].float()), gazelle_head_maps([box]))
+        assert same or in_band, box
+        compared += not in_band
+    assert compared > 200
+    near = (8.52 / 32, 0.1, 0.5, 0.5)  # left edge 0.02 cell (0.3 px) past the middle of cell 8
+    assert not torch.equal(backbone._grid_map(head_mask(near, 448)[None].float()), gazelle_head_maps([near]))
