@@ -1,6 +1,7 @@
 """get_model(config): builds the GazeDiffusionModel from the project's options (read by name with getattr)."""
 
 import models.timm_backbone  # noqa: F401  (registers "timm"; timm itself is imported when one is built)
+import models.gazelle  # noqa: F401  (registers "gazelle", Gaze-LLE's backbone)
 from models.backbones import build_backbone, import_backbone_plugins
 from models.gaze_diffusion import SCENE_CHANNELS, GazeDiffusionModel
 from models.inout import InOutHead

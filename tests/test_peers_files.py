@@ -125,6 +125,18 @@ def test_a_release_file_that_does_not_fit_loads_nothing(layouts, tmp_path):
     assert len(report.loaded) == 40 and torch.equal(temporal.convlstm.weight_ih_l0, before)
 
 
+def test_building_a_model_registers_gazelle_in_a_fresh_process():
+    """main.py, predict.py and evaluation build models through models.build: the name must be known there without
+    importing models.gazelle first."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    code = "from models.build import get_model; from models.backbones import BACKBONES; print(sorted(BACKBONES))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "'gazelle'" in result.stdout, result.stderr[-2000:]
+
+
 def test_gazelle_is_a_registered_gaze_backbone(tmp_path):
     """Built from the options like every backbone (here a ViT-S/14 at 56 px: a 4 x 4 token grid), with DINOv2 weights
     from `backbone_weights`; one image serves all the people of a frame."""
