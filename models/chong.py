@@ -105,12 +105,12 @@ class ChongSpatial(nn.Module):
         super().__init__()
         self.gaze_backbone = _chong_backbone(Bottleneck)
         self.inout_head = InOutHead(self.gaze_backbone.feature_channels, self.gaze_backbone.feature_side ** 2)
-        self.decoder = ChongHeatmapDecoder()
+        self.heatmap_decoder = ChongHeatmapDecoder()
 
     def forward(self, image: torch.Tensor, head_channel: torch.Tensor,
                 face: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.gaze_backbone(image, head_channel, face)
-        return self.decoder(features["scene_encoding"]), self.inout_head(features["scene_face_feat"])
+        return self.heatmap_decoder(features["scene_encoding"]), self.inout_head(features["scene_face_feat"])
 
 
 class ConvLSTM(nn.Module):
@@ -199,7 +199,7 @@ class ChongSpatioTemporal(nn.Module):
         self.inout_head = InOutHead(self.gaze_backbone.feature_channels, self.gaze_backbone.feature_side ** 2)
         self.convlstm = ConvLSTM(ENCODING_CHANNELS, ENCODING_CHANNELS, kernel_size=3, num_layers=num_lstm_layers,
                                  dropout=0.5)
-        self.decoder = ChongHeatmapDecoder(single_frame_rule=True)
+        self.heatmap_decoder = ChongHeatmapDecoder(single_frame_rule=True)
 
     def forward(self, image: torch.Tensor, head_channel: torch.Tensor, face: torch.Tensor, hidden: Hidden | None = None,
                 batch_sizes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, Hidden]:
@@ -207,7 +207,7 @@ class ChongSpatioTemporal(nn.Module):
         inout_logit = self.inout_head(features["scene_face_feat"])
         steps, hidden = self.convlstm(features["scene_encoding"],
                                       [image.shape[0]] if batch_sizes is None else batch_sizes, hidden)
-        return self.decoder(steps), inout_logit, hidden
+        return self.heatmap_decoder(steps), inout_logit, hidden
 
 
 def run_tracks(model: ChongSpatioTemporal, tracks: Sequence[dict[str, torch.Tensor]], chunk_size: int = 3,

@@ -6,7 +6,8 @@
   is encoded once for all its people (`person_independent_scene`).
 - `GazeLLEDecoder`: the optional in/out token in front of the tokens -> 3 transformer blocks (timm's `Block`, as
   Gaze-LLE) -> transposed-conv heatmap head with a sigmoid (64 x 64 at 448 px) and the in/out head on the in/out
-  token (a logit; Gaze-LLE's score is its sigmoid).
+  token (a logit; Gaze-LLE's score is its sigmoid); it takes and returns what the framework's direct heatmap
+  decoders do (models/decoders.py on main).
 - `GazeLLE`: both, called like Gaze-LLE's model on several images with their people.
 
 The head map is the token grid with 1 on the cells of the person's head box (datasets.peer_transforms: boxes
@@ -19,7 +20,6 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.backbones import register_backbone, to_tokens
@@ -93,6 +93,9 @@ class GazeLLEBackbone(nn.Module):
         ) if bad]
         if refused:
             raise ValueError("gaze_backbone gazelle does not take " + "; ".join(refused))
+        if not getattr(config, "timm_model", None):
+            raise ValueError("gaze_backbone gazelle: set timm_model to its DINOv2 encoder (dinov2_vitb14, "
+                             "dinov2_vitl14 or timm's vit_base_patch14_dinov2, ...)")
         architecture = dinov2_architecture_name(config.timm_model)
         backbone = cls(architecture, config.input_size, config.unet_context_vector)
         if getattr(config, "backbone_weights", None):
@@ -148,19 +151,20 @@ class GazeLLEBackbone(nn.Module):
 
 
 class GazeLLEDecoder(nn.Module):
-    """forward(tokens [N, side^2, dim] from `GazeLLEBackbone`) -> (heatmap [N, 1, 2 side, 2 side] in [0, 1] (resized
-    to `output_size` when that differs), in/out logit [N] (positive: target in the frame) or None without `inout`).
+    """forward(features) -> {"heatmap": [N, 1, 2 side, 2 side] in [0, 1], "heatmap_logits": the map before the
+    sigmoid, "inout_logit": [N] (positive: target in the frame; only with `inout`)}, `features["conditioning"]`
+    being the [N, side^2, dim] tokens of `GazeLLEBackbone` (the direct decoders' contract of models/decoders.py).
 
     Parameter names are Gaze-LLE's (`inout_token`, `transformer`, `heatmap_head`, `inout_head`; the sigmoids, which
-    have no parameters, are applied in forward).
+    have no parameters, are applied in forward). Gaze-LLE's final resize to its `out_size` is not built: at its
+    448-pixel input the map already is its 64 x 64 (2 x 32), and the resize a no-op.
     """
 
-    def __init__(self, dim: int = DIM, num_layers: int = 3, num_heads: int = 8, inout: bool = False,
-                 output_size: int = 64):
+    def __init__(self, dim: int = DIM, num_layers: int = 3, num_heads: int = 8, inout: bool = False):
         super().__init__()
         from timm.models.vision_transformer import Block  # Gaze-LLE's transformer block, with its defaults
 
-        self.dim, self.output_size = dim, output_size
+        self.dim = dim
         self.inout_token = nn.Embedding(1, dim) if inout else None
         self.transformer = nn.Sequential(*[Block(dim=dim, num_heads=num_heads, mlp_ratio=4, drop_path=0.1)
                                            for _ in range(num_layers)])
@@ -173,7 +177,8 @@ class GazeLLEDecoder(nn.Module):
     def inout(self) -> bool:
         return self.inout_token is not None
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tokens = features["conditioning"]
         people, cells, dim = tokens.shape
         side = math.isqrt(cells)
         if side * side != cells or dim != self.dim:
@@ -181,28 +186,25 @@ class GazeLLEDecoder(nn.Module):
         if self.inout_token is not None:
             tokens = torch.cat([self.inout_token.weight[None].expand(people, -1, -1).to(tokens.dtype), tokens], dim=1)
         tokens = self.transformer(tokens)
-        inout_logit = None
+        outputs = {}
         if self.inout_head is not None:
-            inout_logit = self.inout_head(tokens[:, 0]).squeeze(-1)
+            outputs["inout_logit"] = self.inout_head(tokens[:, 0]).squeeze(-1)
             tokens = tokens[:, 1:]
-        grid = tokens.reshape(people, side, side, dim).permute(0, 3, 1, 2)
-        heatmap = torch.sigmoid(self.heatmap_head(grid))
-        if heatmap.shape[-1] != self.output_size:  # Gaze-LLE resizes to out_size (bilinear, antialiased)
-            heatmap = F.interpolate(heatmap, size=(self.output_size,) * 2, mode="bilinear", align_corners=False,
-                                    antialias=True)
-        return heatmap, inout_logit
+        logits = self.heatmap_head(tokens.reshape(people, side, side, dim).permute(0, 3, 1, 2))
+        return {"heatmap": torch.sigmoid(logits), "heatmap_logits": logits, **outputs}
 
 
 class GazeLLE(nn.Module):
-    """Gaze-LLE whole: `gaze_backbone` (GazeLLEBackbone) and `decoder` (GazeLLEDecoder); `variant` names the released
-    model it is (e.g. gazelle_dinov2_vitb14_inout), set by pretrained/peer_files.py."""
+    """Gaze-LLE whole: `gaze_backbone` (GazeLLEBackbone) and `heatmap_decoder` (GazeLLEDecoder, under the name the
+    framework gives direct decoders); `variant` names the released model it is (e.g. gazelle_dinov2_vitb14_inout),
+    set by pretrained/peer_files.py."""
 
     def __init__(self, gaze_backbone: GazeLLEBackbone, decoder: GazeLLEDecoder, variant: str | None = None):
         super().__init__()
         if decoder.dim != gaze_backbone.context_dim:
             raise ValueError(f"Gaze-LLE decoder of width {decoder.dim} on a backbone of width "
                              f"{gaze_backbone.context_dim}")
-        self.gaze_backbone, self.decoder, self.variant = gaze_backbone, decoder, variant
+        self.gaze_backbone, self.heatmap_decoder, self.variant = gaze_backbone, decoder, variant
 
     def forward(self, images: torch.Tensor, head_map: torch.Tensor,
                 people_per_image: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -218,5 +220,6 @@ class GazeLLE(nn.Module):
         scene = self.gaze_backbone.scene_features(images)
         scene = scene.repeat_interleave(torch.tensor(counts, device=scene.device), dim=0)
         tokens = to_tokens(self.gaze_backbone.prompt(scene, head_map))
-        heatmap, inout_logit = self.decoder(tokens)
-        return heatmap[:, 0], None if inout_logit is None else torch.sigmoid(inout_logit)
+        outputs = self.heatmap_decoder({"conditioning": tokens})
+        inout_logit = outputs.get("inout_logit")
+        return outputs["heatmap"][:, 0], None if inout_logit is None else torch.sigmoid(inout_logit)

@@ -34,13 +34,13 @@ GAZELLE_RULES = [
     (r"backbone\.model\.", "gaze_backbone.scene_backbone."),
     (r"linear\.", "gaze_backbone.scene_projection."),
     (r"(pos_embed|head_token\.)", r"gaze_backbone.\1"),
-    (r"(inout_token|transformer|heatmap_head|inout_head)\.", r"decoder.\1."),
+    (r"(inout_token|transformer|heatmap_head|inout_head)\.", r"heatmap_decoder.\1."),
 ]
 # DINOv2's names are the encoder's own (models/dinov2.py); the hub's mask token (masked-image training) is unused.
 DINOV2_RULES = [(r"mask_token$", None), (r"(cls_token$|pos_embed$|patch_embed\.proj\.|blocks\.\d+\.|norm\.)", r"\1")]
 # Chong et al.'s flat names -> models.chong's: the `chong` scheme (backbone, attention, encoder, in/out head) plus
 # their heatmap decoder and ConvLSTM, which that scheme drops (the diffusion models replace them).
-CHONG_RULES = ([(r"(deconv\d|deconv_bn\d|conv4)\.", r"decoder.\1."), (r"convlstm_scene\.", "convlstm.")]
+CHONG_RULES = ([(r"(deconv\d|deconv_bn\d|conv4)\.", r"heatmap_decoder.\1."), (r"convlstm_scene\.", "convlstm.")]
                + SCHEMES["chong"])
 CHONG_SIGNATURE = re.compile(r"(conv1|bn1|layer\d+)_(scene|face)\.|compress_(conv|bn)\d|convlstm_scene\.|fc_inout\."
                              r"|deconv(_bn)?\d\.|conv4\.")

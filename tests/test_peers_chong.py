@@ -96,5 +96,5 @@ def test_a_spatial_model_starts_the_spatiotemporal_one(spatial_file):
     assert any(".bn_ds." in key for key in report.missing)
     assert not [key for key in report.missing if not (key.startswith("convlstm.") or ".bn_ds." in key or
                                                       key.endswith("positional_encoding.inv_freq"))]
-    loaded = dict(model.named_parameters())["decoder.conv4.weight"]
+    loaded = dict(model.named_parameters())["heatmap_decoder.conv4.weight"]
     assert torch.equal(loaded, recipe.weight("conv4.weight", (1, 1, 1, 1)) * 0.05)

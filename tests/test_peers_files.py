@@ -113,7 +113,7 @@ def test_a_release_file_that_does_not_fit_loads_nothing(layouts, tmp_path):
         dinov2 = DinoV2Encoder("vitb14", 448)
     torn = shaped(layouts["gazelle_dinov2_vitb14"], drop=("transformer.2.mlp.fc2.bias",))
     with pytest.raises(CheckpointError, match=r"torn.pt: does not fit GazeLLE; nothing loaded: model tensors the file "
-                                              r"lacks \(1\): \['decoder.transformer.2.mlp.fc2.bias'\]"):
+                                              r"lacks \(1\): \['heatmap_decoder.transformer.2.mlp.fc2.bias'\]"):
         build_gazelle(write(tmp_path / "torn.pt", torn), encoder=dinov2)
     wide = shaped(layouts["gazelle_dinov2_vitb14"], extra={"head_token.weight": torch.zeros(1, 128)})
     with pytest.raises(CheckpointError, match=r"nothing loaded: head_token.weight: file \[1, 128\], model \[1, 256\]"):
@@ -160,10 +160,17 @@ def test_gazelle_is_a_registered_gaze_backbone(tmp_path):
     assert shared["conditioning"].shape == (3, 16, 32) and shared["scene_face_feat"].shape == (3, 32, 4, 4)
     assert torch.allclose(shared["conditioning"], separate["conditioning"], atol=1e-6)
     assert not torch.allclose(shared["conditioning"][0], shared["conditioning"][1])
-    with pytest.raises(ValueError, match=r"head map must lie on the 4 x 4 token grid .*got \[3, 1, 56, 56\]"):
-        backbone(image, torch.zeros(3, 1, 56, 56))
+    with torch.no_grad():  # the project's pixel mask at the input size: sampled at the cell centres
+        from_pixels = backbone(image, maps.repeat_interleave(14, dim=1).repeat_interleave(14, dim=2)[:, None])
+    assert torch.equal(from_pixels["conditioning"], shared["conditioning"])
+    with pytest.raises(ValueError, match=r"token grid or be a 56-pixel head mask .*got \[3, 1, 28, 28\]"):
+        backbone(image, torch.zeros(3, 1, 28, 28))
+    with pytest.raises(ValueError, match="set timm_model to its DINOv2 encoder"):
+        build_backbone("gazelle", SimpleNamespace(**{**vars(config), "timm_model": None}))
     with pytest.raises(ValueError, match="names no DINOv2 encoder"):
         build_backbone("gazelle", SimpleNamespace(**{**vars(config), "timm_model": "resnet50"}))
+    with pytest.raises(ValueError, match=r"does not take backbone_pretrained .*; face_stream"):
+        build_backbone("gazelle", SimpleNamespace(**{**vars(config), "backbone_pretrained": True, "face_stream": True}))
 
 
 def test_the_projects_pixel_head_mask_becomes_gazelles_map_but_near_a_cell_middle():

@@ -94,12 +94,13 @@ def test_vitb14_variants_equal_gazelle(reference, tmp_path):
     assert_close(inout, expected["inout"], "vitb14_inout in/out")
     # The GazeFollow model on the same (shared) encoder, whose features it is given: no in/out head.
     plain = build_gazelle(files["gazelle_dinov2_vitb14"], encoder=model.gaze_backbone.scene_backbone)
-    assert plain.variant == "gazelle_dinov2_vitb14" and plain.decoder.inout_head is None
+    assert plain.variant == "gazelle_dinov2_vitb14" and plain.heatmap_decoder.inout_head is None
     scene_tokens = (features.repeat_interleave(torch.tensor(counts), dim=0), None)  # one image per person
     with torch.no_grad():
-        heatmap, inout = plain.decoder(plain.gaze_backbone(None, head_map, scene_tokens=scene_tokens)["conditioning"])
-    heatmap = heatmap[:, 0]
-    assert inout is None
+        outputs = plain.heatmap_decoder(plain.gaze_backbone(None, head_map, scene_tokens=scene_tokens))
+    heatmap = outputs["heatmap"][:, 0]
+    assert "inout_logit" not in outputs
+    assert torch.equal(torch.sigmoid(outputs["heatmap_logits"]), outputs["heatmap"])
     assert_close(heatmap, reference["outputs"]["gazelle_dinov2_vitb14"]["heatmap"], "vitb14 heatmaps")
 
 
@@ -116,7 +117,8 @@ def test_vitl14_variants_equal_gazelle_with_timm_weights(reference, tmp_path):
     with torch.no_grad():
         scene_tokens = model.gaze_backbone.encode_scene(images)
         features = model.gaze_backbone(None, head_map, scene_tokens=scene_tokens)
-        heatmap, inout_logit = model.decoder(features["conditioning"])
+        outputs = model.heatmap_decoder(features)
+        heatmap, inout_logit = outputs["heatmap"], outputs["inout_logit"]
     projection = recipe.projection(8001, scene_tokens[0].shape[1])
     assert_close(torch.einsum("bchw,co->bohw", scene_tokens[0], projection), expected["features_projection"],
                  "DINOv2 ViT-L/14 features")
@@ -125,6 +127,7 @@ def test_vitl14_variants_equal_gazelle_with_timm_weights(reference, tmp_path):
     plain = build_gazelle(files["gazelle_dinov2_vitl14"], encoder=model.gaze_backbone.scene_backbone)
     with torch.no_grad():
         features = plain.gaze_backbone(None, head_map, scene_tokens=scene_tokens)
-        heatmap, inout_logit = plain.decoder(features["conditioning"])
-    assert inout_logit is None
+        outputs = plain.heatmap_decoder(features)
+    heatmap = outputs["heatmap"]
+    assert "inout_logit" not in outputs
     assert_close(heatmap[:, 0], reference["outputs"]["gazelle_dinov2_vitl14"]["heatmap"], "vitl14 heatmaps")

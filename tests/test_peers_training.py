@@ -56,7 +56,7 @@ def test_gazelle_decoder_learns_a_heatmap_with_gazelles_loss(single_thread):
     torch.manual_seed(0)
     backbone = GazeLLEBackbone("vits14", 56, dim=32)
     backbone.scene_backbone.requires_grad_(False)
-    model = GazeLLE(backbone, GazeLLEDecoder(32, num_layers=1, inout=True, output_size=8))
+    model = GazeLLE(backbone, GazeLLEDecoder(32, num_layers=1, inout=True))
     images, head_map = recipe.image_batch(11, 2, 56), torch.zeros(2, 4, 4)
     head_map[0, :2, :2] = head_map[1, 2:, 2:] = 1
     target = torch.zeros(2, 8, 8)
@@ -91,5 +91,5 @@ def test_chong_spatiotemporal_model_trains_through_the_convlstm():
         heatmap, inout, hidden = model(frames["image"], frames["head_channel"], frames["face"], hidden,
                                        [1] * length)
         (heatmap.square().mean() + inout.square().mean()).backward()
-    assert model.convlstm.weight_hh_l1.grad.abs().sum() > 0 and model.decoder.conv4.weight.grad is not None
+    assert model.convlstm.weight_hh_l1.grad.abs().sum() > 0 and model.heatmap_decoder.conv4.weight.grad is not None
     assert hidden[0].shape == (2, 1, 512, 7, 7)
