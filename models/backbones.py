@@ -176,22 +176,23 @@ class SceneFaceStreams(nn.Module):
     Bottleneck ResNets in the original's layout. Base of the registered backbones: builds, checks and runs them."""
 
     def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
-                 use_face: bool = True, head_attention: bool = False, depth_layers=None, depth_inplanes: int = 64):
+                 use_face: bool = True, head_attention: bool = False, depth_layers=None, depth_inplanes: int = 64,
+                 block: type[nn.Module] = Bottleneck):
         super().__init__()
         if head_attention and not use_face:
             raise ValueError("adm_attention_module: true needs the face stream (its weights come from the face "
                              "features), but head_flag is false")
         self.input_size = input_size
-        self.scene_backbone = ResNet(Bottleneck, scene_layers, inplanes=scene_inplanes, in_channels=4)
+        self.scene_backbone = ResNet(block, scene_layers, inplanes=scene_inplanes, in_channels=4)
         self.stream_channels = self.scene_backbone.out_channels
         self.feature_side = self.scene_backbone.output_size(input_size)
         self.face_backbone = None
         if use_face:
-            self.face_backbone = ResNet(Bottleneck, face_layers, inplanes=face_inplanes, in_channels=3)
+            self.face_backbone = ResNet(block, face_layers, inplanes=face_inplanes, in_channels=3)
             self._check_same_shape("face", self.face_backbone, face_layers, face_inplanes, scene_layers, scene_inplanes)
         self.depth_backbone = None
         if depth_layers is not None:
-            self.depth_backbone = ResNet(Bottleneck, depth_layers, inplanes=depth_inplanes, in_channels=4)
+            self.depth_backbone = ResNet(block, depth_layers, inplanes=depth_inplanes, in_channels=4)
             self._check_same_shape("depth", self.depth_backbone, depth_layers, depth_inplanes, scene_layers,
                                    scene_inplanes)
         self.attn = None
@@ -408,13 +409,14 @@ class SceneEncoder(nn.Module):
 @register_backbone("chong")
 class ChongGazeBackbone(SceneFaceStreams):
     """Chong et al. 2020's layout: head-conditioned attention on the scene map, cat(attended scene, face)
-    (`scene_face_feat`, 2048 x 7 x 7) through the encoder to 512 x 7 x 7, whose cells (plus a 2-D positional
-    encoding) are the conditioning tokens (49 x 512)."""
+    (`scene_face_feat`, 2048 x 7 x 7) through the encoder to 512 x 7 x 7 (`scene_encoding`, the input of Chong's
+    own heatmap decoder, models/chong.py), whose cells (plus a 2-D positional encoding) are the conditioning tokens
+    (49 x 512). `block`: the ResNets' block (Chong's spatio-temporal model has its own, models.chong)."""
 
     def __init__(self, scene_layers, face_layers, scene_inplanes: int, face_inplanes: int, input_size: int,
-                 context_dim: int, depth_layers=None, depth_inplanes: int = 64):
+                 context_dim: int, depth_layers=None, depth_inplanes: int = 64, block: type[nn.Module] = Bottleneck):
         super().__init__(scene_layers, face_layers, scene_inplanes, face_inplanes, input_size, use_face=True,
-                         head_attention=True, depth_layers=depth_layers, depth_inplanes=depth_inplanes)
+                         head_attention=True, depth_layers=depth_layers, depth_inplanes=depth_inplanes, block=block)
         self.feature_channels = 2 * self.stream_channels
         self.scene_encoder = SceneEncoder(self.feature_channels)
         self.depth_encoder = SceneEncoder(self.feature_channels) if depth_layers is not None else None
@@ -450,4 +452,5 @@ class ChongGazeBackbone(SceneFaceStreams):
             encoding = encoding + self.depth_encoder(torch.cat([depth_map, face_map], dim=1))
             spatial = scene_map + depth_map
         scene_face_feat = torch.cat([spatial, face_map], dim=1)
-        return {"conditioning": to_tokens(self.positional_encoding(encoding)), "scene_face_feat": scene_face_feat}
+        return {"conditioning": to_tokens(self.positional_encoding(encoding)), "scene_face_feat": scene_face_feat,
+                "scene_encoding": encoding}

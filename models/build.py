@@ -2,6 +2,7 @@
 (read by name with getattr)."""
 
 import models.timm_backbone  # noqa: F401  (registers "timm"; timm itself is imported when one is built)
+import models.gazelle  # noqa: F401  (registers "gazelle", Gaze-LLE's backbone)
 from models.backbones import build_backbone, import_backbone_plugins
 from models.decoders import decoder_spec
 from models.gaze_diffusion import GazeDiffusionModel
